@@ -1,0 +1,58 @@
+"""Augmentation of whole batches on the device: one affine grid and one grid_sample per
+batch, never a per-image Python loop. Labels are untouched: each image moves, not its class."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+SIDE = 28
+
+
+def _affine(count, generator, device, max_shift, max_degrees, max_scale):
+    """(B, 2, 3) matrices mapping output to input coordinates in [-1, 1]."""
+
+    def uniform(low, high):
+        return torch.rand(count, generator=generator, device=device) * (high - low) + low
+
+    angle = uniform(-max_degrees, max_degrees) * math.pi / 180
+    scale = uniform(1 - max_scale, 1 + max_scale)
+    shift = max_shift * 2 / SIDE  # pixels -> normalised coordinates
+    tx, ty = uniform(-shift, shift), uniform(-shift, shift)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+
+
+def _smooth_noise(count, generator, device, sigma=4.0, alpha=1.2):
+    """Elastic displacement field (B, 28, 28, 2): white noise blurred by a Gaussian, in pixels
+    of size `alpha`, as in Simard et al. (2003)."""
+    noise = torch.rand(count * 2, 1, SIDE, SIDE, generator=generator, device=device) * 2 - 1
+    radius = int(2 * sigma)
+    taps = torch.arange(-radius, radius + 1, device=device, dtype=noise.dtype)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    noise = F.conv2d(noise, kernel.view(1, 1, 1, -1), padding=(0, radius))
+    noise = F.conv2d(noise, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+    noise = noise / noise.abs().amax(dim=(2, 3), keepdim=True).clamp(min=1e-6)
+    return noise.view(count, 2, SIDE, SIDE).permute(0, 2, 3, 1) * alpha * 2 / SIDE
+
+
+def apply(x: torch.Tensor, kind: str, generator: torch.Generator, background: float):
+    """Augment a batch of flattened images x (B, 784), returning a new tensor.
+
+    shift: up to 2 px; affine: up to 2 px, 12 degrees and 10% scale; elastic: affine plus a
+    smooth displacement field. Uncovered pixels take the `background` value.
+    """
+    if kind == "none":
+        return x
+    count = len(x)
+    if kind == "shift":
+        theta = _affine(count, generator, x.device, 2.0, 0.0, 0.0)
+    else:
+        theta = _affine(count, generator, x.device, 2.0, 12.0, 0.1)
+    images = x.reshape(count, 1, SIDE, SIDE) - background  # background -> 0 for zero padding
+    grid = F.affine_grid(theta.to(x.dtype), list(images.shape), align_corners=False)
+    if kind == "elastic":
+        grid = grid + _smooth_noise(count, generator, x.device).to(x.dtype)
+    moved = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (moved + background).reshape(count, -1)

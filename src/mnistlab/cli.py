@@ -1,0 +1,474 @@
+"""The command line: the only module that prints, draws progress bars or handles signals.
+
+Training flags are made from TrainConfig's fields, so each default is written once (in
+config.py). Flags not given stay unset and fall back to, in order: the checkpoint being
+resumed, a --config TOML file, a --recipe, then TrainConfig's defaults.
+"""
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from mnistlab.config import ASSIGNMENT, TrainConfig, from_dict, load_toml
+from mnistlab.errors import CheckpointError, ConfigError, MnistlabError
+
+# Named starting points; flags given on the command line override them.
+RECIPES = {
+    "default": {},
+    "assignment": ASSIGNMENT,  # the course notebook's own setting
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit 2) instead of the whole usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    group = parser.add_argument_group("training settings (defaults from TrainConfig)")
+    for item in dataclasses.fields(TrainConfig):
+        if item.name in skip:
+            continue
+        flag = "--" + item.name.replace("_", "-")
+        default = item.default
+        options = dict(
+            dest=item.name,
+            default=argparse.SUPPRESS,
+            help=f"{item.metadata['help']} (default: {_show(default)})",
+        )
+        if isinstance(default, bool):
+            options["action"] = argparse.BooleanOptionalAction
+        elif isinstance(default, tuple):
+            options.update(nargs="*", type=int, metavar="WIDTH")
+        elif default is not None:
+            options["type"] = type(default)
+        group.add_argument(flag, **options)
+
+
+def _show(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def given_settings(args: argparse.Namespace) -> dict:
+    names = {item.name for item in dataclasses.fields(TrainConfig)}
+    return {name: value for name, value in vars(args).items() if name in names}
+
+
+def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    """recipe -> TOML file -> flags, each overriding the one before."""
+    config = base or TrainConfig(**RECIPES[getattr(args, "recipe", None) or "default"])
+    if getattr(args, "config", None):
+        config = load_toml(args.config, config)
+    return from_dict(given_settings(args), config)
+
+
+def progress_wanted(args) -> bool:
+    return sys.stderr.isatty() and not getattr(args, "quiet", False)
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def cmd_data(args) -> int:
+    from mnistlab import data
+
+    load_options = dict(mirrors=tuple(args.mirror), progress=progress_wanted(args))
+    if args.action == "fetch":
+        files = data.locate(args.dataset, args.data_dir, **load_options)
+        for key, path in files.items():
+            print(f"{key:13} {path}")
+        return 0
+    dataset = data.load(args.dataset, args.data_dir, **load_options)
+    if args.action == "info":
+        spec = data.get_spec(args.dataset)
+        print(
+            f"{dataset.name}: {len(dataset.train):,} training and {len(dataset.test):,} test "
+            f"images of {tuple(dataset.train.images.shape[1:])}, {len(dataset.classes)} classes"
+        )
+        for key, path in dataset.files.items():
+            print(f"  {spec.files[key].name:28} sha256 OK  {path}")
+        width = max(len("class"), *(len(name) for name in dataset.classes))
+        print(f"  {'class':{width}}  {'train':>6}  {'test':>6}")
+        train_counts, test_counts = (
+            data.class_counts(dataset.train),
+            data.class_counts(dataset.test),
+        )
+        for name, train_count, test_count in zip(
+            dataset.classes, train_counts, test_counts, strict=True
+        ):
+            print(f"  {name:{width}}  {train_count:6}  {test_count:6}")
+        return 0
+    from mnistlab import plots
+
+    split = dataset.train if args.split == "train" else dataset.test
+    path = plots.samples(split, dataset.classes, args.out, per_class=args.rows, seed=args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+# --- train -----------------------------------------------------------------------------------
+
+
+class StopFlag:
+    """The first Ctrl-C asks training to stop after the current step; a second one aborts."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+
+
+def _default_out(config: TrainConfig) -> Path:
+    return Path("runs") / f"{config.dataset}-{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _epoch_line(record: dict, epochs: int) -> str:
+    line = (
+        f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}  "
+        f"test loss {record['test_loss']:.4f}  test acc {100 * record['test_accuracy']:.2f}%"
+    )
+    if "val_accuracy" in record:
+        line += f"  val acc {100 * record['val_accuracy']:.2f}%"
+    return line + (f"  {record['seconds']:.1f} s  ({record['samples_per_second']:,.0f} samples/s)")
+
+
+def cmd_train(args) -> int:
+    from mnistlab import checkpoint, data, runs
+    from mnistlab import train as training
+
+    resumed = None
+    if args.resume:
+        resumed = checkpoint.load(args.resume)
+        config = config_from_args(args, resumed["config"])
+        out = checkpoint.resolve(args.resume).parent
+    else:
+        config = config_from_args(args)
+        out = Path(args.out) if args.out else _default_out(config)
+        if (out / checkpoint.FILENAME).exists():
+            raise ConfigError(
+                f"{out} already holds a run; continue it with --resume {out} "
+                "or choose another --out"
+            )
+    if args.dry_run:
+        config = dataclasses.replace(config, epochs=1)
+    device = training.resolve_device(config.device)
+    dataset = data.load(
+        config.dataset, config.data_dir, mirrors=tuple(args.mirror), progress=progress_wanted(args)
+    )
+    tensors = training.prepare(config, dataset, device)
+    if args.dry_run:  # a quick end-to-end check: two batches of training, a slice of the test
+        keep = 2 * config.batch_size
+        tensors = dataclasses.replace(
+            tensors,
+            x_train=tensors.x_train[:keep],
+            y_train=tensors.y_train[:keep],
+            x_test=tensors.x_test[:1000],
+            y_test=tensors.y_test[:1000],
+        )
+    model, optimizer = training.build(config, device)
+    position, history = None, []
+    if resumed is not None:
+        checkpoint.load_weights(model, resumed["model"], str(args.resume))
+        try:
+            optimizer.load_state_dict(resumed["optimizer"])
+        except (ValueError, KeyError, IndexError) as error:
+            raise CheckpointError(
+                f"{args.resume}: optimizer state does not fit --optimizer "
+                f"{config.optimizer} ({error})"
+            ) from None
+        position = training.Position(resumed["epoch"], resumed["batch"], resumed["rng"])
+        history = resumed["history"]
+        if position.epoch >= config.epochs:
+            raise ConfigError(
+                f"{out} already finished {position.epoch} epochs; "
+                "pass a larger --epochs to train on"
+            )
+
+    runs.write_config(out, config)
+    print(f"training {describe(config)} on {config.dataset} ({device}); run folder {out}")
+    for record in history:
+        print(_epoch_line(record, config.epochs))
+
+    def save(position, history):
+        checkpoint.save(
+            out / checkpoint.FILENAME,
+            config=config,
+            model=model,
+            optimizer=optimizer,
+            epoch=position.epoch,
+            batch=position.batch,
+            history=history,
+            normalization=tensors.normalization,
+            rng=position.rng,
+        )
+        runs.write_metrics(out, history)
+
+    bar = _progress_bar(args, config)
+
+    def on_batch(done, total):
+        if bar is not None:
+            if done == 1 or bar.total != total:
+                bar.reset(total=total)
+            bar.update(done - bar.n)
+
+    seen = list(history)
+
+    def on_epoch(record, position):
+        if bar is not None:
+            bar.clear()
+        print(_epoch_line(record, config.epochs), flush=True)
+        seen.append(record)
+        save(position, seen)  # every finished epoch is on disk before the next one starts
+
+    stop = StopFlag()
+    previous_handler = signal.signal(signal.SIGINT, stop.handle)
+    try:
+        result = training.train(
+            config,
+            tensors,
+            model=model,
+            optimizer=optimizer,
+            position=position,
+            history=history,
+            on_batch=on_batch,
+            on_epoch=on_epoch,
+            should_stop=stop,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+        if bar is not None:
+            bar.close()
+    save(result.position, result.history)
+    if result.interrupted:
+        print(
+            f"interrupted at epoch {result.position.epoch + 1}, batch {result.position.batch}; "
+            f"checkpoint saved. Continue with: mnistlab train --resume {out}"
+        )
+        return 130
+    final = result.history[-1]
+    total_seconds = sum(record["seconds"] for record in result.history)
+    print(
+        f"test accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} epochs "
+        f"({total_seconds:.1f} s of training); run saved in {out}"
+    )
+    return 0
+
+
+def describe(config: TrainConfig) -> str:
+    if config.model == "logreg":
+        shape = "logistic regression 784-10"
+    else:
+        shape = "MLP " + "-".join(map(str, config.layer_sizes)) + f" ({config.activation})"
+    return (
+        f"{shape}, impl {config.impl}, {config.optimizer} lr {config.lr:g} "
+        f"{config.schedule}, batch {config.batch_size}, {config.epochs} epochs"
+    )
+
+
+def _progress_bar(args, config):
+    if not progress_wanted(args):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=1, unit="batch", leave=False, dynamic_ncols=True)
+
+
+# --- params, evaluate, compare ---------------------------------------------------------------
+
+
+def cmd_params(args) -> int:
+    from mnistlab import models
+
+    config = config_from_args(args)
+    rows, total = [], 0
+    model = models.build_from_config(config)
+    for name, value in model.named_parameters():
+        rows.append((name, "x".join(map(str, value.shape)), value.numel()))
+        total += value.numel()
+    baseline = models.count_parameters(models.build("logreg"))
+    width = max(len(name) for name, _, _ in rows)
+    title = describe(config).split(",")[0]
+    print(f"trainable parameters of the {title}")
+    print(f"  {'parameter':{width}}  {'shape':>9}  {'count':>11}")
+    for name, shape, count in rows:
+        print(f"  {name:{width}}  {shape:>9}  {count:11,}")
+    print(f"  {'total':{width}}  {'':9}  {total:11,}")
+    print(
+        f"logistic regression (784-10): {baseline:,} parameters; "
+        f"this model has {total / baseline:.1f}x as many"
+    )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from mnistlab import checkpoint, data, models
+    from mnistlab import train as training
+    from mnistlab.evaluate import evaluate
+
+    saved = checkpoint.load(args.run)
+    config = saved["config"]
+    if args.data_dir:
+        config = dataclasses.replace(config, data_dir=args.data_dir)
+    device = training.resolve_device(args.device)
+    model = models.build_from_config(config).to(device)
+    checkpoint.load_weights(model, saved["model"], str(args.run))
+    dataset = data.load(config.dataset, config.data_dir, progress=progress_wanted(args))
+    mean, std = saved["normalization"]
+    x = data.to_inputs(dataset.test.images, mean, std, device)
+    result = evaluate(model, x, dataset.test.labels.to(device), len(dataset.classes))
+    if args.json:
+        print(json.dumps(result.as_dict(dataset.classes)))
+        return 0
+    print(
+        f"{describe(config)}\ntest loss {result.loss:.4f}  "
+        f"test accuracy {100 * result.accuracy:.2f}% on {len(x):,} images"
+    )
+    width = max(len("class"), *(len(name) for name in dataset.classes))
+    print(f"{'class':{width}}  accuracy")
+    for name, accuracy in zip(dataset.classes, result.per_class_accuracy, strict=True):
+        print(f"{name:{width}}  {100 * accuracy:7.2f}%")
+    print("confusion matrix (rows: true class, columns: predicted)")
+    print("      " + "".join(f"{index:>6}" for index in range(len(dataset.classes))))
+    for index, row in enumerate(result.confusion.tolist()):
+        print(f"{index:>6}" + "".join(f"{count:>6}" for count in row))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from mnistlab import data
+    from mnistlab import train as training
+
+    config = config_from_args(args)
+    device = training.resolve_device(config.device)
+    dataset = data.load(config.dataset, config.data_dir, progress=progress_wanted(args))
+    tensors = training.prepare(config, dataset, device)
+    print(f"{describe(config)}: the same initial weights and batch order for each impl")
+    results = {}
+    for impl in ("module", "scratch", "manual"):
+        variant = dataclasses.replace(config, impl=impl)
+        started = time.perf_counter()
+        result = training.train(variant, tensors)
+        seconds = time.perf_counter() - started
+        results[impl] = (result, seconds)
+        print(
+            f"  {impl}: test acc {100 * result.history[-1]['test_accuracy']:.2f}% "
+            f"({seconds:.1f} s)",
+            flush=True,
+        )
+    reference = results["module"][0].model.state_dict()
+    print(
+        f"{'impl':8}  {'test acc':>8}  {'train loss':>10}  {'seconds':>7}  "
+        f"{'max |param - module param|':>26}"
+    )
+    for impl, (result, seconds) in results.items():
+        state = result.model.state_dict()
+        difference = max((state[name] - reference[name]).abs().max().item() for name in state)
+        final = result.history[-1]
+        print(
+            f"{impl:8}  {100 * final['test_accuracy']:7.2f}%  {final['train_loss']:10.4f}  "
+            f"{seconds:7.1f}  {difference:26.2e}"
+        )
+    return 0
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="mnistlab", description="Train MLPs and logistic regression on MNIST.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def data_flags(sub):
+        sub.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
+        sub.add_argument("--data-dir", help="folder holding the IDX files")
+        sub.add_argument(
+            "--mirror",
+            action="append",
+            default=[],
+            metavar="URL",
+            help="extra mirror tried first (also $MNISTLAB_MIRROR); repeatable",
+        )
+
+    data_parser = commands.add_parser("data", help="fetch, check and look at the datasets")
+    actions = data_parser.add_subparsers(dest="action", required=True, parser_class=Parser)
+    data_flags(actions.add_parser("fetch", help="find or download the files, verified"))
+    data_flags(actions.add_parser("info", help="where each file is, hashes, counts per class"))
+    show = actions.add_parser("show", help="a grid of sample images with their labels")
+    data_flags(show)
+    show.add_argument("--out", default="samples.png", help="PNG file to write")
+    show.add_argument("--split", choices=("train", "test"), default="train")
+    show.add_argument("--rows", type=int, default=8, help="images per class")
+    show.add_argument("--seed", type=int, default=0)
+    data_parser.set_defaults(handler=cmd_data)
+
+    train = commands.add_parser("train", help="train a model and save the run")
+    train.add_argument("--recipe", choices=sorted(RECIPES), help="a named starting config")
+    train.add_argument("--config", help="TOML file of training settings")
+    train.add_argument("--out", help="run folder (default: runs/DATASET-MODEL-TIME)")
+    train.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    train.add_argument(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="extra data mirror tried first; repeatable",
+    )
+    train.add_argument(
+        "--dry-run", action="store_true", help="one epoch of two batches: a quick end-to-end check"
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_flags(train)
+    train.set_defaults(handler=cmd_train)
+
+    params = commands.add_parser("params", help="count trainable parameters, layer by layer")
+    params.add_argument("--hidden", nargs="*", type=int, default=argparse.SUPPRESS)
+    params.add_argument("--model", choices=("mlp", "logreg"), default=argparse.SUPPRESS)
+    params.set_defaults(handler=cmd_params)
+
+    evaluate = commands.add_parser("evaluate", help="test a saved run or checkpoint")
+    evaluate.add_argument("run", help="run folder or checkpoint.pt")
+    evaluate.add_argument("--data-dir", help="folder holding the IDX files")
+    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    compare = commands.add_parser(
+        "compare", help="train module, scratch and manual side by side from the same start"
+    )
+    compare.add_argument("--config", help="TOML file of training settings")
+    add_config_flags(compare, skip=("impl",))
+    compare.set_defaults(handler=cmd_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, CheckpointError) as error:
+        print(f"mnistlab: error: {error}", file=sys.stderr)
+        return 2
+    except MnistlabError as error:
+        print(f"mnistlab: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mnistlab: aborted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""The datasets: where their files are, how they load, and how they are batched in memory.
+
+A file is looked for, in order, in an explicit data folder, in $MNISTLAB_DATA_DIR, in the
+user cache folder, and in a torchvision-style ./data/<Name>/raw/ folder (so users of the
+course notebook reuse what they have), and only then downloaded. Whatever its source, a file is
+verified by sha256 before use. Decoded arrays are cached as .npy files keyed by that hash, so a
+second load skips gzip and parsing.
+"""
+
+import gzip
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mnistlab.errors import DataError
+from mnistlab.fetch import download
+from mnistlab.idx import parse_idx
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    name: str  # the compressed file's name, as the mirrors serve it
+    sha256: str  # of the .gz file
+    raw_sha256: str  # of its uncompressed form, for folders that hold only that
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    torchvision_name: str  # the folder torchvision uses: ./data/<torchvision_name>/raw/
+    files: dict[str, FileSpec]  # train_images, train_labels, test_images, test_labels
+    mirrors: tuple[str, ...]  # tried in order, after any mirror the user adds
+    classes: tuple[str, ...]
+
+
+def _files(sha: dict[str, tuple[str, str]]) -> dict[str, FileSpec]:
+    names = {
+        "train_images": "train-images-idx3-ubyte.gz",
+        "train_labels": "train-labels-idx1-ubyte.gz",
+        "test_images": "t10k-images-idx3-ubyte.gz",
+        "test_labels": "t10k-labels-idx1-ubyte.gz",
+    }
+    return {key: FileSpec(names[key], *sha[key]) for key in names}
+
+
+DATASETS = {
+    "mnist": DatasetSpec(
+        name="mnist",
+        torchvision_name="MNIST",
+        files=_files(
+            {
+                "train_images": (
+                    "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+                    "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                ),
+                "train_labels": (
+                    "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+                    "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                ),
+                "test_images": (
+                    "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+                    "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                ),
+                "test_labels": (
+                    "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+                    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+                ),
+            }
+        ),
+        # The original host comes last: it now answers 403 or drops the connection.
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ),
+        classes=tuple(str(digit) for digit in range(10)),
+    ),
+    "fashion-mnist": DatasetSpec(
+        name="fashion-mnist",
+        torchvision_name="FashionMNIST",
+        files=_files(
+            {
+                "train_images": (
+                    "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+                    "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                ),
+                "train_labels": (
+                    "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+                    "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                ),
+                "test_images": (
+                    "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+                    "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                ),
+                "test_labels": (
+                    "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+                    "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+                ),
+            }
+        ),
+        mirrors=(
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+        ),
+        classes=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+    ),
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def cache_dir() -> Path:
+    """Where downloads and decoded arrays go unless told otherwise ($MNISTLAB_CACHE_DIR)."""
+    if os.environ.get("MNISTLAB_CACHE_DIR"):
+        return Path(os.environ["MNISTLAB_CACHE_DIR"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("mnistlab"))
+
+
+def user_mirrors(extra: tuple[str, ...] = ()) -> list[str]:
+    """Mirrors the user adds (option first, then $MNISTLAB_MIRROR, comma- or space-separated)."""
+    from_env = os.environ.get("MNISTLAB_MIRROR", "").replace(",", " ").split()
+    return [*extra, *from_env]
+
+
+def search_folders(spec: DatasetSpec, data_dir: str | Path | None = None) -> list[Path]:
+    """Every folder a dataset's files may already be in, in the order they are tried."""
+    roots = []
+    if data_dir is not None:
+        roots.append(Path(data_dir).expanduser())
+    if os.environ.get("MNISTLAB_DATA_DIR"):
+        roots.append(Path(os.environ["MNISTLAB_DATA_DIR"]).expanduser())
+    roots.append(cache_dir())
+    folders = []
+    for root in roots:
+        folders += [root / spec.name, root, root / spec.torchvision_name / "raw"]
+    folders.append(Path("data") / spec.torchvision_name / "raw")
+    return list(dict.fromkeys(folders))
+
+
+def download_folder(spec: DatasetSpec, data_dir: str | Path | None = None) -> Path:
+    """Where a download lands: the first root named by the user, else the cache."""
+    root = data_dir or os.environ.get("MNISTLAB_DATA_DIR") or cache_dir()
+    return Path(root).expanduser() / spec.name
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verified(path: Path, expected: str) -> Path:
+    actual = sha256_of(path)
+    if actual != expected:
+        raise DataError(
+            f"{path}: sha256 {actual} does not match the expected {expected}; the file is "
+            "corrupt or not the original: delete it and run again to fetch a fresh copy"
+        )
+    return path
+
+
+def locate(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    mirrors: tuple[str, ...] = (),
+    download_missing: bool = True,
+    progress: bool = False,
+    retries: int = 2,
+) -> dict[str, Path]:
+    """Find (or download) and verify the four files of a dataset; returns key -> path."""
+    spec = get_spec(name)
+    folders = search_folders(spec, data_dir)
+    found: dict[str, Path] = {}
+    missing: dict[str, list[str]] = {}
+    for key, file in spec.files.items():
+        for folder in folders:
+            packed, raw = folder / file.name, folder / file.name.removesuffix(".gz")
+            if packed.is_file():
+                found[key] = _verified(packed, file.sha256)
+                break
+            if raw.is_file():
+                found[key] = _verified(raw, file.raw_sha256)
+                break
+        else:
+            missing[key] = [f"{folder}: not found" for folder in folders]
+    if missing and download_missing:
+        target = download_folder(spec, data_dir)
+        all_mirrors = [*user_mirrors(mirrors), *spec.mirrors]
+        for key in list(missing):
+            file = spec.files[key]
+            path, failures = download(
+                file.name, file.sha256, all_mirrors, target, retries=retries, progress=progress
+            )
+            if path is not None:
+                found[key] = path
+                del missing[key]
+            else:
+                missing[key] += failures
+    if missing:
+        lines = [f"could not find or download {spec.name} files:"]
+        for key, tried in missing.items():
+            lines.append(f"  {spec.files[key].name}:")
+            lines += [f"    - {place}" for place in tried]
+        names = ", ".join(file.name for file in spec.files.values())
+        lines.append(
+            f"To supply them by hand, put the files {names} "
+            f"in {download_folder(spec, data_dir)} (or pass --data-dir FOLDER), "
+            "or add a mirror with --mirror URL or MNISTLAB_MIRROR."
+        )
+        raise DataError("\n".join(lines))
+    return found
+
+
+def read_idx(path: Path, sha256: str | None = None) -> np.ndarray:
+    """Decode an IDX file (.gz or raw), through the decoded cache when its hash is given."""
+    cached = cache_dir() / "decoded" / f"{sha256}.npy" if sha256 else None
+    if cached is not None and cached.is_file():
+        try:
+            return np.load(cached)
+        except (OSError, ValueError):
+            cached.unlink(missing_ok=True)  # a damaged cache entry is rebuilt below
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as error:
+            raise DataError(f"{path}: not a valid gzip file ({error})") from None
+    array = parse_idx(raw, str(path))
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            partial = cached.with_suffix(f".{os.getpid()}.tmp")
+            with open(partial, "wb") as handle:
+                np.save(handle, array)
+            os.replace(partial, cached)  # atomic: readers see all of it or nothing
+        except OSError:
+            pass  # a read-only cache only costs speed
+    return array
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # (N, 28, 28) uint8
+    labels: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    train: Split
+    test: Split
+    classes: tuple[str, ...]
+    files: dict[str, Path]
+
+
+def _split(files: dict[str, Path], spec: DatasetSpec, prefix: str) -> Split:
+    arrays = {}
+    for part in ("images", "labels"):
+        key, path = f"{prefix}_{part}", files[f"{prefix}_{part}"]
+        file = spec.files[key]
+        sha = file.sha256 if path.suffix == ".gz" else file.raw_sha256
+        arrays[part] = read_idx(path, sha)
+    images, labels = arrays["images"], arrays["labels"]
+    if images.dtype != np.uint8 or images.ndim != 3 or labels.ndim != 1:
+        raise DataError(f"{files[prefix + '_images']}: unexpected IDX layout {images.shape}")
+    if len(images) != len(labels):
+        raise DataError(f"{prefix} split: {len(images)} images but {len(labels)} labels")
+    return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
+
+
+def load(name: str = "mnist", data_dir: str | Path | None = None, **locate_options) -> Dataset:
+    """Load a dataset as uint8 image and int64 label tensors, fetching it first if needed."""
+    spec = get_spec(name)
+    files = locate(name, data_dir, **locate_options)
+    return Dataset(
+        spec.name, _split(files, spec, "train"), _split(files, spec, "test"), spec.classes, files
+    )
+
+
+def class_counts(split: Split, classes: int = 10) -> list[int]:
+    return torch.bincount(split.labels, minlength=classes).tolist()
+
+
+def split_validation(train: Split, fraction: float, seed: int = 0) -> tuple[Split, Split]:
+    """Carve a validation set off the training set: the same fraction and seed, the same split."""
+    count = round(len(train) * fraction)
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    held, kept = order[:count], order[count:]
+    return (
+        Split(train.images[kept], train.labels[kept]),
+        Split(train.images[held], train.labels[held]),
+    )
+
+
+def normalization(split: Split) -> tuple[float, float]:
+    """Mean and std of the training pixels in [0, 1]; applied to every split alike."""
+    pixels = split.images.to(torch.float64) / 255
+    return pixels.mean().item(), pixels.std().item()
+
+
+def to_inputs(
+    images: torch.Tensor, mean: float, std: float, device="cpu", dtype=torch.float32
+) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> normalised (N, 784), once, on the device."""
+    x = images.to(device).reshape(len(images), -1).to(dtype)
+    return x.div_(255).sub_(mean).div_(std)
+
+
+def batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None = None
+):
+    """Yield (x, y) batches: a shuffled epoch when a generator is given, in order otherwise.
+
+    Batches are gathered into two reused buffers instead of fresh tensors each step; a batch
+    is only valid until the next one is drawn, which is all a training step needs.
+    """
+    count = len(y)
+    if generator is None:
+        for start in range(0, count, batch_size):
+            yield x[start : start + batch_size], y[start : start + batch_size]
+        return
+    order = torch.randperm(count, generator=generator).to(x.device)
+    x_buffer = x.new_empty((batch_size, *x.shape[1:]))
+    y_buffer = y.new_empty((batch_size,))
+    for start in range(0, count, batch_size):
+        index = order[start : start + batch_size]
+        size = len(index)
+        torch.index_select(x, 0, index, out=x_buffer[:size])
+        torch.index_select(y, 0, index, out=y_buffer[:size])
+        yield x_buffer[:size], y_buffer[:size]

@@ -1,0 +1,104 @@
+"""What the three implementations share: parameter names, shapes and initial values.
+
+Every implementation names its parameters `hidden.<i>.weight`, `hidden.<i>.bias`,
+`output.weight` and `output.bias`, with nn.Linear's (out, in) weight shape, and draws them here
+from one generator in that order. The same seed therefore gives the same weights in all three,
+and one state_dict loads into any of them.
+"""
+
+import math
+
+import torch
+
+
+def parameter_shapes(sizes: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """(784, 500, 10) -> {'hidden.0.weight': (500, 784), ..., 'output.bias': (10,)}."""
+    shapes = {}
+    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-2], sizes[1:-1], strict=True)):
+        shapes[f"hidden.{index}.weight"] = (fan_out, fan_in)
+        shapes[f"hidden.{index}.bias"] = (fan_out,)
+    shapes["output.weight"] = (sizes[-1], sizes[-2])
+    shapes["output.bias"] = (sizes[-1],)
+    return shapes
+
+
+def initial_state(
+    sizes: tuple[int, ...],
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, torch.Tensor]:
+    """nn.Linear's default initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and
+    bias alike, drawn from `generator` in parameter order."""
+    state = {}
+    for name, shape in parameter_shapes(sizes).items():
+        fan_in = shape[1] if name.endswith("weight") else state[name[:-4] + "weight"].shape[1]
+        bound = 1 / math.sqrt(fan_in)
+        state[name] = torch.empty(shape, dtype=dtype).uniform_(-bound, bound, generator=generator)
+    return state
+
+
+def dropout_mask(like: torch.Tensor, p: float) -> torch.Tensor:
+    """Inverted-dropout mask: 0 with probability p, else 1/(1-p).
+
+    Drawn from the global generator exactly as nn.Dropout draws its own, so under the same seed
+    all three implementations drop the same units.
+    """
+    return torch.empty_like(like).bernoulli_(1 - p).div_(1 - p)
+
+
+class TensorModel:
+    """Plain tensors posing as an nn.Module where training needs it: named parameters, a
+    state_dict that moves between implementations, train/eval modes, and `.to(device)`."""
+
+    def __init__(self, sizes, activation="relu", dropout=0.0, generator=None, dtype=torch.float32):
+        self.sizes, self.activation, self.dropout = tuple(sizes), activation, dropout
+        self.training = True
+        self._parameters = initial_state(self.sizes, generator, dtype)
+        self._requires_grad(self._parameters)
+
+    def _requires_grad(self, parameters: dict[str, torch.Tensor]) -> None:
+        """Hook for the scratch twin, whose parameters are autograd leaves."""
+
+    @property
+    def depth(self) -> int:
+        return len(self.sizes) - 2
+
+    def layer(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._parameters[f"{name}.weight"], self._parameters[f"{name}.bias"]
+
+    def named_parameters(self):
+        return iter(self._parameters.items())
+
+    def parameters(self):
+        return iter(self._parameters.values())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: value.detach().clone() for name, value in self._parameters.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        expected = {name: tuple(value.shape) for name, value in self._parameters.items()}
+        given = {name: tuple(value.shape) for name, value in state.items()}
+        if expected != given:
+            raise RuntimeError(f"state_dict does not match: expected {expected}, got {given}")
+        with torch.no_grad():
+            for name, value in state.items():
+                self._parameters[name].copy_(value)
+
+    def to(self, device=None, dtype=None):
+        moved = {
+            name: value.detach().to(device=device, dtype=dtype)
+            for name, value in self._parameters.items()
+        }
+        self._requires_grad(moved)
+        self._parameters = moved
+        return self
+
+    def train(self, mode: bool = True):
+        self.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)

@@ -1,0 +1,50 @@
+"""The models with torch.nn: the assignment's "object-oriented higher-level API"."""
+
+import torch
+from torch import nn
+
+from mnistlab.models.common import initial_state
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "none": nn.Identity,
+}
+
+
+class MLP(nn.Module):
+    """784 -> hidden... -> 10, an activation and optional dropout after each hidden layer."""
+
+    def __init__(
+        self,
+        sizes=(784, 500, 10),
+        activation="relu",
+        dropout=0.0,
+        generator: torch.Generator | None = None,
+        dtype=torch.float32,
+    ):
+        super().__init__()
+        self.sizes = tuple(sizes)
+        self.hidden = nn.ModuleList(
+            nn.Linear(fan_in, fan_out, dtype=dtype)
+            for fan_in, fan_out in zip(self.sizes[:-2], self.sizes[1:-1], strict=True)
+        )
+        self.output = nn.Linear(self.sizes[-2], self.sizes[-1], dtype=dtype)
+        self.activation = ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(dropout)
+        # The shared initialisation, so that a seed means the same weights in every twin.
+        self.load_state_dict(initial_state(self.sizes, generator, dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.hidden:  # (B, D) -> (B, H)
+            x = self.dropout(self.activation(layer(x)))
+        return self.output(x)  # (B, C) logits
+
+
+class LogisticRegression(MLP):
+    """784 -> 10: no hidden layer, the assignment's baseline."""
+
+    def __init__(self, sizes=(784, 10), generator=None, dtype=torch.float32, **_):
+        super().__init__(sizes, "none", 0.0, generator, dtype)

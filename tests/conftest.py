@@ -1,0 +1,117 @@
+"""Shared fixtures: a hermetic environment, small synthetic IDX datasets, the real data."""
+
+import gzip
+import hashlib
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistlab import data
+
+REAL_DATA = os.environ.get("MNISTLAB_TEST_DATA")
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array in the IDX format (magic 0x0000 0x08 ndim, big-endian dims)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def synthetic_split(count: int, seed: int, classes: int = 10):
+    """Learnable images: each class is a fixed random prototype plus noise."""
+    prototypes = np.random.default_rng(1234).random((classes, 28, 28)) > 0.7
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % classes
+    rng.shuffle(labels)
+    images = prototypes[labels] * 200.0 + rng.normal(0, 40, (count, 28, 28))
+    return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.uint8)
+
+
+def write_dataset(folder: Path, train=512, test=256) -> dict[str, bytes]:
+    """Write the four .gz files of a synthetic dataset; returns file name -> bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train_images, train_labels = synthetic_split(train, seed=1)
+    test_images, test_labels = synthetic_split(test, seed=2)
+    arrays = {
+        "train-images-idx3-ubyte.gz": train_images,
+        "train-labels-idx1-ubyte.gz": train_labels,
+        "t10k-images-idx3-ubyte.gz": test_images,
+        "t10k-labels-idx1-ubyte.gz": test_labels,
+    }
+    contents = {}
+    for name, array in arrays.items():
+        raw = idx_bytes(array)
+        # mtime=0 keeps the bytes, and so the hashes, the same on every run
+        contents[name] = gzip.compress(raw, mtime=0)
+        contents[name.removesuffix(".gz")] = raw
+        (folder / name).write_bytes(contents[name])
+    return contents
+
+
+def spec_for(contents: dict[str, bytes], name="tiny", mirrors=()) -> data.DatasetSpec:
+    keys = {
+        "train_images": "train-images-idx3-ubyte.gz",
+        "train_labels": "train-labels-idx1-ubyte.gz",
+        "test_images": "t10k-images-idx3-ubyte.gz",
+        "test_labels": "t10k-labels-idx1-ubyte.gz",
+    }
+    files = {
+        key: data.FileSpec(file, sha256(contents[file]), sha256(contents[file.removesuffix(".gz")]))
+        for key, file in keys.items()
+    }
+    return data.DatasetSpec(
+        name, "Tiny", files, tuple(mirrors), tuple(str(digit) for digit in range(10))
+    )
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path, monkeypatch):
+    """Every test runs in its own folder with its own cache, and no user settings."""
+    monkeypatch.setenv("MNISTLAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MNISTLAB_DATA_DIR", raising=False)
+    monkeypatch.delenv("MNISTLAB_MIRROR", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A synthetic dataset named 'tiny' in tmp_path/tiny-data; returns (folder, contents)."""
+    folder = tmp_path / "tiny-data"
+    contents = write_dataset(folder)
+    monkeypatch.setitem(data.DATASETS, "tiny", spec_for(contents))
+    return folder, contents
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The original files. Skipped on a developer's machine without them; a failure in CI."""
+    if not REAL_DATA:
+        if os.environ.get("CI"):
+            pytest.fail("MNISTLAB_TEST_DATA is not set: CI must run the real-data tests")
+        pytest.skip("set MNISTLAB_TEST_DATA to a folder holding mnist/ and fashion-mnist/")
+    folder = Path(REAL_DATA)
+    if not (folder / "mnist").is_dir():
+        pytest.fail(f"MNISTLAB_TEST_DATA={folder} has no mnist/ folder")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist_session(tmp_path_factory):
+    """MNIST loaded once per session, for tests that train on it (None without the data)."""
+    if not REAL_DATA:
+        return None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MNISTLAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        return data.load("mnist", Path(REAL_DATA), download_missing=False)
+
+
+@pytest.fixture
+def mnist(real_data, mnist_session):
+    return mnist_session

@@ -1,0 +1,289 @@
+import gzip
+import http.server
+import multiprocessing
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import idx_bytes, sha256, spec_for, write_dataset
+from mnistlab import data, fetch
+from mnistlab.errors import DataError
+from mnistlab.idx import parse_idx
+
+# --- the IDX parser ---------------------------------------------------------------------------
+
+
+def test_parse_idx_round_trip():
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    np.testing.assert_array_equal(parse_idx(idx_bytes(array)), array)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "bad magic"),
+        (b"garbage that is not IDX at all", "bad magic"),
+        (bytes([0, 0, 0x42, 1]) + b"\0\0\0\1x", "unknown IDX element type 0x42"),
+        (bytes([0, 0, 8, 3, 0, 0]), "truncated IDX header"),
+        (idx_bytes(np.zeros((4, 28, 28), np.uint8))[:-100], "expected 3152"),
+        (idx_bytes(np.zeros((4,), np.uint8)) + b"extra", "expected 12"),
+    ],
+)
+def test_parse_idx_rejects_malformed_files_with_their_name(content, message):
+    with pytest.raises(DataError, match=message) as error:
+        parse_idx(content, "some-file.idx")
+    assert "some-file.idx" in str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "wrong-magic", "bad-gzip"])
+def test_corrupt_file_is_a_clear_error_and_nothing_is_cached(tmp_path, kind):
+    raw = idx_bytes(np.zeros((10, 28, 28), np.uint8))
+    content = {
+        "truncated": gzip.compress(raw[:-7]),
+        "garbage": gzip.compress(b"\x13\x37" * 500),
+        "wrong-magic": gzip.compress(b"\x08\x03" + raw[2:]),
+        "bad-gzip": gzip.compress(raw)[:-30],
+    }[kind]
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
+        data.read_idx(path, sha256(content))
+    assert not list((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_decoded_cache_is_written_once_and_then_used(tmp_path, tiny):
+    folder, contents = tiny
+    first = data.load("tiny", folder)
+    cached = list((tmp_path / "cache" / "decoded").glob("*.npy"))
+    assert len(cached) == 4
+    # Replace a cache entry with different content: a second load must come from the cache.
+    images_sha = sha256(contents["train-images-idx3-ubyte.gz"])
+    marker = np.full(first.train.images.shape, 7, np.uint8)
+    np.save(tmp_path / "cache" / "decoded" / f"{images_sha}.npy", marker)
+    second = data.load("tiny", folder)
+    assert torch.equal(second.train.images, torch.from_numpy(marker))
+    assert torch.equal(second.train.labels, first.train.labels)
+
+
+# --- where files are found --------------------------------------------------------------------
+
+
+class Mirror(http.server.BaseHTTPRequestHandler):
+    """Serves files by path: /<behaviour>/<file>; behaviours are 403, close, wrong and good."""
+
+    files: dict[str, bytes] = {}
+    requests: list[str] = []
+
+    def do_GET(self):  # noqa: N802 - the name http.server calls
+        type(self).requests.append(self.path)
+        behaviour, _, name = self.path.strip("/").partition("/")
+        body = self.files.get(name)
+        if behaviour == "403" or body is None:
+            self.send_error(403 if behaviour == "403" else 404)
+            return
+        if behaviour == "wrong":
+            body = bytes(reversed(body))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if behaviour == "close":  # half the body, then hang up
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tiny):
+    _, contents = tiny
+    handler = type("Handler", (Mirror,), {"files": contents, "requests": []})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def use_mirrors(monkeypatch, contents, mirrors):
+    monkeypatch.setitem(data.DATASETS, "tiny", spec_for(contents, mirrors=mirrors))
+
+
+def test_download_falls_through_broken_mirrors(tmp_path, tiny, server, monkeypatch):
+    _, contents = tiny
+    base, handler = server
+    use_mirrors(
+        monkeypatch, contents, [f"{base}/403/", f"{base}/close/", f"{base}/wrong/", f"{base}/good/"]
+    )
+    files = data.locate("tiny", retries=0)
+    for key, path in files.items():
+        assert path.parent == tmp_path / "cache" / "tiny"
+        assert path.read_bytes() == contents[path.name], key
+    tried = [path.split("/")[1] for path in handler.requests]
+    assert tried[:4] == ["403", "close", "wrong", "good"]
+
+
+def test_every_mirror_failing_lists_each_one_and_caches_nothing(
+    tmp_path, tiny, server, monkeypatch
+):
+    _, contents = tiny
+    base, _ = server
+    mirrors = [f"{base}/403/", f"{base}/close/", f"{base}/wrong/", "http://127.0.0.1:9/"]
+    use_mirrors(monkeypatch, contents, mirrors)
+    with pytest.raises(DataError) as error:
+        data.locate("tiny", retries=0)
+    message = str(error.value)
+    for expected in (
+        "HTTP 403",
+        "connection closed before the whole file arrived",
+        "sha256 does not match",
+        "could not connect",
+        "not found",
+        "To supply them by hand",
+        "--data-dir",
+    ):
+        assert expected in message
+    for mirror in mirrors:
+        assert mirror + "train-images-idx3-ubyte.gz" in message
+    leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert [p.name for p in leftovers] == [".mnistlab.lock"]
+
+
+def test_retries_with_back_off_then_next_mirror(tiny, server, monkeypatch):
+    _, contents = tiny
+    base, handler = server
+    use_mirrors(monkeypatch, contents, [f"{base}/403/", f"{base}/good/"])
+    data.locate("tiny", retries=1)
+    first_file = [p for p in handler.requests if p.endswith("train-images-idx3-ubyte.gz")]
+    assert first_file == ["/403/train-images-idx3-ubyte.gz"] * 2 + [
+        "/good/train-images-idx3-ubyte.gz"
+    ]
+
+
+def test_user_mirror_comes_first(tiny, server, monkeypatch):
+    _, contents = tiny
+    base, handler = server
+    use_mirrors(monkeypatch, contents, [f"{base}/403/"])
+    monkeypatch.setenv("MNISTLAB_MIRROR", f"{base}/good/")
+    data.locate("tiny", retries=0)
+    assert all(path.startswith("/good/") for path in handler.requests)
+    assert len(handler.requests) == 4
+
+
+def _fetch_in_process(args):
+    url, folder, name, digest = args
+    path, failures = fetch.download(name, digest, [url], Path(folder), retries=0)
+    return str(path), failures
+
+
+def test_two_processes_fetching_at_once_download_once(tmp_path, tiny, server):
+    _, contents = tiny
+    base, handler = server
+    name = "train-images-idx3-ubyte.gz"
+    job = (f"{base}/good/", str(tmp_path / "shared-cache"), name, sha256(contents[name]))
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.map(_fetch_in_process, [job, job])
+    assert [failures for _, failures in results] == [[], []]
+    assert (tmp_path / "shared-cache" / name).read_bytes() == contents[name]
+    assert handler.requests == [f"/good/{name}"]  # the second waited and found it done
+
+
+def test_explicit_folder_is_used_without_any_download(tiny, server, monkeypatch):
+    folder, contents = tiny
+    base, handler = server
+    use_mirrors(monkeypatch, contents, [f"{base}/good/"])
+    files = data.locate("tiny", folder)
+    assert {path.parent for path in files.values()} == {folder}
+    assert handler.requests == []
+
+
+def test_environment_folder_is_used(tiny, monkeypatch):
+    folder, _ = tiny
+    monkeypatch.setenv("MNISTLAB_DATA_DIR", str(folder))
+    files = data.locate("tiny", download_missing=False)
+    assert {path.parent for path in files.values()} == {folder}
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_torchvision_layout_is_found_without_download(
+    tmp_path, tiny, server, monkeypatch, compressed
+):
+    _, contents = tiny
+    base, handler = server
+    use_mirrors(monkeypatch, contents, [f"{base}/good/"])
+    raw_folder = tmp_path / "data" / "Tiny" / "raw"  # ./data/<Name>/raw, as the notebook left it
+    raw_folder.mkdir(parents=True)
+    for name, content in contents.items():
+        if name.endswith(".gz") == compressed:
+            (raw_folder / name).write_bytes(content)
+    dataset = data.load("tiny")
+    assert {path.parent.resolve() for path in dataset.files.values()} == {raw_folder}
+    assert len(dataset.train) == 512 and len(dataset.test) == 256
+    assert handler.requests == []
+
+
+def test_wrong_local_file_is_never_used(tiny):
+    folder, contents = tiny
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"not the labels"))
+    expected = sha256(contents["t10k-labels-idx1-ubyte.gz"])
+    with pytest.raises(DataError) as error:
+        data.load("tiny", folder)
+    message = str(error.value)
+    assert "t10k-labels-idx1-ubyte.gz" in message and expected in message
+    assert "delete it" in message
+
+
+def test_unknown_dataset_is_a_clear_error():
+    with pytest.raises(DataError, match="unknown dataset 'kmnist2'; choose one of: mnist"):
+        data.load("kmnist2")
+
+
+# --- in-memory batches ------------------------------------------------------------------------
+
+
+def test_batches_cover_the_epoch_once_in_a_seeded_order():
+    x = torch.arange(10.0).reshape(10, 1).repeat(1, 3)
+    y = torch.arange(10)
+
+    def epoch(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return [(bx.clone(), by.clone()) for bx, by in data.batches(x, y, 4, generator)]
+
+    first = epoch(3)
+    assert [len(by) for _, by in first] == [4, 4, 2]
+    order = torch.cat([by for _, by in first])
+    assert sorted(order.tolist()) == list(range(10)) and order.tolist() != list(range(10))
+    assert all(torch.equal(bx[:, 0].long(), by) for bx, by in first)  # rows stay with labels
+    assert torch.equal(order, torch.cat([by for _, by in epoch(3)]))
+    assert not torch.equal(order, torch.cat([by for _, by in epoch(4)]))
+
+
+def test_validation_split_is_deterministic_and_disjoint(tiny):
+    folder, _ = tiny
+    train = data.load("tiny", folder).train
+    kept, held = data.split_validation(train, 0.25, seed=0)
+    again, _ = data.split_validation(train, 0.25, seed=0)
+    assert len(held) == 128 and len(kept) == 384
+    assert torch.equal(kept.labels, again.labels)
+    rows = {bytes(image.numpy()) for image in kept.images}
+    assert not any(bytes(image.numpy()) in rows for image in held.images)
+
+
+def test_inputs_are_normalised_once():
+    images = torch.tensor([[[0, 255]]], dtype=torch.uint8).repeat(4, 1, 1)
+    x = data.to_inputs(images, 0.5, 0.5)
+    assert x.shape == (4, 2) and x.dtype == torch.float32
+    assert torch.allclose(x, torch.tensor([[-1.0, 1.0]]).repeat(4, 1))
+
+
+def test_synthetic_writer_matches_the_parser(tmp_path):
+    contents = write_dataset(tmp_path / "d", train=20, test=10)
+    labels = parse_idx(contents["train-labels-idx1-ubyte"])
+    assert labels.shape == (20,) and set(labels) == set(range(10))
