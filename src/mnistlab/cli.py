@@ -259,6 +259,11 @@ def cmd_train(args) -> int:
         )
         return 130
     final = result.history[-1]
+    if not args.no_plots:
+        from mnistlab import plots
+
+        written = plots.run_pictures(out, result.model, tensors, result.history, config)
+        print(f"wrote {', '.join(path.name for path in written)} in {out}")
     total_seconds = sum(record["seconds"] for record in result.history)
     print(
         f"test accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} epochs "
@@ -429,6 +434,7 @@ def build_parser() -> Parser:
     train.add_argument(
         "--dry-run", action="store_true", help="one epoch of two batches: a quick end-to-end check"
     )
+    train.add_argument("--no-plots", action="store_true", help="skip the run's pictures")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_flags(train)
     train.set_defaults(handler=cmd_train)
@@ -456,7 +462,10 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, or a usage error already reported in one line
+        return exit.code
     try:
         return args.handler(args)
     except (ConfigError, CheckpointError) as error:

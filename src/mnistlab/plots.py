@@ -64,3 +64,112 @@ def samples(split, classes, path, per_class: int = 8, seed: int = 0) -> Path:
             chosen.append(split.images[pick].numpy())
             titles.append(classes[label] if row == 0 else "")
     return image_grid(chosen, titles, path, columns=len(classes))
+
+
+def curves(history: list[dict], path) -> Path:
+    """Loss and accuracy per epoch, train and test (and validation when there is one)."""
+    epochs = [record["epoch"] for record in history]
+    figure = _figure(10, 3.8)
+    for column, (metric, label) in enumerate(
+        (("loss", "cross-entropy loss"), ("accuracy", "accuracy (%)"))
+    ):
+        axes = figure.add_subplot(1, 2, column + 1)
+        for split in ("train", "val", "test"):
+            key = f"{split}_{metric}"
+            if key in history[0]:
+                values = [record[key] * (100 if metric == "accuracy" else 1) for record in history]
+                axes.plot(epochs, values, marker="o", label=split)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(label)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def confusion(matrix, classes, path) -> Path:
+    """The confusion matrix as a heat map; rows are true classes, columns predictions."""
+    matrix = np.asarray(matrix)
+    figure = _figure(7, 6)
+    axes = figure.add_subplot(1, 1, 1)
+    # Colour by the share of each true class, so small classes are as visible as large ones.
+    shares = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for row in range(len(matrix)):
+        for column in range(len(matrix)):
+            axes.text(
+                column,
+                row,
+                str(matrix[row, column]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if shares[row, column] > 0.5 else "black",
+            )
+    axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    axes.set_yticks(range(len(classes)), classes, fontsize=8)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    figure.colorbar(image, ax=axes, label="share of the true class")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def confident_mistakes(images, labels, logits, classes, path, count: int = 20) -> Path:
+    """The test images the model gets wrong with the highest confidence."""
+    import torch
+
+    probabilities = torch.softmax(logits.float(), 1)
+    confidence, predicted = probabilities.max(1)
+    wrong = (predicted != labels).nonzero().flatten()
+    order = wrong[confidence[wrong].argsort(descending=True)][:count]
+    titles = [
+        f"{classes[labels[i]]} → {classes[predicted[i]]} ({100 * confidence[i]:.0f}%)"
+        for i in order.tolist()
+    ]
+    return image_grid(
+        images[order].cpu().numpy(),
+        titles,
+        path,
+        columns=5,
+        suptitle="most confident mistakes (true → predicted)",
+        colors=["firebrick"] * len(titles),
+    )
+
+
+def first_layer(weight, path, count: int = 64) -> Path:
+    """Rows of the first layer's weight (H, 784) as 28x28 images: what each unit looks for."""
+    weight = weight.detach().float().cpu()[:count]
+    limit = float(weight.abs().max()) or 1.0
+    columns = min(10, len(weight)) if len(weight) <= 10 else 8
+    rows = -(-len(weight) // columns)
+    figure = _figure(columns * 1.0, rows * 1.0 + 0.4)
+    for index, row in enumerate(weight):
+        axes = figure.add_subplot(rows, columns, index + 1)
+        axes.imshow(row.reshape(28, 28).numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        axes.set_axis_off()
+    figure.suptitle(
+        f"first-layer weights ({len(weight)} units; red positive, blue negative)", fontsize=9
+    )
+    return _save(figure, path)
+
+
+def run_pictures(folder, model, tensors, history, config) -> list[Path]:
+    """Every picture of a finished run, written into its folder."""
+    from mnistlab.evaluate import evaluate, predict
+
+    folder = Path(folder)
+    mean, std = tensors.normalization
+    logits = predict(model, tensors.x_test)
+    result = evaluate(model, tensors.x_test, tensors.y_test, len(tensors.classes))
+    images = (tensors.x_test * std + mean).reshape(-1, 28, 28).clamp(0, 1)
+    first = dict(model.named_parameters())
+    weight = first.get("hidden.0.weight", first["output.weight"])
+    return [
+        curves(history, folder / "curves.png"),
+        confusion(result.confusion, tensors.classes, folder / "confusion.png"),
+        confident_mistakes(
+            images, tensors.y_test, logits, tensors.classes, folder / "mistakes.png"
+        ),
+        first_layer(weight, folder / "weights.png"),
+    ]

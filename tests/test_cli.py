@@ -1,0 +1,313 @@
+"""The command line, end to end, in-process on the synthetic dataset."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnistlab.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_dry_run_writes_a_self_describing_run(capsys, tiny, tmp_path):
+    folder, _ = tiny
+    out = tmp_path / "run"
+    code, stdout, _ = run(
+        capsys,
+        "train",
+        "--dataset",
+        "tiny",
+        "--data-dir",
+        folder,
+        "--dry-run",
+        "--out",
+        out,
+        "--no-plots",
+    )
+    assert code == 0
+    assert "epoch 1/1" in stdout and "test acc" in stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == "tiny" and config["epochs"] == 1 and config["hidden"] == [500]
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and 0 <= json.loads(lines[0])["test_accuracy"] <= 1
+    assert (out / "checkpoint.pt").is_file()
+
+
+def test_train_then_evaluate_agree(capsys, tiny, tmp_path):
+    folder, _ = tiny
+    out = tmp_path / "run"
+    code, stdout, _ = run(
+        capsys,
+        "train",
+        "--dataset",
+        "tiny",
+        "--data-dir",
+        folder,
+        "--epochs",
+        2,
+        "--hidden",
+        64,
+        "--batch-size",
+        64,
+        "--out",
+        out,
+        "--no-plots",
+    )
+    assert code == 0 and "epoch 2/2" in stdout
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    code, stdout, _ = run(capsys, "evaluate", out, "--json")
+    assert code == 0
+    result = json.loads(stdout)
+    assert result["accuracy"] == pytest.approx(last["test_accuracy"])
+    assert len(result["confusion"]) == 10 and sum(map(sum, result["confusion"])) == 256
+    code, stdout, _ = run(capsys, "evaluate", out / "checkpoint.pt")
+    assert code == 0 and "confusion matrix" in stdout and "test accuracy" in stdout
+
+
+def test_resume_continues_a_finished_run_with_more_epochs(capsys, tiny, tmp_path):
+    folder, _ = tiny
+    out = tmp_path / "run"
+    common = ("--dataset", "tiny", "--data-dir", folder, "--hidden", 16, "--no-plots")
+    assert run(capsys, "train", *common, "--epochs", 1, "--out", out)[0] == 0
+    code, stdout, _ = run(capsys, "train", "--resume", out, "--epochs", 2, "--no-plots")
+    assert code == 0 and "epoch 2/2" in stdout
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_toml_config_and_flags_override_it(capsys, tiny, tmp_path):
+    folder, _ = tiny
+    (tmp_path / "run.toml").write_text('hidden = [24, 12]\nlr = 0.005\nactivation = "tanh"\n')
+    out = tmp_path / "run"
+    code, _, _ = run(
+        capsys,
+        "train",
+        "--config",
+        tmp_path / "run.toml",
+        "--lr",
+        0.001,
+        "--dataset",
+        "tiny",
+        "--data-dir",
+        folder,
+        "--dry-run",
+        "--out",
+        out,
+        "--no-plots",
+    )
+    assert code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["hidden"] == [24, 12] and config["activation"] == "tanh"
+    assert config["lr"] == 0.001
+
+
+def test_assignment_recipe_is_one_flag_away(capsys, tiny, tmp_path):
+    folder, _ = tiny
+    out = tmp_path / "run"
+    code, stdout, _ = run(
+        capsys,
+        "train",
+        "--recipe",
+        "assignment",
+        "--dataset",
+        "tiny",
+        "--data-dir",
+        folder,
+        "--dry-run",
+        "--out",
+        out,
+        "--no-plots",
+    )
+    config = json.loads((out / "config.json").read_text())
+    assert code == 0 and "sgd lr 0.01 constant, batch 64" in stdout
+    assert (config["optimizer"], config["lr"], config["batch_size"]) == ("sgd", 0.01, 64)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--lr", "-0.1"], "--lr must be a positive number"),
+        (["train", "--lr", "0"], "--lr must be a positive number"),
+        (["train", "--lr", "fast"], "invalid float value"),
+        (["train", "--hidden", "0"], "--hidden widths must be at least 1"),
+        (["train", "--epochs", "0"], "--epochs must be at least 1"),
+        (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
+        (["train", "--activation", "swish"], "--activation: unknown value 'swish'"),
+        (["train", "--optimizer", "lbfgs"], "--optimizer: unknown value 'lbfgs'"),
+        (["train", "--dropout", "1.5"], "--dropout must be in [0, 1)"),
+        (["train", "--bogus"], "unrecognized arguments: --bogus"),
+        (["train", "--config", "missing.toml"], "cannot read config file missing.toml"),
+        (["train", "--resume", "no-such-run"], "no checkpoint at no-such-run"),
+        (["evaluate", "no-such-run"], "no checkpoint at no-such-run"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.startswith("mnistlab") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_toml_is_a_clear_error(capsys, tmp_path):
+    (tmp_path / "bad.toml").write_text("lr = [oops\n")
+    code, _, err = run(capsys, "train", "--config", tmp_path / "bad.toml")
+    assert code == 2 and "is not valid TOML" in err
+    (tmp_path / "unknown.toml").write_text("learning_rate = 0.1\n")
+    code, _, err = run(capsys, "train", "--config", tmp_path / "unknown.toml")
+    assert code == 2 and "unknown config keys: learning_rate" in err
+
+
+def test_existing_run_folder_is_not_overwritten(capsys, tiny, tmp_path):
+    folder, _ = tiny
+    out = tmp_path / "run"
+    args = (
+        "train",
+        "--dataset",
+        "tiny",
+        "--data-dir",
+        folder,
+        "--dry-run",
+        "--out",
+        out,
+        "--no-plots",
+    )
+    assert run(capsys, *args)[0] == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "already holds a run" in err and "--resume" in err
+    assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_checkpoint_of_another_architecture_is_refused(capsys, tiny, tmp_path):
+    folder, _ = tiny
+    out = tmp_path / "run"
+    run(
+        capsys,
+        "train",
+        "--dataset",
+        "tiny",
+        "--data-dir",
+        folder,
+        "--dry-run",
+        "--out",
+        out,
+        "--hidden",
+        32,
+        "--no-plots",
+    )
+    code, _, err = run(capsys, "train", "--resume", out, "--hidden", 64, "--epochs", 3)
+    assert code == 2 and "another architecture (784-32-10)" in err and "784-64-10" in err
+
+
+def test_garbage_checkpoint_is_a_clear_error(capsys, tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    code, _, err = run(capsys, "evaluate", tmp_path)
+    assert code == 2 and "not a readable mnistlab checkpoint" in err
+
+
+def test_corrupt_data_file_exits_non_zero_with_one_message(capsys, tiny):
+    folder, _ = tiny
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"truncated")
+    code, _, err = run(capsys, "train", "--dataset", "tiny", "--data-dir", folder, "--dry-run")
+    assert code == 1 and "train-labels-idx1-ubyte.gz: sha256" in err
+    assert not Path("runs").exists()  # nothing half-written
+
+
+def test_params_is_the_short_answer(capsys):
+    code, stdout, _ = run(capsys, "params")
+    assert code == 0
+    assert "397,510" in stdout and "7,850" in stdout and "50.6x" in stdout
+    assert "392,000" in stdout and "5,000" in stdout
+    code, stdout, _ = run(capsys, "params", "--hidden", 100, 50)
+    assert "84,060" in stdout  # 784*100+100 + 100*50+50 + 50*10+10
+
+
+def test_compare_trains_the_three_implementations_to_the_same_weights(capsys, tiny):
+    folder, _ = tiny
+    code, stdout, _ = run(
+        capsys, "compare", "--dataset", "tiny", "--data-dir", folder, "--epochs", 1, "--hidden", 32
+    )
+    assert code == 0
+    rows = {
+        line.split()[0]: line.split()
+        for line in stdout.splitlines()
+        if line.split() and line.split()[0] in ("module", "scratch", "manual")
+    }
+    assert set(rows) == {"module", "scratch", "manual"}
+    accuracies = {float(row[1].rstrip("%")) for row in rows.values()}
+    assert max(accuracies) - min(accuracies) < 1.0
+    assert all(float(row[-1]) < 1e-4 for row in rows.values())
+
+
+def test_data_commands(capsys, tiny, tmp_path):
+    folder, _ = tiny
+    code, stdout, _ = run(capsys, "data", "info", "--dataset", "tiny", "--data-dir", folder)
+    assert code == 0 and "sha256 OK" in stdout and "512 training" in stdout
+    code, stdout, _ = run(capsys, "data", "fetch", "--dataset", "tiny", "--data-dir", folder)
+    assert code == 0 and "train_images" in stdout
+    code, stdout, _ = run(
+        capsys,
+        "data",
+        "show",
+        "--dataset",
+        "tiny",
+        "--data-dir",
+        folder,
+        "--out",
+        tmp_path / "grid.png",
+        "--rows",
+        2,
+    )
+    assert code == 0 and (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.realdata
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(real_data, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "mnistlab",
+        "train",
+        "--data-dir",
+        str(real_data),
+        "--epochs",
+        "3",
+        "--hidden",
+        "64",
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-plots",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    for line in process.stdout:
+        if line.startswith("epoch 1/3"):
+            process.send_signal(signal.SIGINT)
+            break
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Continue with: mnistlab train --resume" in stdout
+    assert "Traceback" not in stderr
+    code = subprocess.run(
+        [*command[:4], "--resume", str(out), "--quiet", "--no-plots"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert code.returncode == 0, code.stderr
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3

@@ -1,0 +1,207 @@
+"""The three implementations agree: same weights in, same logits, loss, gradients and
+updates out, in float64 where rounding cannot hide a real difference."""
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from mnistlab import models, optim
+from mnistlab.config import ACTIVATIONS, TrainConfig
+from mnistlab.models import manual, scratch
+
+IMPLS = ("module", "scratch", "manual")
+SIZES = (784, 32, 16, 10)  # two hidden layers exercise the chain through a hidden layer too
+
+
+def twins(sizes=SIZES, activation="relu", dropout=0.0, model="mlp"):
+    """The three implementations, all loaded with one set of float64 weights."""
+    reference = models.build(
+        model, "module", sizes, activation, dropout, torch.Generator().manual_seed(0), torch.float64
+    )
+    state = reference.state_dict()
+    built = {}
+    for impl in IMPLS:
+        twin = models.build(model, impl, sizes, activation, dropout, dtype=torch.float64)
+        twin.load_state_dict(state)
+        built[impl] = twin
+    return built
+
+
+def batch(count=24, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(count, 784, generator=generator, dtype=torch.float64)
+    return x, torch.randint(0, 10, (count,), generator=generator)
+
+
+def forward_backward(model, x, y, seed=5):
+    torch.manual_seed(seed)  # the same dropout draws in every implementation
+    logits = model(x)
+    loss = models.cross_entropy(model, logits, y)
+    loss.backward()
+    grads = {name: value.grad.clone() for name, value in model.named_parameters()}
+    return logits.detach(), loss.detach(), grads
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_logits_loss_and_gradients_agree(activation, dropout):
+    x, y = batch()
+    results = {
+        impl: forward_backward(model, x, y)
+        for impl, model in twins(activation=activation, dropout=dropout).items()
+    }
+    logits, loss, grads = results["module"]
+    assert loss.item() > 0 and all(g.abs().sum() > 0 for g in grads.values())
+    for impl in ("scratch", "manual"):
+        other_logits, other_loss, other_grads = results[impl]
+        assert_close(other_logits, logits, rtol=1e-12, atol=1e-12)
+        assert_close(other_loss, loss, rtol=1e-12, atol=1e-12)
+        assert other_grads.keys() == grads.keys()
+        for name in grads:
+            assert_close(other_grads[name], grads[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_dropout_really_drops_and_eval_mode_does_not():
+    model = twins(dropout=0.5)["manual"]
+    x, _ = batch()
+    torch.manual_seed(0)
+    first = model(x)
+    torch.manual_seed(1)
+    assert not torch.equal(first, model(x))  # other draws, other units dropped
+    model.eval()
+    assert torch.equal(model(x), model(x))
+
+
+def test_logistic_regression_agrees():
+    x, y = batch()
+    results = {
+        impl: forward_backward(model, x, y)
+        for impl, model in twins(sizes=(784, 10), model="logreg").items()
+    }
+    for impl in ("scratch", "manual"):
+        assert_close(results[impl][0], results["module"][0])
+        for name, grad in results["module"][2].items():
+            assert_close(results[impl][2][name], grad)
+
+
+def test_manual_gradients_match_finite_differences():
+    # Independent of autograd: a central difference on a few weights of a tiny model.
+    model = twins(sizes=(784, 6, 10), activation="gelu")["manual"]
+    x, y = batch(8)
+    _, _, grads = forward_backward(model, x, y)
+    weight = dict(model.named_parameters())["hidden.0.weight"]
+    for row, column in [(0, 0), (3, 400), (5, 783)]:
+        original = weight[row, column].item()
+        losses = []
+        for delta in (1e-6, -1e-6):
+            weight[row, column] = original + delta
+            losses.append(models.cross_entropy(model, model(x), y).item())
+        weight[row, column] = original
+        numeric = (losses[0] - losses[1]) / 2e-6
+        assert grads["hidden.0.weight"][row, column].item() == pytest.approx(
+            numeric, rel=1e-5, abs=1e-9
+        )
+
+
+OPTIMIZERS = {
+    "sgd": dict(optimizer="sgd", lr=0.1),
+    "sgd-momentum": dict(optimizer="sgd", lr=0.05, momentum=0.9),
+    "sgd-nesterov-decay": dict(
+        optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3
+    ),
+    "adam": dict(optimizer="adam", lr=1e-3),
+    "adam-decay": dict(optimizer="adam", lr=1e-3, weight_decay=1e-2),
+    "adamw": dict(optimizer="adamw", lr=1e-3, weight_decay=1e-2),
+}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_k_optimizer_steps_end_at_the_same_parameters(name):
+    config = TrainConfig(hidden=SIZES[1:-1], **OPTIMIZERS[name])
+    built = twins()
+    start = {name: value.clone() for name, value in built["module"].state_dict().items()}
+    finals = {}
+    for impl, model in built.items():
+        optimizer = optim.build(config, model, hand_written=impl != "module")
+        assert isinstance(optimizer, torch.optim.Optimizer) == (impl == "module")
+        for step in range(6):
+            x, y = batch(seed=10 + step)
+            optim.set_learning_rate(
+                optimizer, optim.learning_rate(step, 6, config.lr, "onecycle", 0.3)
+            )
+            optimizer.zero_grad()
+            loss = models.cross_entropy(model, model(x), y)
+            loss.backward()
+            optimizer.step()
+        finals[impl] = model.state_dict()
+    for parameter, value in finals["module"].items():
+        assert (value - start[parameter]).abs().max() > 1e-6  # training moved it
+        for impl in ("scratch", "manual"):
+            assert_close(
+                finals[impl][parameter], value, rtol=1e-10, atol=1e-12, msg=f"{impl} {parameter}"
+            )
+
+
+def test_scratch_parameters_are_leaves_that_learn():
+    model = scratch.MLP((784, 500, 10), generator=torch.Generator().manual_seed(0))
+    optimizer = optim.SGD(model.parameters(), lr=0.1)
+    before = model.state_dict()
+    x, y = batch()
+    models.cross_entropy(model, model(x.float()), y).backward()
+    for name, value in model.named_parameters():
+        assert value.is_leaf and value.requires_grad, name
+        assert value.grad is not None and value.grad.abs().sum() > 0, name
+    optimizer.step()
+    for name, value in model.named_parameters():
+        assert not torch.equal(value.detach(), before[name]), name
+
+
+def test_the_notebooks_mistake_is_what_we_avoid():
+    # The course notebook's parameter: the product of a leaf is not a leaf, gets no .grad.
+    weight = torch.randn(784, 500, requires_grad=True) * 0.01
+    assert not weight.is_leaf
+
+
+def test_manual_model_uses_no_autograd():
+    model = manual.MLP((784, 500, 10), generator=torch.Generator().manual_seed(0))
+    assert not any(value.requires_grad for value in model.parameters())
+    x, y = batch()
+    loss = models.cross_entropy(model, model(x.float()), y)
+    assert not loss.value.requires_grad
+    loss.backward()
+    assert all(value.grad is not None for value in model.parameters())
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_parameter_counts_come_from_the_models(impl):
+    assert models.count_parameters(models.build("mlp", impl, (784, 500, 10))) == 397_510
+    assert models.count_parameters(models.build("logreg", impl)) == 7_850
+
+
+def test_same_seed_same_weights_in_every_implementation():
+    states = [
+        models.build("mlp", impl, SIZES, generator=torch.Generator().manual_seed(3)).state_dict()
+        for impl in IMPLS
+    ]
+    for state in states[1:]:
+        assert state.keys() == states[0].keys()
+        for name in state:
+            assert torch.equal(state[name], states[0][name])
+    # nn.Linear's shapes and initial range: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert states[0]["hidden.0.weight"].shape == (32, 784)
+    assert states[0]["hidden.0.weight"].abs().max() <= 1 / 784**0.5
+
+
+def test_wrong_architecture_state_dict_is_refused():
+    small = models.build("mlp", "scratch", (784, 20, 10))
+    with pytest.raises(RuntimeError, match="does not match"):
+        small.load_state_dict(models.build("mlp", "module", (784, 30, 10)).state_dict())
+
+
+def test_learning_rate_schedules():
+    assert [optim.learning_rate(s, 10, 1.0, "constant") for s in (0, 9)] == [1.0, 1.0]
+    cosine = [optim.learning_rate(s, 10, 1.0, "cosine") for s in range(10)]
+    assert cosine[0] == 1.0 and all(a > b for a, b in zip(cosine, cosine[1:], strict=False))
+    one = [optim.learning_rate(s, 100, 1.0, "onecycle", 0.1) for s in range(100)]
+    assert one[0] == pytest.approx(1 / 25) and max(one) == one[10] == 1.0
+    assert one[-1] < 0.01 and one.index(max(one)) == 10

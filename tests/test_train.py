@@ -1,0 +1,113 @@
+import dataclasses
+
+import pytest
+import torch
+
+from mnistlab import checkpoint, data
+from mnistlab import train as training
+from mnistlab.config import TrainConfig
+from mnistlab.errors import TrainingDiverged
+
+TIMING = ("seconds", "samples_per_second")
+
+
+def tiny_run(folder, **settings):
+    settings = {"hidden": (32,), "batch_size": 64, "epochs": 2, **settings}
+    config = TrainConfig(dataset="tiny", data_dir=str(folder), **settings)
+    tensors = training.prepare(config, data.load("tiny", folder), torch.device("cpu"))
+    return config, tensors
+
+
+def without_timing(history):
+    return [{k: v for k, v in record.items() if k not in TIMING} for record in history]
+
+
+@pytest.mark.parametrize("impl", ["module", "scratch", "manual"])
+def test_training_learns_the_synthetic_classes(tiny, impl):
+    config, tensors = tiny_run(tiny[0], impl=impl, epochs=3)
+    result = training.train(config, tensors)
+    assert len(result.history) == 3 and not result.interrupted
+    assert result.history[-1]["test_accuracy"] > 0.9
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tiny):
+    config, tensors = tiny_run(tiny[0], dropout=0.2, augment="shift")
+    first = training.train(config, tensors)
+    second = training.train(config, tensors)
+    other = training.train(dataclasses.replace(config, seed=1), tensors)
+    assert without_timing(first.history) == without_timing(second.history)
+    assert without_timing(first.history) != without_timing(other.history)
+
+
+def stop_after(steps):
+    """on_batch and should_stop hooks that ask to stop once `steps` steps are done."""
+    done = {"steps": 0}
+
+    def on_batch(index, total):
+        done["steps"] += 1
+
+    return {"on_batch": on_batch, "should_stop": lambda: done["steps"] >= steps}
+
+
+@pytest.mark.parametrize("impl", ["module", "manual"])
+@pytest.mark.parametrize("stop", [3, 11, 8])  # mid first epoch, mid second, at the boundary
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny, impl, stop):
+    config, tensors = tiny_run(tiny[0], impl=impl, dropout=0.3, augment="elastic")
+    whole = training.train(config, tensors)
+
+    part = training.train(config, tensors, **stop_after(stop))
+    assert part.interrupted
+    assert (part.position.epoch, part.position.batch) == divmod(stop, 8)
+    path = checkpoint.save(
+        tmp_path / "checkpoint.pt",
+        config=config,
+        model=part.model,
+        optimizer=part.optimizer,
+        epoch=part.position.epoch,
+        batch=part.position.batch,
+        history=part.history,
+        normalization=part.normalization,
+        rng=part.position.rng,
+    )
+    saved = checkpoint.load(path)  # through the disk, weights_only
+    model, optimizer = training.build(saved["config"], torch.device("cpu"))
+    checkpoint.load_weights(model, saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    position = training.Position(saved["epoch"], saved["batch"], saved["rng"])
+    rest = training.train(
+        saved["config"],
+        tensors,
+        model=model,
+        optimizer=optimizer,
+        position=position,
+        history=saved["history"],
+    )
+    assert not rest.interrupted and len(rest.history) == 2
+    final, expected = rest.model.state_dict(), whole.model.state_dict()
+    for name in expected:
+        assert torch.equal(final[name], expected[name]), name
+    assert rest.history[-1]["test_accuracy"] == whole.history[-1]["test_accuracy"]
+
+
+def test_a_non_finite_loss_stops_with_the_step_and_advice(tiny):
+    config, tensors = tiny_run(tiny[0], lr=0.5)
+    tensors.x_train[300] = float("nan")  # lands in some batch of the first epoch
+    with pytest.raises(TrainingDiverged, match=r"at step \d+ \(epoch 1, batch \d+\).*lower"):
+        training.train(config, tensors)
+
+
+def test_validation_split_is_reported(tiny):
+    config, tensors = tiny_run(tiny[0], val_split=0.25, epochs=1)
+    assert len(tensors.y_train) == 384 and len(tensors.y_val) == 128
+    record = training.train(config, tensors).history[0]
+    assert 0 <= record["val_accuracy"] <= 1 and record["val_loss"] > 0
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(("model", "floor"), [("mlp", 0.96), ("logreg", 0.90)])
+def test_one_epoch_on_mnist(mnist, model, floor):
+    config = TrainConfig(model=model, epochs=1)
+    tensors = training.prepare(config, mnist, torch.device("cpu"))
+    accuracy = training.train(config, tensors).history[-1]["test_accuracy"]
+    assert accuracy >= floor, f"{model}: {accuracy:.4f}"
