@@ -25,8 +25,9 @@ print(json.dumps({"load": done - imported, "import": imported - start}))
 
 def run(data_dir: str, cache: str) -> dict:
     env = {"MNISTLAB_CACHE_DIR": cache, "PATH": "/usr/bin:/bin"}
-    output = subprocess.run([sys.executable, "-c", CHILD, data_dir], env=env, check=True,
-                            capture_output=True, text=True).stdout
+    output = subprocess.run(
+        [sys.executable, "-c", CHILD, data_dir], env=env, check=True, capture_output=True, text=True
+    ).stdout
     return json.loads(output)
 
 
@@ -41,8 +42,10 @@ def main():
             cold.append(run(args.data_dir, cache)["load"])  # empty cache: gunzip + parse
             warm.append(run(args.data_dir, cache)["load"])  # the decoded cache
     for name, times in (("from .gz files", cold), ("from decoded cache", warm)):
-        print(f"load MNIST {name:20} {statistics.median(times):.3f} s median of {len(times)} "
-              f"(min {min(times):.3f}, max {max(times):.3f})")
+        print(
+            f"load MNIST {name:20} {statistics.median(times):.3f} s median of {len(times)} "
+            f"(min {min(times):.3f}, max {max(times):.3f})"
+        )
     print(f"speed-up: {statistics.median(cold) / statistics.median(warm):.1f}x")
 
 

@@ -44,8 +44,10 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         )
         if isinstance(default, bool):
             options["action"] = argparse.BooleanOptionalAction
-        elif isinstance(default, tuple):
+        elif item.name == "hidden":
             options.update(nargs="*", type=int, metavar="WIDTH")
+        elif isinstance(default, tuple):
+            options.update(nargs=len(default), type=type(default[0]), metavar="VALUE")
         elif default is not None:
             options["type"] = type(default)
         group.add_argument(flag, **options)
@@ -389,6 +391,38 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from mnistlab import bench, data
+    from mnistlab import train as training
+
+    config = config_from_args(args)
+    device = training.resolve_device(config.device)
+    dataset = data.load(config.dataset, config.data_dir, progress=progress_wanted(args))
+    report = bench.run(
+        config, dataset, device, impls=tuple(args.impls), notebook=not args.no_notebook
+    )
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(
+        f"{describe(config)}; {report['device']}, {report['threads']} threads, "
+        f"{report['epoch_gflop']:.1f} GFLOP of matmuls per epoch"
+    )
+    print(f"{'':30}  {'s/epoch':>8}  {'samples/s':>10}  {'GFLOP/s':>8}  {'x bound':>7}")
+    for row in report["rows"]:
+        print(
+            f"{row['name']:30}  {row['seconds']:8.3f}  {row['samples_per_second']:10,.0f}  "
+            f"{row['gflops']:8.1f}  {row['ratio_to_bound']:7.2f}"
+        )
+    rows = {row["name"]: row["seconds"] for row in report["rows"]}
+    if "module epoch" in rows and "notebook pipeline (batch 64)" in rows:
+        print(
+            f"module epoch is {rows['notebook pipeline (batch 64)'] / rows['module epoch']:.1f}x "
+            "faster than the notebook pipeline"
+        )
+    return 0
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 
@@ -457,6 +491,24 @@ def build_parser() -> Parser:
     compare.add_argument("--config", help="TOML file of training settings")
     add_config_flags(compare, skip=("impl",))
     compare.set_defaults(handler=cmd_compare)
+
+    bench = commands.add_parser(
+        "bench", help="time an epoch against its matmul bound and the notebook's pipeline"
+    )
+    bench.add_argument(
+        "--impl",
+        dest="impls",
+        nargs="*",
+        default=["module", "scratch", "manual"],
+        choices=("module", "scratch", "manual"),
+        help="implementations to time",
+    )
+    bench.add_argument(
+        "--no-notebook", action="store_true", help="skip the (slow) notebook pipeline"
+    )
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    add_config_flags(bench, skip=("impl", "epochs"))
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 

@@ -44,7 +44,14 @@ class TrainConfig:
     activation: str = field(default="relu", metadata=_note("relu, gelu, tanh, sigmoid or none"))
     dropout: float = field(default=0.0, metadata=_note("dropout after each hidden layer"))
     optimizer: str = field(default="adam", metadata=_note("sgd, adam or adamw"))
-    lr: float = field(default=2e-3, metadata=_note("peak learning rate"))
+    lr: float = field(default=6e-3, metadata=_note("peak learning rate"))
+    betas: tuple[float, ...] = field(
+        default=(0.9, 0.95),
+        metadata=_note(
+            "Adam's two moment decay rates (a shorter second-moment memory than torch's 0.999 "
+            "suits a few-epoch run)"
+        ),
+    )
     momentum: float = field(default=0.0, metadata=_note("SGD momentum"))
     nesterov: bool = field(default=False, metadata=_note("Nesterov momentum (SGD)"))
     weight_decay: float = field(default=0.0, metadata=_note("L2 penalty (decoupled for adamw)"))
@@ -54,9 +61,9 @@ class TrainConfig:
             "learning-rate schedule: constant, cosine, or onecycle (warm-up then cosine decay)"
         ),
     )
-    warmup: float = field(default=0.1, metadata=_note("onecycle: fraction of steps warming up"))
-    epochs: int = field(default=5, metadata=_note("passes over the training set"))
-    batch_size: int = field(default=128, metadata=_note("training batch size"))
+    warmup: float = field(default=0.2, metadata=_note("onecycle: fraction of steps warming up"))
+    epochs: int = field(default=3, metadata=_note("passes over the training set"))
+    batch_size: int = field(default=512, metadata=_note("training batch size"))
     seed: int = field(default=0, metadata=_note("seeds weights, batch order and dropout"))
     val_split: float = field(
         default=0.0, metadata=_note("fraction of the training set held out for validation")
@@ -77,6 +84,7 @@ class TrainConfig:
     def __post_init__(self):
         # Tuples keep the config hashable and comparable; TOML and JSON give lists.
         object.__setattr__(self, "hidden", tuple(int(width) for width in self.hidden))
+        object.__setattr__(self, "betas", tuple(float(beta) for beta in self.betas))
         choices = {
             "model": MODELS,
             "impl": IMPLEMENTATIONS,
@@ -123,6 +131,8 @@ class TrainConfig:
                 raise ConfigError(
                     f"--{name.replace('_', '-')} must be in [{low}, {high}), got {value}"
                 )
+        if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
+            raise ConfigError(f"--betas takes two numbers in [0, 1), got {list(self.betas)}")
         if self.weight_decay < 0 or self.threads < 0:
             raise ConfigError("--weight-decay and --threads cannot be negative")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):

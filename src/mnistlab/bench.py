@@ -1,0 +1,159 @@
+"""How fast one training epoch runs, against the bound set by its matrix multiplies.
+
+The bound times only the matmuls an epoch must do (forward, the weight gradients, and the
+input gradients of every layer but the first), on preallocated tensors of the real shapes.
+Against it we time a full epoch of each implementation, and the course notebook's pipeline
+rebuilt without torchvision: one PIL image at a time through ToTensor/Normalize arithmetic,
+batched by a DataLoader.
+"""
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from mnistlab import data
+from mnistlab import train as training
+from mnistlab.config import TrainConfig
+
+
+def epoch_flops(sizes: tuple[int, ...], samples: int) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one epoch's matmuls for layer widths `sizes`."""
+    layers = list(zip(sizes[:-1], sizes[1:], strict=True))
+    forward = sum(2 * samples * fan_in * fan_out for fan_in, fan_out in layers)
+    input_grads = sum(2 * samples * fan_in * fan_out for fan_in, fan_out in layers[1:])
+    return 2 * forward + input_grads  # forward, weight gradients (same size), input gradients
+
+
+def matmul_bound(
+    sizes, samples: int, batch_size: int, device, dtype=torch.float32, repeats: int = 3
+) -> float:
+    """Seconds for one epoch of the matmuls alone (best of `repeats`)."""
+    generator = torch.Generator().manual_seed(0)
+
+    def tensor(*shape):
+        return torch.randn(*shape, generator=generator).to(device=device, dtype=dtype)
+
+    layers = list(zip(sizes[:-1], sizes[1:], strict=True))
+    weights = [tensor(fan_out, fan_in) for fan_in, fan_out in layers]
+    steps, last = divmod(samples, batch_size)
+    batches = [batch_size] * steps + ([last] if last else [])
+    inputs = {size: tensor(size, sizes[0]) for size in set(batches)}
+    best = math.inf
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        for size in batches:
+            x, saved = inputs[size], []
+            for weight in weights:
+                saved.append(x)
+                x = x @ weight.T  # (B, in) @ (in, out)
+            grad = x
+            for index in reversed(range(len(weights))):
+                grad.T @ saved[index]  # weight gradient (out, in)
+                if index > 0:
+                    grad = grad @ weights[index]  # input gradient (B, in)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def training_epoch(config: TrainConfig, tensors: training.Tensors) -> float:
+    """Seconds of one training epoch (no evaluation) of `config`'s model."""
+    _sync(tensors.x_train.device)
+    result = training.train(dataclasses.replace(config, epochs=1), tensors)
+    return result.history[0]["seconds"]
+
+
+class NotebookDataset(torch.utils.data.Dataset):
+    """The notebook's per-item pipeline: a PIL image, ToTensor, Normalize((0.5,), (0.5,)),
+    flatten, exactly as torchvision's MNIST with that transform does it, one item at a time."""
+
+    def __init__(self, split: data.Split):
+        self.images, self.labels = split.images, split.labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        from PIL import Image
+
+        image = Image.fromarray(self.images[index].numpy(), mode="L")
+        x = torch.from_numpy(np.array(image, np.uint8, copy=True)).view(1, 28, 28)
+        x = x.to(torch.float32).div(255)  # ToTensor
+        x = (x - 0.5) / 0.5  # Normalize((0.5,), (0.5,))
+        return x.view(-1), int(self.labels[index])
+
+
+def notebook_epoch(split: data.Split, sizes, seed: int = 0) -> float:
+    """Seconds of one epoch of the notebook's loop: DataLoader at batch 64, SGD at 0.01."""
+    from mnistlab.models import modules
+
+    torch.manual_seed(seed)
+    loader = torch.utils.data.DataLoader(NotebookDataset(split), batch_size=64, shuffle=True)
+    model = modules.MLP(sizes)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    start = time.perf_counter()
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
+def run(
+    config: TrainConfig,
+    dataset: data.Dataset,
+    device,
+    impls=("module", "scratch", "manual"),
+    notebook: bool = True,
+) -> dict:
+    """Time the bound, each implementation and (optionally) the notebook pipeline."""
+    tensors = training.prepare(config, dataset, device)
+    samples = len(tensors.y_train)
+    flops = epoch_flops(config.layer_sizes, samples)
+    precision = torch.bfloat16 if config.precision == "bf16" else torch.float32
+    rows = [
+        {
+            "name": "bound (matmuls only)",
+            "seconds": matmul_bound(
+                config.layer_sizes, samples, config.batch_size, device, precision
+            ),
+        }
+    ]
+    training_epoch(config, tensors)  # warm-up: first-call allocations and kernel choices
+    for impl in impls:
+        seconds = training_epoch(dataclasses.replace(config, impl=impl), tensors)
+        rows.append({"name": f"{impl} epoch", "seconds": seconds})
+    if notebook:
+        rows.append(
+            {
+                "name": "notebook pipeline (batch 64)",
+                "seconds": notebook_epoch(dataset.train, config.layer_sizes, config.seed),
+            }
+        )
+    bound = rows[0]["seconds"]
+    for row in rows:
+        row.update(
+            samples_per_second=samples / row["seconds"],
+            gflops=flops / row["seconds"] / 1e9,
+            ratio_to_bound=row["seconds"] / bound,
+        )
+    return {
+        "config": dataclasses.asdict(config),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "samples": samples,
+        "epoch_gflop": flops / 1e9,
+        "rows": rows,
+    }

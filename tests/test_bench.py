@@ -1,0 +1,90 @@
+import json
+
+import pytest
+import torch
+
+from mnistlab import bench, data
+from mnistlab.cli import main
+from mnistlab.config import TrainConfig
+
+
+def test_epoch_flops_count_forward_weight_and_input_gradients():
+    # forward 2*N*(784*500 + 500*10), the same again for weight gradients, and the input
+    # gradient of the second layer only (the images need none)
+    n = 60_000
+    forward = 2 * n * (784 * 500 + 500 * 10)
+    assert bench.epoch_flops((784, 500, 10), n) == 2 * forward + 2 * n * 500 * 10
+    assert bench.epoch_flops((784, 10), n) == 2 * 2 * n * 784 * 10
+
+
+def test_notebook_dataset_matches_totensor_and_normalize(tiny):
+    folder, _ = tiny
+    split = data.load("tiny", folder).train
+    x, label = bench.NotebookDataset(split)[3]
+    expected = (split.images[3].flatten().float() / 255 - 0.5) / 0.5
+    assert torch.allclose(x, expected) and label == int(split.labels[3])
+
+
+def test_bench_times_every_row(tiny):
+    folder, _ = tiny
+    config = TrainConfig(dataset="tiny", data_dir=str(folder), hidden=(32,), batch_size=64)
+    report = bench.run(config, data.load("tiny", folder), torch.device("cpu"))
+    names = [row["name"] for row in report["rows"]]
+    assert names == [
+        "bound (matmuls only)",
+        "module epoch",
+        "scratch epoch",
+        "manual epoch",
+        "notebook pipeline (batch 64)",
+    ]
+    assert report["rows"][0]["ratio_to_bound"] == 1.0
+    for row in report["rows"]:
+        assert row["seconds"] > 0 and row["samples_per_second"] == pytest.approx(
+            512 / row["seconds"]
+        )
+        assert row["gflops"] == pytest.approx(report["epoch_gflop"] / row["seconds"])
+
+
+def test_bench_command_json(capsys, tiny):
+    folder, _ = tiny
+    code = main(
+        [
+            "bench",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(folder),
+            "--hidden",
+            "16",
+            "--impl",
+            "module",
+            "--no-notebook",
+            "--json",
+        ]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and [row["name"] for row in report["rows"]] == [
+        "bound (matmuls only)",
+        "module epoch",
+    ]
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_training_keeps_the_dataset_on_the_device(tiny):
+    from mnistlab import train as training
+
+    folder, _ = tiny
+    config = TrainConfig(
+        dataset="tiny", data_dir=str(folder), hidden=(32,), batch_size=64, epochs=2, device="cuda"
+    )
+    device = training.resolve_device("cuda")
+    tensors = training.prepare(config, data.load("tiny", folder), device)
+    assert tensors.x_train.is_cuda and tensors.y_train.is_cuda and tensors.x_test.is_cuda
+    for impl in ("module", "scratch", "manual"):
+        result = training.train(TrainConfig(**{**config.__dict__, "impl": impl}), tensors)
+        assert result.history[-1]["test_accuracy"] > 0.9
+        assert all(value.is_cuda for _, value in result.model.named_parameters())
