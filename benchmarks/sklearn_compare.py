@@ -41,23 +41,33 @@ def main():
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument(
-        "--sklearn-batch-size", type=int, default=200, help="scikit-learn's own default is 200"
+        "--sklearn-batch-size",
+        type=int,
+        nargs="*",
+        default=[64, 200],
+        help="batch sizes for MLPClassifier (its own default is 200)",
     )
     args = parser.parse_args()
     dataset = data.load("mnist", args.data_dir, download_missing=False)
     config = TrainConfig(epochs=args.epochs)
     tensors = training.prepare(config, dataset, torch.device("cpu"))
-    ours = [(r["seconds"], r["test_accuracy"]) for r in training.train(config, tensors).history]
-    theirs = sklearn_epochs(dataset, args.epochs, args.sklearn_batch_size)
-    print(f"{'epoch':>5}  {'mnistlab s':>10}  {'acc':>6}  {'sklearn s':>9}  {'acc':>6}")
-    for epoch, ((s1, a1), (s2, a2)) in enumerate(zip(ours, theirs, strict=True), 1):
-        print(f"{epoch:5}  {s1:10.2f}  {100 * a1:5.2f}%  {s2:9.2f}  {100 * a2:5.2f}%")
-    mean_ours = sum(s for s, _ in ours) / len(ours)
-    mean_theirs = sum(s for s, _ in theirs) / len(theirs)
-    print(
-        f"mnistlab (batch {config.batch_size}) is {mean_theirs / mean_ours:.1f}x faster per "
-        f"epoch than MLPClassifier (batch {args.sklearn_batch_size})"
-    )
+    columns = {
+        f"mnistlab b{config.batch_size}": [
+            (r["seconds"], r["test_accuracy"]) for r in training.train(config, tensors).history
+        ]
+    }
+    for batch_size in args.sklearn_batch_size:
+        columns[f"sklearn b{batch_size}"] = sklearn_epochs(dataset, args.epochs, batch_size)
+    print("epoch" + "".join(f"  {name:>20}" for name in columns))
+    for epoch in range(args.epochs):
+        cells = "".join(
+            f"  {rows[epoch][0]:8.2f} s {100 * rows[epoch][1]:6.2f}%  " for rows in columns.values()
+        )
+        print(f"{epoch + 1:5}{cells}")
+    mean = {name: sum(s for s, _ in rows) / len(rows) for name, rows in columns.items()}
+    ours = mean.pop(f"mnistlab b{config.batch_size}")
+    for name, seconds in mean.items():
+        print(f"mnistlab is {seconds / ours:.1f}x faster per epoch than {name}")
 
 
 if __name__ == "__main__":

@@ -287,3 +287,12 @@ def test_synthetic_writer_matches_the_parser(tmp_path):
     contents = write_dataset(tmp_path / "d", train=20, test=10)
     labels = parse_idx(contents["train-labels-idx1-ubyte"])
     assert labels.shape == (20,) and set(labels) == set(range(10))
+
+
+def test_normalization_is_the_pixel_mean_and_std(tiny):
+    folder, _ = tiny
+    train = data.load("tiny", folder).train
+    pixels = train.images.to(torch.float64) / 255
+    mean, std = data.normalization(train)
+    assert mean == pytest.approx(pixels.mean().item(), rel=1e-12)
+    assert std == pytest.approx(pixels.std().item(), rel=1e-12)

@@ -320,9 +320,17 @@ def split_validation(train: Split, fraction: float, seed: int = 0) -> tuple[Spli
 
 
 def normalization(split: Split) -> tuple[float, float]:
-    """Mean and std of the training pixels in [0, 1]; applied to every split alike."""
-    pixels = split.images.to(torch.float64) / 255
-    return pixels.mean().item(), pixels.std().item()
+    """Mean and std of the training pixels in [0, 1]; applied to every split alike.
+
+    Computed from the 256-bin histogram of the uint8 pixels: exact, and far cheaper than
+    converting 47 million pixels to float64.
+    """
+    counts = torch.bincount(split.images.flatten(), minlength=256).to(torch.float64)
+    values = torch.arange(256, dtype=torch.float64) / 255
+    total = counts.sum()
+    mean = (counts * values).sum() / total
+    variance = (counts * (values - mean) ** 2).sum() / (total - 1)
+    return mean.item(), variance.sqrt().item()
 
 
 def to_inputs(

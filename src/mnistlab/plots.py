@@ -27,27 +27,51 @@ def _save(figure, path: str | Path) -> Path:
     return path
 
 
+def mosaic(images, columns: int, pad: int = 2, fill: float = np.nan) -> np.ndarray:
+    """Tile (N, H, W) images into one (rows*(H+pad), columns*(W+pad)) array.
+
+    One imshow of a mosaic draws in a fraction of the time of one subplot per image.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    count, height, width = images.shape
+    rows = max(1, -(-count // columns))
+    tiles = np.full((rows * columns, height + pad, width + pad), fill, np.float32)
+    tiles[:count, :height, :width] = images
+    return (
+        tiles.reshape(rows, columns, height + pad, width + pad)
+        .transpose(0, 2, 1, 3)
+        .reshape(rows * (height + pad), columns * (width + pad))
+    )
+
+
 def image_grid(
     images,
     titles: list[str],
     path,
     columns: int = 10,
     suptitle: str = "",
-    colors: list[str] | None = None,
+    color: str = "black",
     cmap: str = "gray_r",
+    limits=None,
 ) -> Path:
-    """A grid of 28x28 images (uint8 or float), each with a title."""
-    images = np.asarray(images)
+    """A grid of 28x28 images (uint8 or float), each with a title above it."""
+    images = np.asarray(images, dtype=np.float32)
     rows = max(1, -(-len(images) // columns))
-    figure = _figure(columns * 1.1, rows * 1.3 + (0.4 if suptitle else 0))
-    for index, image in enumerate(images):
-        axes = figure.add_subplot(rows, columns, index + 1)
-        axes.imshow(image, cmap=cmap, interpolation="nearest")
-        axes.set_title(titles[index], fontsize=7, color=(colors or ["black"] * len(images))[index])
-        axes.set_axis_off()
+    figure = _figure(columns * 1.05, rows * 1.25 + (0.5 if suptitle else 0.1))
+    axes = figure.add_axes((0, 0, 1, 0.93 if suptitle else 0.98))
+    vmin, vmax = limits if limits else (images.min(), images.max())
+    axes.imshow(
+        mosaic(images, columns, pad=10), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
+    )
+    for index, title in enumerate(titles):
+        row, column = divmod(index, columns)
+        axes.text(
+            column * 38 + 14, row * 38 - 1, title, ha="center", va="bottom", fontsize=7, color=color
+        )
+    axes.set_ylim(rows * 38 - 9, -9)
+    axes.set_axis_off()
     if suptitle:
         figure.suptitle(suptitle, fontsize=10)
-    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -63,7 +87,7 @@ def samples(split, classes, path, per_class: int = 8, seed: int = 0) -> Path:
             pick = indices[torch.randint(len(indices), (1,), generator=generator)].item()
             chosen.append(split.images[pick].numpy())
             titles.append(classes[label] if row == 0 else "")
-    return image_grid(chosen, titles, path, columns=len(classes))
+    return image_grid(chosen, titles, path, columns=len(classes), limits=(0, 255))
 
 
 def curves(history: list[dict], path) -> Path:
@@ -133,7 +157,8 @@ def confident_mistakes(images, labels, logits, classes, path, count: int = 20) -
         path,
         columns=5,
         suptitle="most confident mistakes (true → predicted)",
-        colors=["firebrick"] * len(titles),
+        color="firebrick",
+        limits=(0, 1),
     )
 
 
@@ -141,13 +166,18 @@ def first_layer(weight, path, count: int = 64) -> Path:
     """Rows of the first layer's weight (H, 784) as 28x28 images: what each unit looks for."""
     weight = weight.detach().float().cpu()[:count]
     limit = float(weight.abs().max()) or 1.0
-    columns = min(10, len(weight)) if len(weight) <= 10 else 8
+    columns = 10 if len(weight) <= 10 else 8
     rows = -(-len(weight) // columns)
-    figure = _figure(columns * 1.0, rows * 1.0 + 0.4)
-    for index, row in enumerate(weight):
-        axes = figure.add_subplot(rows, columns, index + 1)
-        axes.imshow(row.reshape(28, 28).numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
-        axes.set_axis_off()
+    figure = _figure(columns * 1.0, rows * 1.0 + 0.5)
+    axes = figure.add_axes((0, 0, 1, 0.9))
+    axes.imshow(
+        mosaic(weight.reshape(-1, 28, 28).numpy(), columns),
+        cmap="RdBu_r",
+        vmin=-limit,
+        vmax=limit,
+        interpolation="nearest",
+    )
+    axes.set_axis_off()
     figure.suptitle(
         f"first-layer weights ({len(weight)} units; red positive, blue negative)", fontsize=9
     )
