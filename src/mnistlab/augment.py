@@ -23,18 +23,16 @@ def _affine(count, generator, device, max_shift, max_degrees, max_scale):
     return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
 
 
-def _smooth_noise(count, generator, device, sigma=4.0, alpha=1.2):
-    """Elastic displacement field (B, 28, 28, 2): white noise blurred by a Gaussian, in pixels
-    of size `alpha`, as in Simard et al. (2003)."""
-    noise = torch.rand(count * 2, 1, SIDE, SIDE, generator=generator, device=device) * 2 - 1
-    radius = int(2 * sigma)
-    taps = torch.arange(-radius, radius + 1, device=device, dtype=noise.dtype)
-    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    noise = F.conv2d(noise, kernel.view(1, 1, 1, -1), padding=(0, radius))
-    noise = F.conv2d(noise, kernel.view(1, 1, -1, 1), padding=(radius, 0))
-    noise = noise / noise.abs().amax(dim=(2, 3), keepdim=True).clamp(min=1e-6)
-    return noise.view(count, 2, SIDE, SIDE).permute(0, 2, 3, 1) * alpha * 2 / SIDE
+def _smooth_noise(count, generator, device, coarse: int = 5, alpha: float = 1.5):
+    """Elastic displacement field (B, 28, 28, 2) of up to `alpha` pixels.
+
+    Simard et al. (2003) blur white noise with a Gaussian; upsampling a coarse 5x5 random field
+    bicubically gives a field as smooth at a fraction of the cost, which matters when it is
+    drawn for every batch.
+    """
+    noise = torch.rand(count, 2, coarse, coarse, generator=generator, device=device) * 2 - 1
+    field = F.interpolate(noise, size=(SIDE, SIDE), mode="bicubic", align_corners=True)
+    return field.permute(0, 2, 3, 1) * alpha * 2 / SIDE
 
 
 def apply(x: torch.Tensor, kind: str, generator: torch.Generator, background: float):

@@ -423,6 +423,100 @@ def cmd_bench(args) -> int:
     return 0
 
 
+# --- sweeps, pictures and reports ------------------------------------------------------------
+
+
+def cmd_sweep(args) -> int:
+    from mnistlab import plots, sweep
+
+    base = config_from_args(args)
+    if not args.preset and not args.grid:
+        raise ConfigError("give --preset NAME or at least one --grid NAME=V1,V2")
+    variants = sweep.PRESETS[args.preset](base) if args.preset else [{}]
+    if args.grid:
+        variants = [
+            {**variant, **extra} for variant in variants for extra in sweep.parse_grid(args.grid)
+        ]
+    configs = sweep.plan(base, variants, args.seeds)
+    out = Path(args.out or Path("sweeps") / (args.preset or "grid"))
+    fields = sweep.varied_fields([{"config": dataclasses.asdict(c)} for c in configs])
+    print(
+        f"sweep of {len(variants)} configurations x {len(args.seeds)} seeds = "
+        f"{len(configs)} runs in {out}"
+    )
+    count = {"n": 0}
+
+    def on_record(record, skipped):
+        count["n"] += 1
+        name = sweep.label(record["config"], fields)
+        status = "done before" if skipped else f"{record['seconds']:.1f} s"
+        print(
+            f"[{count['n']}/{len(configs)}] {name} seed={record['config']['seed']}: "
+            f"{100 * record['test_accuracy']:.2f}% ({status})",
+            flush=True,
+        )
+
+    stop = StopFlag()
+    previous_handler = signal.signal(signal.SIGINT, stop.handle)
+    try:
+        records = sweep.run(configs, out, on_record=on_record, should_stop=stop)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    rows = sweep.summarize(records)
+    if rows:
+        sweep.write_summary(out, rows)
+        if not args.no_plots:
+            plots.sweep_pictures(rows, out)
+        print(sweep.markdown(rows), end="")
+    if len(records) < len(configs):
+        print(
+            f"stopped after {len(records)} of {len(configs)} runs; run the same command "
+            "again to finish the sweep"
+        )
+        return 130
+    print(f"summary in {out / 'summary.md'} and {out / 'summary.csv'}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from mnistlab import checkpoint, data, plots, report, runs, sweep
+    from mnistlab import train as training
+
+    folder = Path(args.folder)
+    if report.is_sweep(folder):
+        rows = sweep.summarize(sweep.read_results(folder))
+        written = plots.sweep_pictures(rows, folder)
+    else:
+        saved = checkpoint.load(folder)
+        config = saved["config"]
+        if args.data_dir:
+            config = dataclasses.replace(config, data_dir=args.data_dir)
+        device = training.resolve_device("auto")
+        model, _ = training.build(config, device)
+        checkpoint.load_weights(model, saved["model"], str(folder))
+        tensors = training.prepare(config, data.load(config.dataset, config.data_dir), device)
+        history = saved["history"] or runs.read_metrics(folder)
+        if not history:
+            raise CheckpointError(f"{folder}: the run has no finished epoch to plot")
+        written = plots.run_pictures(
+            checkpoint.resolve(folder).parent, model, tensors, history, config
+        )
+    print("wrote " + ", ".join(str(path) for path in written))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from mnistlab import report, runs
+
+    folder = Path(args.folder)
+    if not report.is_sweep(folder) and not (folder / runs.CONFIG).is_file():
+        raise ConfigError(
+            f"{folder} is neither a run folder (config.json) nor a sweep folder (results.jsonl)"
+        )
+    print(f"wrote {report.write(folder, args.out)}")
+    return 0
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 
@@ -509,6 +603,38 @@ def build_parser() -> Parser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     add_config_flags(bench, skip=("impl", "epochs"))
     bench.set_defaults(handler=cmd_bench)
+
+    sweep = commands.add_parser("sweep", help="train a grid of configurations x seeds")
+    sweep.add_argument(
+        "--preset",
+        choices=("width", "depth", "activation", "optimizer", "batch"),
+        help="a ready-made grid",
+    )
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="vary a setting (tuples join items with x: hidden=64,128x128); "
+        "repeatable, combined as a product",
+    )
+    sweep.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds for each config")
+    sweep.add_argument("--out", help="sweep folder (default: sweeps/PRESET)")
+    sweep.add_argument("--no-plots", action="store_true", help="skip the sweep's pictures")
+    sweep.add_argument("--recipe", choices=sorted(RECIPES), help="a named starting config")
+    sweep.add_argument("--config", help="TOML file of training settings")
+    add_config_flags(sweep, skip=("seed",))
+    sweep.set_defaults(handler=cmd_sweep)
+
+    plot = commands.add_parser("plot", help="draw the pictures of a run or a sweep")
+    plot.add_argument("folder", help="run folder or sweep folder")
+    plot.add_argument("--data-dir", help="folder holding the IDX files (runs only)")
+    plot.set_defaults(handler=cmd_plot)
+
+    report = commands.add_parser("report", help="one self-contained HTML page of a run/sweep")
+    report.add_argument("folder", help="run folder or sweep folder")
+    report.add_argument("--out", help="HTML file (default: FOLDER/report.html)")
+    report.set_defaults(handler=cmd_report)
     return parser
 
 

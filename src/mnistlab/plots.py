@@ -203,3 +203,53 @@ def run_pictures(folder, model, tensors, history, config) -> list[Path]:
         ),
         first_layer(weight, folder / "weights.png"),
     ]
+
+
+SWEEP_AXES = {
+    "flops": ("train_flops", "training FLOPs", 1e-9, "GFLOP"),
+    "seconds": ("seconds_mean", "training wall-clock", 1.0, "s"),
+    "parameters": ("parameters", "trainable parameters", 1.0, "count"),
+}
+
+
+def sweep_plot(rows: list[dict], axis: str, path) -> Path:
+    """Test accuracy (mean ± std over seeds) against one cost, log x, Pareto frontier marked."""
+    from mnistlab.sweep import on_frontier
+
+    key, title, scale, unit = SWEEP_AXES[axis]
+    figure = _figure(8, 5)
+    axes = figure.add_subplot(1, 1, 1)
+    x = np.array([row[key] * scale for row in rows])
+    y = np.array([100 * row["accuracy_mean"] for row in rows])
+    error = np.array([100 * row["accuracy_std"] for row in rows])
+    axes.errorbar(
+        x,
+        y,
+        yerr=error,
+        fmt="o",
+        color="tab:blue",
+        ecolor="gray",
+        capsize=3,
+        label="configuration (error bar: std over seeds)",
+    )
+    for row, px, py in zip(rows, x, y, strict=True):
+        axes.annotate(
+            row["config"], (px, py), textcoords="offset points", xytext=(4, 4), fontsize=7
+        )
+    frontier = [index for index, row in enumerate(rows) if on_frontier(row, rows, key)]
+    frontier.sort(key=lambda index: x[index])
+    axes.plot(x[frontier], y[frontier], "-", color="tab:red", alpha=0.6, label="Pareto frontier")
+    axes.set_xscale("log")
+    axes.set_xlabel(f"{title} ({unit}, log scale)")
+    axes.set_ylabel("test accuracy (%)")
+    n = sorted({row["n"] for row in rows})
+    axes.set_title(f"test accuracy against {title} (n = {', '.join(map(str, n))} seeds)")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def sweep_pictures(rows: list[dict], folder) -> list[Path]:
+    folder = Path(folder)
+    return [sweep_plot(rows, axis, folder / f"accuracy_vs_{axis}.png") for axis in SWEEP_AXES]

@@ -1,0 +1,299 @@
+"""Sweeps: config variants x seeds, each run in-process through the same train().
+
+Every finished run is appended as one JSON line to `results.jsonl` and identified by a hash of
+its whole config, so running a sweep again skips what is done: a sweep stopped by Ctrl-C or a
+crash resumes where it stopped. The summary groups runs by config less the seed and reports
+mean ± std over the seeds, with n.
+"""
+
+import csv
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+
+from mnistlab import data
+from mnistlab import train as training
+from mnistlab.bench import epoch_flops
+from mnistlab.config import ACTIVATIONS, TrainConfig
+from mnistlab.errors import ConfigError
+
+RESULTS = "results.jsonl"
+
+
+def width_for_budget(depth: int, budget: int, inputs: int = 784, classes: int = 10) -> int:
+    """The width w for which `depth` hidden layers of w units have about `budget` parameters:
+    (depth-1)·w² + (inputs + depth + classes)·w + classes = budget."""
+    a, b, c = depth - 1, inputs + depth + classes, classes - budget
+    if a == 0:
+        return round(-c / b)
+    return round((-b + math.sqrt(b * b - 4 * a * c)) / (2 * a))
+
+
+def _width(_: TrainConfig) -> list[dict]:
+    return [{"hidden": (width,)} for width in (16, 32, 64, 128, 256, 512, 1024, 2048)]
+
+
+def _depth(base: TrainConfig) -> list[dict]:
+    budget = 397_510  # the assignment's MLP
+    fixed_width = [{"hidden": (256,) * depth} for depth in range(1, 5)]
+    fixed_budget = [{"hidden": (width_for_budget(depth, budget),) * depth} for depth in range(1, 5)]
+    return fixed_width + fixed_budget
+
+
+def _activation(_: TrainConfig) -> list[dict]:
+    # "none" stacks linear layers with nothing between them: it collapses to a linear model,
+    # which logistic regression shows next to it.
+    return [{"activation": name} for name in ACTIVATIONS] + [{"model": "logreg"}]
+
+
+def _optimizer(_: TrainConfig) -> list[dict]:
+    return (
+        [{"optimizer": "sgd", "lr": lr} for lr in (0.01, 0.03, 0.1)]
+        + [{"optimizer": "sgd", "momentum": 0.9, "lr": lr} for lr in (0.01, 0.03, 0.1)]
+        + [{"optimizer": "adam", "lr": lr} for lr in (0.001, 0.003, 0.01)]
+    )
+
+
+def _batch(base: TrainConfig) -> list[dict]:
+    # Square-root learning-rate scaling from the default batch size.
+    return [
+        {"batch_size": size, "lr": base.lr * math.sqrt(size / base.batch_size)}
+        for size in (32, 64, 128, 256, 512, 1024, 2048)
+    ]
+
+
+PRESETS: dict[str, Callable[[TrainConfig], list[dict]]] = {
+    "width": _width,
+    "depth": _depth,
+    "activation": _activation,
+    "optimizer": _optimizer,
+    "batch": _batch,
+}
+
+
+def parse_grid(specs: list[str]) -> list[dict]:
+    """["hidden=64,128x128", "lr=0.001,0.01"] -> the cartesian product as override dicts.
+
+    Values take the type of the field's default; a tuple field joins its items with 'x'.
+    """
+    fields = {item.name: item for item in dataclasses.fields(TrainConfig)}
+    axes = []
+    for spec in specs:
+        name, _, values = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        if name not in fields or name == "seed" or not values:
+            raise ConfigError(
+                f"--grid {spec!r}: write NAME=V1,V2 with NAME a training setting "
+                "other than seed (use --seeds)"
+            )
+        default = fields[name].default
+        axes.append([(name, _convert(name, value, default)) for value in values.split(",")])
+    return [dict(choice) for choice in itertools.product(*axes)]
+
+
+def _convert(name: str, value: str, default):
+    try:
+        if isinstance(default, tuple):
+            kind = int if name == "hidden" else float
+            return tuple(kind(item) for item in value.split("x"))
+        if isinstance(default, bool):
+            return value.lower() in ("1", "true", "yes")
+        if isinstance(default, int | float):
+            return type(default)(value)
+        return value
+    except ValueError:
+        raise ConfigError(f"--grid {name}: cannot read {value!r}") from None
+
+
+def run_key(config: TrainConfig) -> str:
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_results(folder: str | Path) -> list[dict]:
+    """Finished runs; a last line cut short by a crash is ignored (that run is redone)."""
+    path = Path(folder) / RESULTS
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _append(folder: Path, record: dict) -> None:
+    path = folder / RESULTS
+    # After a crash mid-write the file may end inside a line: start a fresh one.
+    torn = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with open(path, "a") as handle:
+        handle.write(("\n" if torn else "") + json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def plan(base: TrainConfig, variants: list[dict], seeds: list[int]) -> list[TrainConfig]:
+    return [
+        dataclasses.replace(base, **variant, seed=seed) for variant in variants for seed in seeds
+    ]
+
+
+def run(
+    configs: list[TrainConfig],
+    folder: str | Path,
+    *,
+    device=None,
+    on_record: Callable[[dict, bool], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict]:
+    """Train every config not already in `folder`'s results; return the records of all of
+    them, in order. `on_record(record, skipped)` sees each one as it is done or found."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    done = {record["key"]: record for record in read_results(folder)}
+    datasets: dict[tuple, training.Tensors] = {}
+    records = []
+    for config in configs:
+        key = run_key(config)
+        if key in done:
+            records.append(done[key])
+            if on_record is not None:
+                on_record(done[key], True)
+            continue
+        if should_stop is not None and should_stop():
+            break
+        device = device or training.resolve_device(config.device)
+        source = (config.dataset, config.data_dir, config.val_split)
+        if source not in datasets:
+            dataset = data.load(config.dataset, config.data_dir)
+            datasets[source] = training.prepare(config, dataset, device)
+        tensors = datasets[source]
+        result = training.train(config, tensors, should_stop=should_stop)
+        if result.interrupted:
+            break  # an unfinished run is not recorded; the next invocation redoes it
+        final = result.history[-1]
+        record = {
+            "key": key,
+            "config": dataclasses.asdict(config),
+            "parameters": sum(value.numel() for _, value in result.model.named_parameters()),
+            "train_flops": epoch_flops(config.layer_sizes, len(tensors.y_train)) * config.epochs,
+            "seconds": sum(epoch["seconds"] for epoch in result.history),
+            "test_accuracy": final["test_accuracy"],
+            "test_loss": final["test_loss"],
+            "history": result.history,
+        }
+        record = json.loads(json.dumps(record))  # the form it has when read back from disk
+        _append(folder, record)
+        done[key] = record
+        records.append(record)
+        if on_record is not None:
+            on_record(record, False)
+    return records
+
+
+def varied_fields(records: list[dict]) -> list[str]:
+    """Config fields (other than seed) that differ between the records."""
+    fields = [name for name in records[0]["config"] if name != "seed"] if records else []
+    return [
+        name
+        for name in fields
+        if len({json.dumps(record["config"][name]) for record in records}) > 1
+    ]
+
+
+def label(config: dict, fields: list[str]) -> str:
+    def show(value):
+        if isinstance(value, list | tuple):
+            return "x".join(map(str, value)) if value else "-"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return " ".join(f"{name}={show(config[name])}" for name in fields) or "base"
+
+
+def summarize(records: list[dict]) -> list[dict]:
+    """One row per configuration (seeds pooled): mean ± std (sample std; 0 when n = 1)."""
+    fields = varied_fields(records)
+    groups: dict[str, list[dict]] = {}
+    for record in records:
+        groups.setdefault(label(record["config"], fields), []).append(record)
+    rows = []
+    for name, group in groups.items():
+        accuracies = [record["test_accuracy"] for record in group]
+        seconds = [record["seconds"] for record in group]
+        rows.append(
+            {
+                "config": name,
+                "n": len(group),
+                "parameters": group[0]["parameters"],
+                "train_flops": group[0]["train_flops"],
+                "seconds_mean": statistics.fmean(seconds),
+                "seconds_std": statistics.stdev(seconds) if len(group) > 1 else 0.0,
+                "accuracy_mean": statistics.fmean(accuracies),
+                "accuracy_std": statistics.stdev(accuracies) if len(group) > 1 else 0.0,
+            }
+        )
+    rows.sort(key=lambda row: row["accuracy_mean"], reverse=True)
+    for row in rows:
+        row["pareto_flops"] = on_frontier(row, rows, "train_flops")
+        row["pareto_seconds"] = on_frontier(row, rows, "seconds_mean")
+    return rows
+
+
+def on_frontier(row: dict, rows: list[dict], cost: str) -> bool:
+    """True when no other row is at least as accurate for less cost, or more accurate for the
+    same cost: the best accuracy each budget buys."""
+    return not any(
+        other is not row
+        and other[cost] <= row[cost]
+        and other["accuracy_mean"] >= row["accuracy_mean"]
+        and (other[cost] < row[cost] or other["accuracy_mean"] > row["accuracy_mean"])
+        for other in rows
+    )
+
+
+COLUMNS = (
+    "config",
+    "n",
+    "parameters",
+    "train_flops",
+    "seconds_mean",
+    "seconds_std",
+    "accuracy_mean",
+    "accuracy_std",
+)
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| configuration | params | train GFLOP | seconds | test accuracy (mean ± std) | n |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        mark = " *" if row["pareto_flops"] else ""
+        lines.append(
+            f"| {row['config']}{mark} | {row['parameters']:,} | {row['train_flops'] / 1e9:,.0f} | "
+            f"{row['seconds_mean']:.1f} ± {row['seconds_std']:.1f} | "
+            f"{100 * row['accuracy_mean']:.2f} ± {100 * row['accuracy_std']:.2f}% | {row['n']} |"
+        )
+    lines.append("")
+    lines.append("\\* on the accuracy-for-FLOPs Pareto frontier; std is over seeds (0 when n = 1).")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(folder: str | Path, rows: list[dict]) -> tuple[Path, Path]:
+    folder = Path(folder)
+    md, table = folder / "summary.md", folder / "summary.csv"
+    md.write_text(markdown(rows))
+    with open(table, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*COLUMNS, "pareto_flops", "pareto_seconds"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return md, table

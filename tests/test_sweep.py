@@ -1,0 +1,260 @@
+import json
+import statistics
+from html.parser import HTMLParser
+
+import pytest
+import torch
+from PIL import Image
+
+from mnistlab import augment, plots, report, sweep
+from mnistlab import train as training
+from mnistlab.cli import main
+from mnistlab.config import TrainConfig
+from mnistlab.errors import ConfigError
+
+
+def base_config(folder, **settings):
+    settings = {"hidden": (16,), "batch_size": 128, "epochs": 1, **settings}
+    return TrainConfig(dataset="tiny", data_dir=str(folder), **settings)
+
+
+GRID = ["hidden=8,16", "lr=0.003,0.01"]
+
+
+def test_grid_by_seeds_gives_records_and_a_correct_summary(tiny, tmp_path):
+    configs = sweep.plan(base_config(tiny[0]), sweep.parse_grid(GRID), [0, 1])
+    records = sweep.run(configs, tmp_path / "s")
+    assert len(records) == 8 == len(sweep.read_results(tmp_path / "s"))
+    rows = sweep.summarize(records)
+    assert len(rows) == 4 and all(row["n"] == 2 for row in rows)
+    for row in rows:
+        group = [r for r in records if sweep.label(r["config"], ["hidden", "lr"]) == row["config"]]
+        accuracies = [r["test_accuracy"] for r in group]
+        assert row["accuracy_mean"] == pytest.approx(statistics.fmean(accuracies))
+        assert row["accuracy_std"] == pytest.approx(statistics.stdev(accuracies))
+        assert row["parameters"] == group[0]["parameters"]
+    assert [row["accuracy_mean"] for row in rows] == sorted(
+        (row["accuracy_mean"] for row in rows), reverse=True
+    )
+    assert {row["config"] for row in rows} == {
+        "hidden=8 lr=0.003",
+        "hidden=8 lr=0.01",
+        "hidden=16 lr=0.003",
+        "hidden=16 lr=0.01",
+    }
+    seen = []
+    again = sweep.run(configs, tmp_path / "s", on_record=lambda r, skipped: seen.append(skipped))
+    assert seen == [True] * 8 and again == records
+    assert len((tmp_path / "s" / "results.jsonl").read_text().splitlines()) == 8
+
+
+def test_a_sweep_stopped_halfway_resumes_to_the_same_records(tiny, tmp_path):
+    configs = sweep.plan(base_config(tiny[0]), sweep.parse_grid(GRID), [0, 1])
+    whole = sweep.run(configs, tmp_path / "whole")
+
+    finished = []
+    partial = sweep.run(
+        configs,
+        tmp_path / "part",
+        on_record=lambda r, s: finished.append(r),
+        should_stop=lambda: len(finished) >= 3,
+    )
+    assert len(partial) == 3
+    with open(tmp_path / "part" / "results.jsonl", "a") as handle:
+        handle.write('{"key": "cut short by a cra')  # a crash in the middle of a write
+    resumed = sweep.run(configs, tmp_path / "part")
+    assert [r["key"] for r in resumed] == [r["key"] for r in whole]
+    assert [r["test_accuracy"] for r in resumed] == [r["test_accuracy"] for r in whole]
+    assert len(sweep.read_results(tmp_path / "part")) == 8
+
+
+def test_parse_grid_and_its_errors():
+    assert sweep.parse_grid(["hidden=64,32x32", "activation=tanh"]) == [
+        {"hidden": (64,), "activation": "tanh"},
+        {"hidden": (32, 32), "activation": "tanh"},
+    ]
+    assert sweep.parse_grid(["batch-size=64,128"]) == [{"batch_size": 64}, {"batch_size": 128}]
+    for bad in (["seed=1,2"], ["colour=red"], ["lr"], ["epochs=one"]):
+        with pytest.raises(ConfigError):
+            sweep.parse_grid(bad)
+
+
+def test_presets_build_valid_configs():
+    base = TrainConfig()
+    for name, preset in sweep.PRESETS.items():
+        configs = sweep.plan(base, preset(base), [0])
+        assert len(configs) >= 4, name
+    depth = sweep.PRESETS["depth"](base)
+    assert {"hidden": (500,)} in depth  # the fixed budget at depth 1 is the assignment's MLP
+    assert {"model": "logreg"} in sweep.PRESETS["activation"](base)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_width_for_budget_hits_the_budget(depth):
+    width = sweep.width_for_budget(depth, 397_510)
+    sizes = (784, *(width,) * depth, 10)
+    count = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    assert abs(count - 397_510) / 397_510 < 0.01
+
+
+def test_pareto_frontier():
+    rows = [
+        {"config": name, "train_flops": flops, "accuracy_mean": accuracy}
+        for name, flops, accuracy in [
+            ("a", 1, 0.90),
+            ("b", 2, 0.95),
+            ("c", 3, 0.94),
+            ("d", 4, 0.97),
+            ("e", 4, 0.96),
+        ]
+    ]
+    assert [row["config"] for row in rows if sweep.on_frontier(row, rows, "train_flops")] == [
+        "a",
+        "b",
+        "d",
+    ]
+
+
+class Collector(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse_html(path):
+    collector = Collector()
+    collector.feed(path.read_text())
+    collector.close()
+    return collector
+
+
+def assert_png(path):
+    assert path.stat().st_size > 1000
+    with Image.open(path) as image:
+        image.verify()
+        assert image.format == "PNG"
+
+
+def test_sweep_command_pictures_and_report(capsys, tiny, tmp_path):
+    folder, _ = tiny
+    out = tmp_path / "sweep"
+    code = main(
+        [
+            "sweep",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(folder),
+            "--epochs",
+            "1",
+            "--grid",
+            "hidden=8,16",
+            "--seeds",
+            "0",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    stdout = capsys.readouterr().out
+    assert code == 0 and "[4/4]" in stdout and "| hidden=16" in stdout
+    for name in report.SWEEP_PICTURES:
+        assert_png(out / name)
+    assert (out / "summary.csv").read_text().startswith("config,n,parameters,train_flops")
+    assert main(["report", str(out)]) == 0
+    page = parse_html(out / "report.html")
+    images = [attrs for tag, attrs in page.tags if tag == "img"]
+    assert len(images) == 3 and all(a["src"].startswith("data:image/png;base64,") for a in images)
+    best = sweep.summarize(sweep.read_results(out))[0]
+    assert f"{100 * best['accuracy_mean']:.2f}%" in "".join(page.text)
+
+
+def test_run_pictures_plot_command_and_report(capsys, tiny, tmp_path):
+    folder, _ = tiny
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "tiny",
+                "--data-dir",
+                str(folder),
+                "--epochs",
+                "2",
+                "--hidden",
+                "32",
+                "--batch-size",
+                "64",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    for name in report.RUN_PICTURES:
+        assert_png(out / name)
+        (out / name).unlink()
+    assert main(["plot", str(out)]) == 0  # redraws them from the checkpoint
+    for name in report.RUN_PICTURES:
+        assert_png(out / name)
+    assert main(["report", str(out), "--out", str(tmp_path / "r.html")]) == 0
+    page = parse_html(tmp_path / "r.html")
+    accuracy = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["test_accuracy"]
+    assert f"{100 * accuracy:.2f}%" in "".join(page.text)
+    assert sum(tag == "img" for tag, _ in page.tags) == 4
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_first_layer_picture_of_logistic_regression(tmp_path):
+    from mnistlab import models
+
+    model = models.build("logreg")
+    assert_png(
+        plots.first_layer(dict(model.named_parameters())["output.weight"], tmp_path / "w.png")
+    )
+
+
+@pytest.mark.parametrize("kind", ["shift", "affine", "elastic"])
+def test_augmentation_moves_images_but_keeps_them_in_order(kind):
+    # Image i holds one bright 4x4 square at a position of its own; after augmentation each
+    # output's centre of mass must still be near its own input's.
+    count = 12
+    images = torch.zeros(count, 28, 28)
+    for index in range(count):
+        row, column = 4 + 2 * (index % 6), 4 + 8 * (index // 6)
+        images[index, row : row + 4, column : column + 4] = 1.0
+    x = images.reshape(count, -1)
+    moved = augment.apply(x, kind, torch.Generator().manual_seed(0), background=0.0)
+    assert moved.shape == x.shape and not torch.equal(moved, x)
+
+    def centre(batch):
+        grid = torch.arange(28.0)
+        mass = batch.reshape(-1, 28, 28).clamp(min=0)
+        total = mass.sum((1, 2))
+        return torch.stack(
+            [(mass.sum(2) * grid).sum(1) / total, (mass.sum(1) * grid).sum(1) / total], 1
+        )
+
+    distance = (centre(moved) - centre(x)).norm(dim=1)
+    assert distance.max() < 4.5  # far less than the 8 px between neighbouring squares
+    assert augment.apply(x, "none", torch.Generator(), 0.0) is x
+
+
+def test_augmented_training_leaves_the_datasets_untouched(tiny):
+    from mnistlab import data
+
+    folder, _ = tiny
+    config = base_config(folder, augment="elastic", epochs=2)
+    tensors = training.prepare(config, data.load("tiny", folder), torch.device("cpu"))
+    train_before, test_before = tensors.x_train.clone(), tensors.x_test.clone()
+    training.train(config, tensors)
+    assert torch.equal(tensors.x_train, train_before)
+    assert torch.equal(tensors.x_test, test_before)
