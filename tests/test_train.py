@@ -44,7 +44,7 @@ def stop_after(steps):
     """on_batch and should_stop hooks that ask to stop once `steps` steps are done."""
     done = {"steps": 0}
 
-    def on_batch(index, total):
+    def on_batch(index, total, loss):
         done["steps"] += 1
 
     return {"on_batch": on_batch, "should_stop": lambda: done["steps"] >= steps}

@@ -20,6 +20,17 @@ from mnistlab.errors import CheckpointError, ConfigError, MnistlabError
 RECIPES = {
     "default": {},
     "assignment": ASSIGNMENT,  # the course notebook's own setting
+    # An MLP past 99%: wider, two layers, dropout, elastic distortions of every batch, AdamW.
+    "best": dict(
+        hidden=(1024, 1024),
+        dropout=0.2,
+        augment="elastic",
+        optimizer="adamw",
+        lr=2e-3,
+        weight_decay=0.05,
+        batch_size=256,
+        epochs=40,
+    ),
 }
 
 
@@ -218,13 +229,18 @@ def cmd_train(args) -> int:
         )
         runs.write_metrics(out, history)
 
-    bar = _progress_bar(args, config)
+    bar = _progress_bar(args)
 
-    def on_batch(done, total):
-        if bar is not None:
-            if done == 1 or bar.total != total:
-                bar.reset(total=total)
-            bar.update(done - bar.n)
+    samples = len(tensors.y_train)
+
+    def on_batch(done, total, loss):
+        if bar is None:
+            return
+        if done == 1 or bar.total != samples:
+            bar.reset(total=samples)
+        bar.update(min(done * config.batch_size, samples) - bar.n)
+        if done % 20 == 0:  # reading the loss waits for the device: not every step
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
 
     seen = list(history)
 
@@ -285,12 +301,12 @@ def describe(config: TrainConfig) -> str:
     )
 
 
-def _progress_bar(args, config):
+def _progress_bar(args):
     if not progress_wanted(args):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=1, unit="batch", leave=False, dynamic_ncols=True)
+    return tqdm(total=1, unit="sample", unit_scale=True, leave=False, dynamic_ncols=True)
 
 
 # --- params, evaluate, compare ---------------------------------------------------------------
@@ -430,15 +446,14 @@ def cmd_sweep(args) -> int:
     from mnistlab import plots, sweep
 
     base = config_from_args(args)
-    if not args.preset and not args.grid:
-        raise ConfigError("give --preset NAME or at least one --grid NAME=V1,V2")
+    # With neither a preset nor a grid, the sweep is the one config over the seeds.
     variants = sweep.PRESETS[args.preset](base) if args.preset else [{}]
     if args.grid:
         variants = [
             {**variant, **extra} for variant in variants for extra in sweep.parse_grid(args.grid)
         ]
     configs = sweep.plan(base, variants, args.seeds)
-    out = Path(args.out or Path("sweeps") / (args.preset or "grid"))
+    out = Path(args.out or Path("sweeps") / (args.preset or ("grid" if args.grid else "seeds")))
     fields = sweep.varied_fields([{"config": dataclasses.asdict(c)} for c in configs])
     print(
         f"sweep of {len(variants)} configurations x {len(args.seeds)} seeds = "

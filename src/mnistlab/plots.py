@@ -240,6 +240,7 @@ def sweep_plot(rows: list[dict], axis: str, path) -> Path:
     frontier.sort(key=lambda index: x[index])
     axes.plot(x[frontier], y[frontier], "-", color="tab:red", alpha=0.6, label="Pareto frontier")
     axes.set_xscale("log")
+    axes.margins(x=0.25)  # room for the labels of the outermost points
     axes.set_xlabel(f"{title} ({unit}, log scale)")
     axes.set_ylabel("test accuracy (%)")
     n = sorted({row["n"] for row in rows})

@@ -215,6 +215,8 @@ def label(config: dict, fields: list[str]) -> str:
             return "x".join(map(str, value)) if value else "-"
         return f"{value:g}" if isinstance(value, float) else str(value)
 
+    if config.get("model") == "logreg":  # no hidden layer: its settings mean nothing here
+        fields = [name for name in fields if name not in ("hidden", "activation", "dropout")]
     return " ".join(f"{name}={show(config[name])}" for name in fields) or "base"
 
 

@@ -117,15 +117,16 @@ def train(
     optimizer=None,
     position: Position | None = None,
     history: list[dict] | None = None,
-    on_batch: Callable[[int, int], None] | None = None,
+    on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
     on_epoch: Callable[[dict, Position], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train `config`'s model on `tensors`; return the model, its history and where it stopped.
 
-    `model`, `optimizer`, `position` and `history` continue an earlier run. `on_batch(done,
-    total)` follows progress within an epoch, `on_epoch(record, position)` sees each epoch's
-    metrics, and `should_stop()` is asked between steps (Ctrl-C in the CLI).
+    `model`, `optimizer`, `position` and `history` continue an earlier run.
+    `on_batch(done, total, loss)` follows progress within an epoch (reading `loss` waits for
+    the device), `on_epoch(record, position)` sees each epoch's metrics, and `should_stop()`
+    is asked between steps (Ctrl-C in the CLI).
     """
     device = tensors.x_train.device
     if config.threads:
@@ -181,7 +182,7 @@ def train(
             if index % 100 == 99 or index == steps_per_epoch - 1:
                 _check_finite(losses[: index + 1], epoch, steps_per_epoch, config)
             if on_batch is not None:
-                on_batch(index + 1, steps_per_epoch)
+                on_batch(index + 1, steps_per_epoch, losses[index])
             if should_stop is not None and should_stop() and index + 1 < steps_per_epoch:
                 position = Position(epoch, index + 1, _rng_state(device, augment_generator))
                 return TrainResult(model, optimizer, history, position, True, tensors.normalization)

@@ -1,0 +1,107 @@
+"""Each speed lever of the training loop, measured in one process on real MNIST.
+
+    python benchmarks/levers.py --data-dir ../shared/data [--compile]
+
+Prints seconds per epoch (or per pass) for: batch size, thread count, bf16 autocast,
+gathering batches into reused buffers versus fresh tensors, the evaluation batch size, and
+(with --compile) torch.compile including its compile time.
+"""
+
+import argparse
+import dataclasses
+import time
+
+import torch
+
+from mnistlab import bench, data
+from mnistlab import train as training
+from mnistlab.config import TrainConfig
+from mnistlab.evaluate import evaluate
+
+
+def epoch(config, tensors) -> float:
+    return bench.training_epoch(config, tensors)
+
+
+def best_of(function, repeats=3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    args = parser.parse_args()
+    dataset = data.load("mnist", args.data_dir, download_missing=False)
+    config = TrainConfig(epochs=1)
+    device = torch.device("cpu")
+    tensors = training.prepare(config, dataset, device)
+    epoch(config, tensors)  # warm-up
+
+    print("batch size (module, lr scaled by sqrt): s/epoch, matmul bound, ratio")
+    for size in (128, 256, 512, 1024):
+        variant = dataclasses.replace(
+            config, batch_size=size, lr=config.lr * (size / config.batch_size) ** 0.5
+        )
+        seconds = epoch(variant, tensors)
+        bound = bench.matmul_bound(config.layer_sizes, 60_000, size, device)
+        print(f"  {size:5}  {seconds:6.3f}  {bound:6.3f}  {seconds / bound:5.2f}")
+
+    print("threads: s/epoch")
+    threads = torch.get_num_threads()
+    for count in sorted({1, threads}):
+        torch.set_num_threads(count)
+        print(f"  {count:5}  {epoch(config, tensors):6.3f}")
+    torch.set_num_threads(threads)
+
+    print("precision: s/epoch")
+    for precision in ("fp32", "bf16"):
+        seconds = epoch(dataclasses.replace(config, precision=precision), tensors)
+        print(f"  {precision:5}  {seconds:6.3f}")
+
+    print("gathering one epoch of batches (no training): s")
+    order = torch.randperm(60_000)
+
+    def fresh():
+        for start in range(0, 60_000, config.batch_size):
+            index = order[start : start + config.batch_size]
+            tensors.x_train[index], tensors.y_train[index]
+
+    def reused():
+        for _ in data.batches(
+            tensors.x_train, tensors.y_train, config.batch_size, torch.Generator().manual_seed(0)
+        ):
+            pass
+
+    print(f"  fresh tensors  {best_of(fresh):6.3f}")
+    print(f"  reused buffers {best_of(reused):6.3f}")
+
+    print("evaluating the 10,000 test images: s")
+    model, _ = training.build(config, device)
+    for size in (100, 1_000, 10_000):
+        seconds = best_of(
+            lambda size=size: evaluate(model, tensors.x_test, tensors.y_test, batch_size=size)
+        )
+        print(f"  batch {size:6}  {seconds:6.3f}")
+
+    if args.compile:
+        model, optimizer = training.build(config, device)
+        compiled = torch.compile(model)
+        start = time.perf_counter()
+        training.train(config, tensors, model=compiled, optimizer=optimizer)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        training.train(config, tensors, model=compiled, optimizer=optimizer)
+        print(
+            f"torch.compile: first epoch with compile {first:.1f} s, "
+            f"then {time.perf_counter() - start:.3f} s/epoch"
+        )
+
+
+if __name__ == "__main__":
+    main()
