@@ -311,3 +311,19 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(real_data, tmp_path):
     )
     assert code.returncode == 0, code.stderr
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_resume_may_switch_implementation(capsys, tiny, tmp_path):
+    folder, _ = tiny
+    out = tmp_path / "run"
+    common = ("--dataset", "tiny", "--data-dir", folder, "--hidden", 16, "--no-plots")
+    assert run(capsys, "train", *common, "--epochs", 1, "--out", out)[0] == 0
+    code, stdout, err = run(
+        capsys, "train", "--resume", out, "--epochs", 2, "--impl", "manual", "--no-plots"
+    )
+    assert code == 0, err
+    assert "impl manual" in stdout and "epoch 2/2" in stdout
+    code, _, err = run(
+        capsys, "train", "--resume", out, "--epochs", 3, "--optimizer", "sgd", "--no-plots"
+    )
+    assert code == 2 and "optimizer state does not fit --optimizer sgd" in err

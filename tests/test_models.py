@@ -205,3 +205,34 @@ def test_learning_rate_schedules():
     one = [optim.learning_rate(s, 100, 1.0, "onecycle", 0.1) for s in range(100)]
     assert one[0] == pytest.approx(1 / 25) and max(one) == one[10] == 1.0
     assert one[-1] < 0.01 and one.index(max(one)) == 10
+
+
+@pytest.mark.parametrize("name", ["sgd-momentum", "adamw"])
+@pytest.mark.parametrize("direction", ["torch->hand", "hand->torch"])
+def test_optimizer_state_moves_between_implementations(name, direction):
+    # Three steps in one implementation, then the state moves to the other, which must take
+    # the fourth step exactly as the first would have.
+    config = TrainConfig(hidden=SIZES[1:-1], **OPTIMIZERS[name])
+    source_impl, target_impl = (
+        ("module", "scratch") if direction == "torch->hand" else ("scratch", "module")
+    )
+    built = twins()
+
+    def step(model, optimizer, seed):
+        x, y = batch(seed=seed)
+        optimizer.zero_grad()
+        models.cross_entropy(model, model(x), y).backward()
+        optimizer.step()
+
+    source = built[source_impl]
+    source_optimizer = optim.build(config, source, hand_written=source_impl != "module")
+    for seed in range(3):
+        step(source, source_optimizer, seed)
+    target = built[target_impl]
+    target.load_state_dict(source.state_dict())
+    target_optimizer = optim.build(config, target, hand_written=target_impl != "module")
+    optim.load_state(target_optimizer, source_optimizer.state_dict())
+    step(source, source_optimizer, 3)
+    step(target, target_optimizer, 3)
+    for name_, value in source.state_dict().items():
+        assert_close(target.state_dict()[name_], value, rtol=1e-10, atol=1e-12)

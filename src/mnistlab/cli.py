@@ -159,7 +159,7 @@ def _epoch_line(record: dict, epochs: int) -> str:
 
 
 def cmd_train(args) -> int:
-    from mnistlab import checkpoint, data, runs
+    from mnistlab import checkpoint, data, optim, runs
     from mnistlab import train as training
 
     resumed = None
@@ -196,8 +196,8 @@ def cmd_train(args) -> int:
     if resumed is not None:
         checkpoint.load_weights(model, resumed["model"], str(args.resume))
         try:
-            optimizer.load_state_dict(resumed["optimizer"])
-        except (ValueError, KeyError, IndexError) as error:
+            optim.load_state(optimizer, resumed["optimizer"])
+        except (ValueError, KeyError, IndexError, TypeError) as error:
             raise CheckpointError(
                 f"{args.resume}: optimizer state does not fit --optimizer "
                 f"{config.optimizer} ({error})"
@@ -230,7 +230,6 @@ def cmd_train(args) -> int:
         runs.write_metrics(out, history)
 
     bar = _progress_bar(args)
-
     samples = len(tensors.y_train)
 
     def on_batch(done, total, loss):
@@ -269,8 +268,8 @@ def cmd_train(args) -> int:
         signal.signal(signal.SIGINT, previous_handler)
         if bar is not None:
             bar.close()
-    save(result.position, result.history)
     if result.interrupted:
+        save(result.position, result.history)  # finished epochs were saved as they ended
         print(
             f"interrupted at epoch {result.position.epoch + 1}, batch {result.position.batch}; "
             f"checkpoint saved. Continue with: mnistlab train --resume {out}"

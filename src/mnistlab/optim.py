@@ -24,17 +24,31 @@ class HandWritten:
             parameter.grad = None
 
     def state_dict(self) -> dict:
-        return {
-            "param_groups": [dict(self.param_groups[0])],
-            "state": [
-                {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}
-                for s in self.state
-            ],
-        }
+        """torch.optim's layout (state by parameter index, `step` as a tensor), so that a
+        checkpoint moves between the implementations."""
+        state = {}
+        for index, entries in enumerate(self.state):
+            if entries:
+                state[index] = {
+                    key: (torch.tensor(float(value)) if key == "step" else value.clone())
+                    for key, value in entries.items()
+                }
+        group = {**self.param_groups[0], "params": list(range(len(self.params)))}
+        return {"state": state, "param_groups": [group]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.param_groups = [dict(state["param_groups"][0])]
-        self.state = [dict(s) for s in state["state"]]
+        """Load a state_dict of this class or of the torch.optim optimizer it mirrors."""
+        saved = state["param_groups"][0]
+        self.param_groups = [{key: saved[key] for key in self.param_groups[0]}]
+        self.state = [{} for _ in self.params]
+        for index, entries in state["state"].items():
+            device = self.params[int(index)].device
+            self.state[int(index)] = {
+                key: (int(value.item()) if key == "step" else value.clone().to(device))
+                if torch.is_tensor(value)
+                else value
+                for key, value in entries.items()
+            }
 
     @torch.no_grad()
     def step(self) -> None:
@@ -136,6 +150,21 @@ def learning_rate(step: int, total: int, peak: float, schedule: str, warmup: flo
         return start + (peak - start) * step / warmup_steps
     progress = (step - warmup_steps) / max(1, total - warmup_steps)
     return peak * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def load_state(optimizer, state: dict) -> None:
+    """Load an optimizer state saved by either implementation.
+
+    A torch.optim optimizer keeps its own settings (fused, foreach, ...) where the saved
+    state has none, and takes the saved hyper-parameters and moments.
+    """
+    if isinstance(optimizer, HandWritten):
+        optimizer.load_state_dict(state)
+        return
+    fresh = optimizer.state_dict()["param_groups"][0]
+    saved = state["param_groups"][0]
+    group = {**fresh, **{key: value for key, value in saved.items() if key in fresh}}
+    optimizer.load_state_dict({"state": state["state"], "param_groups": [group]})
 
 
 def set_learning_rate(optimizer, lr: float) -> None:
