@@ -123,3 +123,11 @@ def test_bf16_autocast_ends_within_0_2_points_of_fp32(mnist):
     bf16_config = dataclasses.replace(config, precision="bf16")
     bf16 = training.train(bf16_config, tensors).history[-1]["test_accuracy"]
     assert abs(bf16 - fp32) <= 0.002, f"fp32 {fp32:.4f}, bf16 {bf16:.4f}"
+
+
+@pytest.mark.parametrize("impl", ["module", "scratch", "manual"])
+def test_bf16_autocast_trains_every_implementation(tiny, impl):
+    config, tensors = tiny_run(tiny[0], impl=impl, precision="bf16", epochs=3)
+    result = training.train(config, tensors)
+    assert result.history[-1]["test_accuracy"] > 0.9
+    assert all(value.dtype == torch.float32 for _, value in result.model.named_parameters())

@@ -71,6 +71,7 @@ class MLP(TensorModel):
 
     def _accumulate(self, name, grad_weight, grad_bias):
         for parameter, grad in zip(self.layer(name), (grad_weight, grad_bias), strict=True):
+            grad = grad.to(parameter.dtype)  # under bf16 autocast, as autograd accumulates
             parameter.grad = grad if parameter.grad is None else parameter.grad + grad
 
 
