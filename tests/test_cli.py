@@ -12,6 +12,11 @@ import pytest
 from mnistlab.cli import main
 
 
+def on_tiny(folder):
+    """The flags that point a command at the synthetic dataset."""
+    return ("--dataset", "tiny", "--data-dir", folder)
+
+
 def run(capsys, *argv):
     code = main([str(arg) for arg in argv])
     captured = capsys.readouterr()
@@ -24,10 +29,7 @@ def test_dry_run_writes_a_self_describing_run(capsys, tiny, tmp_path):
     code, stdout, _ = run(
         capsys,
         "train",
-        "--dataset",
-        "tiny",
-        "--data-dir",
-        folder,
+        *on_tiny(folder),
         "--dry-run",
         "--out",
         out,
@@ -48,10 +50,7 @@ def test_train_then_evaluate_agree(capsys, tiny, tmp_path):
     code, stdout, _ = run(
         capsys,
         "train",
-        "--dataset",
-        "tiny",
-        "--data-dir",
-        folder,
+        *on_tiny(folder),
         "--epochs",
         2,
         "--hidden",
@@ -76,7 +75,7 @@ def test_train_then_evaluate_agree(capsys, tiny, tmp_path):
 def test_resume_continues_a_finished_run_with_more_epochs(capsys, tiny, tmp_path):
     folder, _ = tiny
     out = tmp_path / "run"
-    common = ("--dataset", "tiny", "--data-dir", folder, "--hidden", 16, "--no-plots")
+    common = (*on_tiny(folder), "--hidden", 16, "--no-plots")
     assert run(capsys, "train", *common, "--epochs", 1, "--out", out)[0] == 0
     code, stdout, _ = run(capsys, "train", "--resume", out, "--epochs", 2, "--no-plots")
     assert code == 0 and "epoch 2/2" in stdout
@@ -94,10 +93,7 @@ def test_toml_config_and_flags_override_it(capsys, tiny, tmp_path):
         tmp_path / "run.toml",
         "--lr",
         0.001,
-        "--dataset",
-        "tiny",
-        "--data-dir",
-        folder,
+        *on_tiny(folder),
         "--dry-run",
         "--out",
         out,
@@ -117,10 +113,7 @@ def test_assignment_recipe_is_one_flag_away(capsys, tiny, tmp_path):
         "train",
         "--recipe",
         "assignment",
-        "--dataset",
-        "tiny",
-        "--data-dir",
-        folder,
+        *on_tiny(folder),
         "--dry-run",
         "--out",
         out,
@@ -172,10 +165,7 @@ def test_existing_run_folder_is_not_overwritten(capsys, tiny, tmp_path):
     out = tmp_path / "run"
     args = (
         "train",
-        "--dataset",
-        "tiny",
-        "--data-dir",
-        folder,
+        *on_tiny(folder),
         "--dry-run",
         "--out",
         out,
@@ -194,10 +184,7 @@ def test_checkpoint_of_another_architecture_is_refused(capsys, tiny, tmp_path):
     run(
         capsys,
         "train",
-        "--dataset",
-        "tiny",
-        "--data-dir",
-        folder,
+        *on_tiny(folder),
         "--dry-run",
         "--out",
         out,
@@ -218,7 +205,7 @@ def test_garbage_checkpoint_is_a_clear_error(capsys, tmp_path):
 def test_corrupt_data_file_exits_non_zero_with_one_message(capsys, tiny):
     folder, _ = tiny
     (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"truncated")
-    code, _, err = run(capsys, "train", "--dataset", "tiny", "--data-dir", folder, "--dry-run")
+    code, _, err = run(capsys, "train", *on_tiny(folder), "--dry-run")
     assert code == 1 and "train-labels-idx1-ubyte.gz: sha256" in err
     assert not Path("runs").exists()  # nothing half-written
 
@@ -234,9 +221,7 @@ def test_params_is_the_short_answer(capsys):
 
 def test_compare_trains_the_three_implementations_to_the_same_weights(capsys, tiny):
     folder, _ = tiny
-    code, stdout, _ = run(
-        capsys, "compare", "--dataset", "tiny", "--data-dir", folder, "--epochs", 1, "--hidden", 32
-    )
+    code, stdout, _ = run(capsys, "compare", *on_tiny(folder), "--epochs", 1, "--hidden", 32)
     assert code == 0
     rows = {
         line.split()[0]: line.split()
@@ -251,18 +236,15 @@ def test_compare_trains_the_three_implementations_to_the_same_weights(capsys, ti
 
 def test_data_commands(capsys, tiny, tmp_path):
     folder, _ = tiny
-    code, stdout, _ = run(capsys, "data", "info", "--dataset", "tiny", "--data-dir", folder)
+    code, stdout, _ = run(capsys, "data", "info", *on_tiny(folder))
     assert code == 0 and "sha256 OK" in stdout and "512 training" in stdout
-    code, stdout, _ = run(capsys, "data", "fetch", "--dataset", "tiny", "--data-dir", folder)
+    code, stdout, _ = run(capsys, "data", "fetch", *on_tiny(folder))
     assert code == 0 and "train_images" in stdout
     code, stdout, _ = run(
         capsys,
         "data",
         "show",
-        "--dataset",
-        "tiny",
-        "--data-dir",
-        folder,
+        *on_tiny(folder),
         "--out",
         tmp_path / "grid.png",
         "--rows",
@@ -316,7 +298,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(real_data, tmp_path):
 def test_resume_may_switch_implementation(capsys, tiny, tmp_path):
     folder, _ = tiny
     out = tmp_path / "run"
-    common = ("--dataset", "tiny", "--data-dir", folder, "--hidden", 16, "--no-plots")
+    common = (*on_tiny(folder), "--hidden", 16, "--no-plots")
     assert run(capsys, "train", *common, "--epochs", 1, "--out", out)[0] == 0
     code, stdout, err = run(
         capsys, "train", "--resume", out, "--epochs", 2, "--impl", "manual", "--no-plots"
