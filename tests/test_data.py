@@ -1,6 +1,7 @@
 import gzip
 import http.server
 import multiprocessing
+import re
 import threading
 from pathlib import Path
 
@@ -72,7 +73,8 @@ def test_decoded_cache_is_written_once_and_then_used(tmp_path, tiny):
 
 
 class Mirror(http.server.BaseHTTPRequestHandler):
-    """Serves files by path: /<behaviour>/<file>; behaviours are 403, close, wrong and good."""
+    """Serves files by path: /<behaviour>/<file>; behaviours are 403, close, wrong, flaky
+    (503 the first time) and good."""
 
     files: dict[str, bytes] = {}
     requests: list[str] = []
@@ -83,6 +85,9 @@ class Mirror(http.server.BaseHTTPRequestHandler):
         body = self.files.get(name)
         if behaviour == "403" or body is None:
             self.send_error(403 if behaviour == "403" else 404)
+            return
+        if behaviour == "flaky" and type(self).requests.count(self.path) == 1:
+            self.send_error(503)  # only the first request for each file
             return
         if behaviour == "wrong":
             body = bytes(reversed(body))
@@ -156,15 +161,30 @@ def test_every_mirror_failing_lists_each_one_and_caches_nothing(
     assert [p.name for p in leftovers] == [".mnistlab.lock"]
 
 
-def test_retries_with_back_off_then_next_mirror(tiny, server, monkeypatch):
+def test_retries_only_what_may_pass(tiny, server, monkeypatch):
+    # 503 is retried on the same mirror (and here succeeds the second time); 403 is not.
     _, contents = tiny
     base, handler = server
-    use_mirrors(monkeypatch, contents, [f"{base}/403/", f"{base}/good/"])
+    use_mirrors(monkeypatch, contents, [f"{base}/403/", f"{base}/flaky/"])
     data.locate("tiny", retries=1)
-    first_file = [p for p in handler.requests if p.endswith("train-images-idx3-ubyte.gz")]
-    assert first_file == ["/403/train-images-idx3-ubyte.gz"] * 2 + [
-        "/good/train-images-idx3-ubyte.gz"
+    name = "train-images-idx3-ubyte.gz"
+    assert [p for p in handler.requests if p.endswith(name)] == [
+        f"/403/{name}",
+        f"/flaky/{name}",
+        f"/flaky/{name}",
     ]
+
+
+def test_an_unreachable_mirror_is_tried_once_not_per_file(tiny, server, monkeypatch):
+    _, contents = tiny
+    base, _ = server
+    use_mirrors(monkeypatch, contents, ["http://127.0.0.1:9/", f"{base}/403/"])
+    with pytest.raises(DataError) as error:
+        data.locate("tiny", retries=2)
+    message = str(error.value)
+    assert len(re.findall(r": could not connect$", message, re.MULTILINE)) == 1
+    assert message.count("skipped (could not connect for an earlier file)") == 3
+    assert message.count("HTTP 403") == 4
 
 
 def test_user_mirror_comes_first(tiny, server, monkeypatch):

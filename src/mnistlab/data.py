@@ -210,10 +210,17 @@ def locate(
     if missing and download_missing:
         target = download_folder(spec, data_dir)
         all_mirrors = [*user_mirrors(mirrors), *spec.mirrors]
+        unreachable: set[str] = set()  # shared across the files: offline fails fast
         for key in list(missing):
             file = spec.files[key]
             path, failures = download(
-                file.name, file.sha256, all_mirrors, target, retries=retries, progress=progress
+                file.name,
+                file.sha256,
+                all_mirrors,
+                target,
+                retries=retries,
+                progress=progress,
+                unreachable=unreachable,
             )
             if path is not None:
                 found[key] = path
