@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from mnistlab.config import TrainConfig, from_dict
+from mnistlab.config import TrainConfig
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -29,10 +29,6 @@ def write_metrics(folder: Path, history: list[dict]) -> None:
     partial = folder / f".{METRICS}.{os.getpid()}.tmp"
     partial.write_text("".join(json.dumps(record) + "\n" for record in history))
     os.replace(partial, folder / METRICS)
-
-
-def read_config(folder: Path) -> TrainConfig:
-    return from_dict(json.loads((Path(folder) / CONFIG).read_text()))
 
 
 def read_metrics(folder: Path) -> list[dict]:

@@ -48,9 +48,5 @@ def cross_entropy(model, logits: torch.Tensor, y: torch.Tensor):
     return F.cross_entropy(logits, y)
 
 
-def uses_autograd(model) -> bool:
-    return not isinstance(model, manual.MLP)
-
-
 def count_parameters(model) -> int:
     return sum(value.numel() for _, value in model.named_parameters())
