@@ -27,21 +27,30 @@ def _save(figure, path: str | Path) -> Path:
     return path
 
 
-def mosaic(images, columns: int, pad: int = 2, fill: float = np.nan) -> np.ndarray:
-    """Tile (N, H, W) images into one (rows*(H+pad), columns*(W+pad)) array.
+def mosaic(
+    images, columns: int, pad: int = 2, pad_y: int | None = None, fill: float = np.nan
+) -> np.ndarray:
+    """Tile (N, H, W) images into one (rows*(H+pad_y), columns*(W+pad)) array, each image at
+    the top left of its cell.
 
     One imshow of a mosaic draws in a fraction of the time of one subplot per image.
     """
     images = np.asarray(images, dtype=np.float32)
+    pad_y = pad if pad_y is None else pad_y
     count, height, width = images.shape
     rows = max(1, -(-count // columns))
-    tiles = np.full((rows * columns, height + pad, width + pad), fill, np.float32)
+    tiles = np.full((rows * columns, height + pad_y, width + pad), fill, np.float32)
     tiles[:count, :height, :width] = images
     return (
-        tiles.reshape(rows, columns, height + pad, width + pad)
+        tiles.reshape(rows, columns, height + pad_y, width + pad)
         .transpose(0, 2, 1, 3)
-        .reshape(rows * (height + pad), columns * (width + pad))
+        .reshape(rows * (height + pad_y), columns * (width + pad))
     )
+
+
+INCHES_PER_PIXEL = 0.028  # a 28-pixel image is about 0.8 inch across
+CHARACTER_PIXELS = 2.0  # width of one character of the 7-point titles, in image pixels
+LINE_PIXELS = 4.5  # height of one line of those titles, in image pixels
 
 
 def image_grid(
@@ -54,21 +63,45 @@ def image_grid(
     cmap: str = "gray_r",
     limits=None,
 ) -> Path:
-    """A grid of 28x28 images (uint8 or float), each with a title above it."""
+    """A grid of 28x28 images (uint8 or float), each with a title (may hold newlines) above.
+
+    Cells grow with the longest title line and the number of lines, so labels never overlap.
+    """
     images = np.asarray(images, dtype=np.float32)
     rows = max(1, -(-len(images) // columns))
-    figure = _figure(columns * 1.05, rows * 1.25 + (0.5 if suptitle else 0.1))
-    axes = figure.add_axes((0, 0, 1, 0.93 if suptitle else 0.98))
+    lines = [line for title in titles for line in title.split("\n")] or [""]
+    pad_x = max(10, round(CHARACTER_PIXELS * max(map(len, lines))) - 28 + 6)
+    pad_y = round(4 + LINE_PIXELS * max(title.count("\n") + 1 for title in titles or [""]))
+    cell_w, cell_h = 28 + pad_x, 28 + pad_y
+    title_space = 0.5 if suptitle else 0.0
+    figure = _figure(
+        columns * cell_w * INCHES_PER_PIXEL, rows * cell_h * INCHES_PER_PIXEL + title_space
+    )
+    axes = figure.add_axes((0, 0, 1, 1 - title_space / figure.get_figheight()))
     vmin, vmax = limits if limits else (images.min(), images.max())
     axes.imshow(
-        mosaic(images, columns, pad=10), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
+        mosaic(images, columns, pad_x, pad_y),
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        interpolation="nearest",
+        aspect="equal",
     )
     for index, title in enumerate(titles):
         row, column = divmod(index, columns)
         axes.text(
-            column * 38 + 14, row * 38 - 1, title, ha="center", va="bottom", fontsize=7, color=color
+            column * cell_w + 14,
+            row * cell_h - 1,
+            title,
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color=color,
+            linespacing=1.1,
         )
-    axes.set_ylim(rows * 38 - 9, -9)
+    # Centre the tiles: half the horizontal padding either side, the title room on top.
+    axes.set_xlim(-pad_x / 2 - 0.5, columns * cell_w - pad_x / 2 - 0.5)
+    axes.set_ylim(rows * cell_h - pad_y - 0.5, -pad_y - 0.5)
     axes.set_axis_off()
     if suptitle:
         figure.suptitle(suptitle, fontsize=10)
@@ -148,7 +181,7 @@ def confident_mistakes(images, labels, logits, classes, path, count: int = 20) -
     wrong = (predicted != labels).nonzero().flatten()
     order = wrong[confidence[wrong].argsort(descending=True)][:count]
     titles = [
-        f"{classes[labels[i]]} → {classes[predicted[i]]} ({100 * confidence[i]:.0f}%)"
+        f"{classes[labels[i]]} →\n{classes[predicted[i]]} ({100 * confidence[i]:.0f}%)"
         for i in order.tolist()
     ]
     return image_grid(
