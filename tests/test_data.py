@@ -316,3 +316,12 @@ def test_normalization_is_the_pixel_mean_and_std(tiny):
     mean, std = data.normalization(train)
     assert mean == pytest.approx(pixels.mean().item(), rel=1e-12)
     assert std == pytest.approx(pixels.std().item(), rel=1e-12)
+
+
+def test_batches_can_skip_the_start_of_an_epoch():
+    x = torch.arange(10.0).reshape(10, 1)
+    y = torch.arange(10)
+    whole = [by.clone() for _, by in data.batches(x, y, 3, torch.Generator().manual_seed(5))]
+    rest = [by.clone() for _, by in data.batches(x, y, 3, torch.Generator().manual_seed(5), 2)]
+    assert [b.tolist() for b in rest] == [b.tolist() for b in whole[2:]]
+    assert [b.tolist() for _, b in data.batches(x, y, 4, skip=1)] == [[4, 5, 6, 7], [8, 9]]

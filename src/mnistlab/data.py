@@ -349,22 +349,29 @@ def to_inputs(
 
 
 def batches(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator | None = None
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    skip: int = 0,
 ):
-    """Yield (x, y) batches: a shuffled epoch when a generator is given, in order otherwise.
+    """Yield (x, y) batches: a shuffled epoch when a generator is given, in order otherwise,
+    leaving out the first `skip` batches (a resumed epoch).
 
     Batches are gathered into two reused buffers instead of fresh tensors each step; a batch
     is only valid until the next one is drawn, which is all a training step needs.
     """
     count = len(y)
     if generator is None:
-        for start in range(0, count, batch_size):
+        for start in range(skip * batch_size, count, batch_size):
             yield x[start : start + batch_size], y[start : start + batch_size]
         return
     order = torch.randperm(count, generator=generator).to(x.device)
     x_buffer = x.new_empty((batch_size, *x.shape[1:]))
     y_buffer = y.new_empty((batch_size,))
-    for start in range(0, count, batch_size):
+    # The whole permutation is drawn even when resuming, so the batches after `skip` are
+    # the ones an uninterrupted epoch would have had.
+    for start in range(skip * batch_size, count, batch_size):
         index = order[start : start + batch_size]
         size = len(index)
         torch.index_select(x, 0, index, out=x_buffer[:size])

@@ -42,7 +42,11 @@ def predict(model, x: torch.Tensor, batch_size: int = 10_000) -> torch.Tensor:
 def evaluate(
     model, x: torch.Tensor, y: torch.Tensor, classes: int = 10, batch_size: int = 10_000
 ) -> Evaluation:
-    logits = predict(model, x, batch_size)
+    return score(predict(model, x, batch_size), y, classes)
+
+
+def score(logits: torch.Tensor, y: torch.Tensor, classes: int = 10) -> Evaluation:
+    """Loss, accuracy and confusion matrix of logits already computed."""
     loss = F.cross_entropy(logits, y).item()
     predictions = logits.argmax(1)
     confusion = torch.bincount(y * classes + predictions, minlength=classes * classes)

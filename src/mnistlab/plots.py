@@ -219,12 +219,12 @@ def first_layer(weight, path, count: int = 64) -> Path:
 
 def run_pictures(folder, model, tensors, history, config) -> list[Path]:
     """Every picture of a finished run, written into its folder."""
-    from mnistlab.evaluate import evaluate, predict
+    from mnistlab.evaluate import predict, score
 
     folder = Path(folder)
     mean, std = tensors.normalization
-    logits = predict(model, tensors.x_test)
-    result = evaluate(model, tensors.x_test, tensors.y_test, len(tensors.classes))
+    logits = predict(model, tensors.x_test)  # one pass over the test set serves both pictures
+    result = score(logits, tensors.y_test, len(tensors.classes))
     images = (tensors.x_test * std + mean).reshape(-1, 28, 28).clamp(0, 1)
     first = dict(model.named_parameters())
     weight = first.get("hidden.0.weight", first["output.weight"])

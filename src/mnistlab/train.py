@@ -159,10 +159,9 @@ def train(
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen, start = 0, time.perf_counter()
         for index, (x, y) in enumerate(
-            data.batches(tensors.x_train, tensors.y_train, config.batch_size, order)
+            data.batches(tensors.x_train, tensors.y_train, config.batch_size, order, skip),
+            start=skip,
         ):
-            if index < skip:
-                continue
             if augment_generator is not None:
                 x = augment.apply(x, config.augment, augment_generator, background)
             step = epoch * steps_per_epoch + index
