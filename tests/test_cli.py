@@ -313,3 +313,24 @@ def test_resume_may_switch_implementation(capsys, tiny, tmp_path):
         capsys, "train", "--resume", out, "--epochs", 3, "--optimizer", "sgd", "--no-plots"
     )
     assert code == 2 and "optimizer state does not fit --optimizer sgd" in err
+
+
+@pytest.mark.realdata
+def test_default_train_reaches_98_percent_without_importing_torch_dynamo(real_data, tmp_path):
+    # The default recipe is the one a newcomer runs first: it must clear 98% on MNIST, and it
+    # must not pay for torch._dynamo's import (about 2 s here), which torch.optim triggers.
+    out = tmp_path / "run"
+    code = (
+        "import sys; from mnistlab.cli import main; "
+        f"status = main(['train', '--data-dir', {str(real_data)!r}, '--out', {str(out)!r}]); "
+        "print('dynamo imported:', 'torch._dynamo' in sys.modules); sys.exit(status)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dynamo imported: False" in result.stdout
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert history[-1]["test_accuracy"] >= 0.98, history[-1]
+    for picture in ("curves", "confusion", "mistakes", "weights"):
+        assert (out / f"{picture}.png").stat().st_size > 1000

@@ -3,6 +3,7 @@ updates out, in float64 where rounding cannot hide a real difference."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.testing import assert_close
 
 from mnistlab import models, optim
@@ -61,6 +62,30 @@ def test_logits_loss_and_gradients_agree(activation, dropout):
             assert_close(other_grads[name], grads[name], rtol=1e-10, atol=1e-12, msg=name)
 
 
+@pytest.mark.parametrize("smoothing", [0.1, 0.4])
+def test_label_smoothing_agrees_and_means_the_smoothed_target(smoothing):
+    x, y = batch()
+    built = twins()
+    results = {}
+    for impl, model in built.items():
+        logits = model(x)
+        loss = models.cross_entropy(model, logits, y, smoothing)
+        loss.backward()
+        grads = {name: value.grad.clone() for name, value in model.named_parameters()}
+        results[impl] = (logits.detach(), loss.detach(), grads)
+    logits, loss, grads = results["module"]
+    # The definition: cross-entropy against (1-ε)·one_hot + ε/C.
+    target = torch.full_like(logits, smoothing / 10)
+    target[torch.arange(len(y)), y] += 1 - smoothing
+    expected = -(target * torch.log_softmax(logits, 1)).sum(1).mean()
+    assert_close(loss, expected, rtol=1e-12, atol=1e-12)
+    assert abs(loss - F.cross_entropy(logits, y)) > 1e-3  # smoothing changed the loss
+    for impl in ("scratch", "manual"):
+        assert_close(results[impl][1], loss, rtol=1e-12, atol=1e-12)
+        for name in grads:
+            assert_close(results[impl][2][name], grads[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
 def test_dropout_really_drops_and_eval_mode_does_not():
     model = twins(dropout=0.5)["manual"]
     x, _ = batch()
@@ -115,15 +140,33 @@ OPTIMIZERS = {
 }
 
 
+def torch_optimizer(config, model):
+    """torch.optim's optimizer for `config`: the reference the hand-written ones follow."""
+    parameters = [value for _, value in model.named_parameters()]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            parameters,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(parameters, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+
+
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_k_optimizer_steps_end_at_the_same_parameters(name):
+    # Each implementation with the hand-written optimizer, and the module with torch.optim:
+    # six steps with a changing learning rate must end at the same weights in all four.
     config = TrainConfig(hidden=SIZES[1:-1], **OPTIMIZERS[name])
     built = twins()
     start = {name: value.clone() for name, value in built["module"].state_dict().items()}
+    reference = twins()["module"]
+    runs = {impl: (model, optim.build(config, model)) for impl, model in built.items()}
+    runs["torch.optim"] = (reference, torch_optimizer(config, reference))
     finals = {}
-    for impl, model in built.items():
-        optimizer = optim.build(config, model, hand_written=impl != "module")
-        assert isinstance(optimizer, torch.optim.Optimizer) == (impl == "module")
+    for impl, (model, optimizer) in runs.items():
         for step in range(6):
             x, y = batch(seed=10 + step)
             optim.set_learning_rate(
@@ -134,9 +177,9 @@ def test_k_optimizer_steps_end_at_the_same_parameters(name):
             loss.backward()
             optimizer.step()
         finals[impl] = model.state_dict()
-    for parameter, value in finals["module"].items():
+    for parameter, value in finals["torch.optim"].items():
         assert (value - start[parameter]).abs().max() > 1e-6  # training moved it
-        for impl in ("scratch", "manual"):
+        for impl in IMPLS:
             assert_close(
                 finals[impl][parameter], value, rtol=1e-10, atol=1e-12, msg=f"{impl} {parameter}"
             )
@@ -209,7 +252,7 @@ def test_learning_rate_schedules():
 
 @pytest.mark.parametrize("name", ["sgd-momentum", "adamw"])
 @pytest.mark.parametrize("direction", ["torch->hand", "hand->torch"])
-def test_optimizer_state_moves_between_implementations(name, direction):
+def test_optimizer_state_moves_to_and_from_torch_optim(name, direction):
     # Three steps in one implementation, then the state moves to the other, which must take
     # the fourth step exactly as the first would have.
     config = TrainConfig(hidden=SIZES[1:-1], **OPTIMIZERS[name])
@@ -225,13 +268,23 @@ def test_optimizer_state_moves_between_implementations(name, direction):
         optimizer.step()
 
     source = built[source_impl]
-    source_optimizer = optim.build(config, source, hand_written=source_impl != "module")
+    source_optimizer = (
+        torch_optimizer(config, source)
+        if direction == "torch->hand"
+        else optim.build(config, source)
+    )
     for seed in range(3):
         step(source, source_optimizer, seed)
     target = built[target_impl]
     target.load_state_dict(source.state_dict())
-    target_optimizer = optim.build(config, target, hand_written=target_impl != "module")
-    optim.load_state(target_optimizer, source_optimizer.state_dict())
+    if direction == "torch->hand":
+        target_optimizer = optim.build(config, target)
+        target_optimizer.load_state_dict(source_optimizer.state_dict())
+    else:  # torch.optim fills in the settings it has and the hand-written state lacks
+        target_optimizer = torch_optimizer(config, target)
+        saved = source_optimizer.state_dict()
+        group = {**target_optimizer.state_dict()["param_groups"][0], **saved["param_groups"][0]}
+        target_optimizer.load_state_dict({"state": saved["state"], "param_groups": [group]})
     step(source, source_optimizer, 3)
     step(target, target_optimizer, 3)
     for name_, value in source.state_dict().items():

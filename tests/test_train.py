@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 import torch
 
-from mnistlab import checkpoint, data, optim
+from mnistlab import checkpoint, data
 from mnistlab import train as training
 from mnistlab.config import TrainConfig
 from mnistlab.errors import TrainingDiverged
@@ -73,7 +73,7 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny,
     saved = checkpoint.load(path)  # through the disk, weights_only
     model, optimizer = training.build(saved["config"], torch.device("cpu"))
     checkpoint.load_weights(model, saved["model"])
-    optim.load_state(optimizer, saved["optimizer"])
+    optimizer.load_state_dict(saved["optimizer"])
     position = training.Position(saved["epoch"], saved["batch"], saved["rng"])
     rest = training.train(
         saved["config"],

@@ -27,7 +27,10 @@ RECIPES = {
         augment="elastic",
         optimizer="adamw",
         lr=2e-3,
+        betas=(0.9, 0.95),
         weight_decay=0.05,
+        warmup=0.2,
+        label_smoothing=0.0,
         batch_size=256,
         epochs=40,
     ),
@@ -159,7 +162,7 @@ def _epoch_line(record: dict, epochs: int) -> str:
 
 
 def cmd_train(args) -> int:
-    from mnistlab import checkpoint, data, optim, runs
+    from mnistlab import checkpoint, data, runs
     from mnistlab import train as training
 
     resumed = None
@@ -196,7 +199,7 @@ def cmd_train(args) -> int:
     if resumed is not None:
         checkpoint.load_weights(model, resumed["model"], str(args.resume))
         try:
-            optim.load_state(optimizer, resumed["optimizer"])
+            optimizer.load_state_dict(resumed["optimizer"])
         except (ValueError, KeyError, IndexError, TypeError) as error:
             raise CheckpointError(
                 f"{args.resume}: optimizer state does not fit --optimizer "

@@ -77,7 +77,7 @@ def build(config: TrainConfig, device: torch.device):
     """The model and optimizer a config describes, with seeded initial weights."""
     generator = torch.Generator().manual_seed(config.seed)
     model = models.build_from_config(config, generator).to(device)
-    optimizer = optim.build(config, model, hand_written=not isinstance(model, torch.nn.Module))
+    optimizer = optim.build(config, model)
     return model, optimizer
 
 
@@ -172,7 +172,7 @@ def train(
             optimizer.zero_grad()
             with autocast:
                 logits = model(x)
-                loss = models.cross_entropy(model, logits, y)
+                loss = models.cross_entropy(model, logits, y, config.label_smoothing)
                 loss.backward()
             optimizer.step()
             losses[index] = loss.detach()

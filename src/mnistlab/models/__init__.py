@@ -41,11 +41,15 @@ def build_from_config(config, generator=None, dtype=torch.float32):
     )
 
 
-def cross_entropy(model, logits: torch.Tensor, y: torch.Tensor):
-    """Mean cross-entropy on logits, with `.backward()`: autograd's, or the manual twin's."""
+def cross_entropy(model, logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0):
+    """Mean cross-entropy on logits, with `.backward()`: autograd's, or the manual twin's.
+
+    With label smoothing ε the target puts 1-ε on the true class and ε spread evenly over all
+    classes, as torch's cross_entropy does.
+    """
     if isinstance(model, manual.MLP):
-        return manual.CrossEntropy(model, logits, y)
-    return F.cross_entropy(logits, y)
+        return manual.CrossEntropy(model, logits, y, label_smoothing)
+    return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
 
 
 def count_parameters(model) -> int:

@@ -81,17 +81,27 @@ class LogisticRegression(MLP):
 
 
 class CrossEntropy:
-    """Mean softmax cross-entropy on logits whose `.backward()` runs the model's backward."""
+    """Mean softmax cross-entropy on logits whose `.backward()` runs the model's backward.
 
-    def __init__(self, model: MLP, logits: torch.Tensor, y: torch.Tensor):
+    The target is (1-ε)·one_hot + ε/C (label smoothing ε; ε = 0 is the plain loss).
+    """
+
+    def __init__(self, model: MLP, logits: torch.Tensor, y: torch.Tensor, smoothing: float = 0.0):
         log_probs = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # (B, C)
-        self.value = -log_probs.gather(1, y[:, None]).mean()
+        true_class = -log_probs.gather(1, y[:, None]).mean()
+        self.value = true_class
+        if smoothing:
+            self.value = (1 - smoothing) * true_class - smoothing * log_probs.mean(1).mean()
         self._model, self._log_probs, self._y = model, log_probs, y
+        self._smoothing = smoothing
 
     def backward(self) -> None:
-        # d(mean CE)/dlogits = (softmax - one_hot) / B
+        # d(mean CE)/dlogits = (softmax - target) / B
         grad = self._log_probs.exp()
-        grad[torch.arange(len(self._y), device=grad.device), self._y] -= 1
+        if self._smoothing:
+            grad -= self._smoothing / grad.shape[1]
+        rows = torch.arange(len(self._y), device=grad.device)
+        grad[rows, self._y] -= 1 - self._smoothing
         self._model.backward(grad / len(self._y))
 
     def item(self) -> float:
