@@ -7,6 +7,7 @@ resumed, a --config TOML file, a --recipe, then TrainConfig's defaults.
 
 import argparse
 import dataclasses
+import gc
 import json
 import signal
 import sys
@@ -699,5 +700,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run() -> None:
+    """The `mnistlab` command: main(), then exit."""
+    status = main()
+    # The process ends here. Python's last garbage collections would walk every object that
+    # torch and matplotlib made (about 0.5 s on a 2-core machine) only to free memory the OS
+    # reclaims anyway; frozen objects are skipped. Every file was closed before this point.
+    gc.freeze()
+    sys.exit(status)
