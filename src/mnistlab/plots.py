@@ -125,6 +125,8 @@ def samples(split, classes, path, per_class: int = 8, seed: int = 0) -> Path:
 
 def curves(history: list[dict], path) -> Path:
     """Loss and accuracy per epoch, train and test (and validation when there is one)."""
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [record["epoch"] for record in history]
     figure = _figure(10, 3.8)
     for column, (metric, label) in enumerate(
@@ -137,10 +139,13 @@ def curves(history: list[dict], path) -> Path:
                 values = [record[key] * (100 if metric == "accuracy" else 1) for record in history]
                 axes.plot(epochs, values, marker="o", label=split)
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(label)
         axes.grid(alpha=0.3)
         axes.legend()
-    figure.tight_layout()
+    # Fixed margins that fit these labels: tight_layout would measure every text first, a
+    # sizeable share of the time `train` spends on its pictures.
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.96, wspace=0.22)
     return _save(figure, path)
 
 
@@ -168,7 +173,11 @@ def confusion(matrix, classes, path) -> Path:
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
     figure.colorbar(image, ax=axes, label="share of the true class")
-    figure.tight_layout()
+    # Margins from the longest class name (8-point, the x labels slanted at 45°), in inches.
+    label_inches = 0.5 + 0.065 * max(map(len, classes))
+    figure.subplots_adjust(
+        left=label_inches / 7, bottom=(0.2 + 0.75 * label_inches) / 6, right=0.97, top=0.97
+    )
     return _save(figure, path)
 
 

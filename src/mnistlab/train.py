@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from mnistlab import augment, data, models, optim
 from mnistlab.config import TrainConfig
@@ -175,7 +176,12 @@ def train(
                 loss = models.cross_entropy(model, logits, y, config.label_smoothing)
                 loss.backward()
             optimizer.step()
-            losses[index] = loss.detach()
+            # The plain cross-entropy is recorded, so that train and test losses compare.
+            losses[index] = (
+                F.cross_entropy(logits.detach().float(), y)
+                if config.label_smoothing
+                else loss.detach()
+            )
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
             if index % 100 == 99 or index == steps_per_epoch - 1:
