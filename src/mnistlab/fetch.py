@@ -11,9 +11,6 @@ import logging
 import time
 from pathlib import Path
 
-import pooch
-from filelock import FileLock
-
 log = logging.getLogger(__name__)
 
 
@@ -74,6 +71,10 @@ def download(
     folder.mkdir(parents=True, exist_ok=True)
     unreachable = set() if unreachable is None else unreachable
     failures: list[str] = []
+    # Imported here: a run whose files are already on disk never pays for them.
+    import pooch
+    from filelock import FileLock
+
     # pooch announces each download at INFO; the CLI shows a progress bar instead.
     pooch.get_logger().setLevel(logging.WARNING)
     with FileLock(str(folder / ".mnistlab.lock")):
