@@ -7,6 +7,7 @@ from mnistlab import checkpoint, data
 from mnistlab import train as training
 from mnistlab.config import TrainConfig
 from mnistlab.errors import TrainingDiverged
+from mnistlab.evaluate import predict
 
 TIMING = ("seconds", "samples_per_second")
 
@@ -29,6 +30,12 @@ def test_training_learns_the_synthetic_classes(tiny, impl):
     assert len(result.history) == 3 and not result.interrupted
     assert result.history[-1]["test_accuracy"] > 0.9
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    # The last evaluation's logits come back for the pictures: they are the final model's.
+    logits = result.test_logits
+    assert logits.shape == (len(tensors.y_test), 10)
+    accuracy = (logits.argmax(1) == tensors.y_test).float().mean().item()
+    assert accuracy == pytest.approx(result.history[-1]["test_accuracy"])
+    assert torch.equal(logits, predict(result.model, tensors.x_test))
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tiny):

@@ -283,7 +283,9 @@ def cmd_train(args) -> int:
     if not args.no_plots:
         from mnistlab import plots
 
-        written = plots.run_pictures(out, result.model, tensors, result.history, config)
+        written = plots.run_pictures(
+            out, result.model, tensors, result.history, config, result.test_logits
+        )
         print(f"wrote {', '.join(path.name for path in written)} in {out}")
     total_seconds = sum(record["seconds"] for record in result.history)
     print(

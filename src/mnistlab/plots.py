@@ -226,13 +226,18 @@ def first_layer(weight, path, count: int = 64) -> Path:
     return _save(figure, path)
 
 
-def run_pictures(folder, model, tensors, history, config) -> list[Path]:
-    """Every picture of a finished run, written into its folder."""
+def run_pictures(folder, model, tensors, history, config, logits=None) -> list[Path]:
+    """Every picture of a finished run, written into its folder.
+
+    `logits`: the model's test-set logits when the caller has them (training's last
+    evaluation); otherwise one pass over the test set serves both pictures that need them.
+    """
     from mnistlab.evaluate import predict, score
 
     folder = Path(folder)
     mean, std = tensors.normalization
-    logits = predict(model, tensors.x_test)  # one pass over the test set serves both pictures
+    if logits is None:
+        logits = predict(model, tensors.x_test)
     result = score(logits, tensors.y_test, len(tensors.classes))
     images = (tensors.x_test * std + mean).reshape(-1, 28, 28).clamp(0, 1)
     first = dict(model.named_parameters())

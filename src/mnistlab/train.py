@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from mnistlab import augment, data, models, optim
 from mnistlab.config import TrainConfig
 from mnistlab.errors import ConfigError, TrainingDiverged
-from mnistlab.evaluate import evaluate
+from mnistlab.evaluate import evaluate, predict, score
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -99,6 +99,7 @@ class TrainResult:
     position: Position
     interrupted: bool
     normalization: tuple[float, float]
+    test_logits: torch.Tensor | None = None  # of the last evaluation, for the pictures
 
 
 def _rng_state(device, augment_generator) -> dict:
@@ -141,6 +142,7 @@ def train(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
     background = (0 - tensors.normalization[0]) / tensors.normalization[1]
 
+    test_logits = None
     for epoch in range(position.epoch, config.epochs):
         order = torch.Generator().manual_seed(_seed(config, epoch, 0))
         augment_generator = None
@@ -190,7 +192,9 @@ def train(
                 on_batch(index + 1, steps_per_epoch, losses[index])
             if should_stop is not None and should_stop() and index + 1 < steps_per_epoch:
                 position = Position(epoch, index + 1, _rng_state(device, augment_generator))
-                return TrainResult(model, optimizer, history, position, True, tensors.normalization)
+                return TrainResult(
+                    model, optimizer, history, position, True, tensors.normalization, test_logits
+                )
         seconds = time.perf_counter() - start
         record = {  # after a resume, the train figures cover the batches trained since
             "epoch": epoch + 1,
@@ -200,7 +204,8 @@ def train(
             "samples_per_second": seen / seconds if seconds > 0 else 0.0,
             "lr": optimizer.param_groups[0]["lr"],
         }
-        result = evaluate(model, tensors.x_test, tensors.y_test, len(tensors.classes))
+        test_logits = predict(model, tensors.x_test)
+        result = score(test_logits, tensors.y_test, len(tensors.classes))
         record.update(test_loss=result.loss, test_accuracy=result.accuracy)
         if tensors.x_val is not None:
             val = evaluate(model, tensors.x_val, tensors.y_val, len(tensors.classes))
@@ -210,8 +215,12 @@ def train(
         if on_epoch is not None:
             on_epoch(record, position)
         if should_stop is not None and should_stop() and epoch + 1 < config.epochs:
-            return TrainResult(model, optimizer, history, position, True, tensors.normalization)
-    return TrainResult(model, optimizer, history, position, False, tensors.normalization)
+            return TrainResult(
+                model, optimizer, history, position, True, tensors.normalization, test_logits
+            )
+    return TrainResult(
+        model, optimizer, history, position, False, tensors.normalization, test_logits
+    )
 
 
 def _check_finite(losses: torch.Tensor, epoch: int, steps_per_epoch: int, config) -> None:
