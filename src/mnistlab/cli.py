@@ -163,6 +163,16 @@ def _epoch_line(record: dict, epochs: int) -> str:
 
 
 def cmd_train(args) -> int:
+    if args.no_plots:
+        return _train(args, None)
+    from mnistlab.painter import Painter
+
+    # Started before torch is imported, so that the helper's matplotlib import overlaps it.
+    with Painter() as painter:
+        return _train(args, painter)
+
+
+def _train(args, painter) -> int:
     from mnistlab import checkpoint, data, runs
     from mnistlab import train as training
 
@@ -280,12 +290,13 @@ def cmd_train(args) -> int:
         )
         return 130
     final = result.history[-1]
-    if not args.no_plots:
+    if painter is not None:
         from mnistlab import plots
 
-        written = plots.run_pictures(
-            out, result.model, tensors, result.history, config, result.test_logits
+        picture_data = plots.run_picture_data(
+            result.model, tensors, result.history, result.test_logits
         )
+        written = painter.draw(picture_data, out)
         print(f"wrote {', '.join(path.name for path in written)} in {out}")
     total_seconds = sum(record["seconds"] for record in result.history)
     print(
@@ -537,9 +548,7 @@ def cmd_plot(args) -> int:
         history = saved["history"] or runs.read_metrics(folder)
         if not history:
             raise CheckpointError(f"{folder}: the run has no finished epoch to plot")
-        written = plots.run_pictures(
-            checkpoint.resolve(folder).parent, model, tensors, history, config
-        )
+        written = plots.run_pictures(checkpoint.resolve(folder).parent, model, tensors, history)
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
 

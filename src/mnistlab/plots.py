@@ -181,20 +181,11 @@ def confusion(matrix, classes, path) -> Path:
     return _save(figure, path)
 
 
-def confident_mistakes(images, labels, logits, classes, path, count: int = 20) -> Path:
-    """The test images the model gets wrong with the highest confidence."""
-    import torch
-
-    probabilities = torch.softmax(logits.float(), 1)
-    confidence, predicted = probabilities.max(1)
-    wrong = (predicted != labels).nonzero().flatten()
-    order = wrong[confidence[wrong].argsort(descending=True)][:count]
-    titles = [
-        f"{classes[labels[i]]} →\n{classes[predicted[i]]} ({100 * confidence[i]:.0f}%)"
-        for i in order.tolist()
-    ]
+def confident_mistakes(images, titles, path) -> Path:
+    """The test images the model gets wrong with the highest confidence, titled
+    "true →\npredicted (confidence)" (chosen by `run_picture_data`)."""
     return image_grid(
-        images[order].cpu().numpy(),
+        images,
         titles,
         path,
         columns=5,
@@ -206,14 +197,16 @@ def confident_mistakes(images, labels, logits, classes, path, count: int = 20) -
 
 def first_layer(weight, path, count: int = 64) -> Path:
     """Rows of the first layer's weight (H, 784) as 28x28 images: what each unit looks for."""
-    weight = weight.detach().float().cpu()[:count]
-    limit = float(weight.abs().max()) or 1.0
+    if hasattr(weight, "detach"):  # a torch parameter
+        weight = weight.detach().float().cpu().numpy()
+    weight = np.asarray(weight, dtype=np.float32)[:count]
+    limit = float(np.abs(weight).max()) or 1.0
     columns = 10 if len(weight) <= 10 else 8
     rows = -(-len(weight) // columns)
     figure = _figure(columns * 1.0, rows * 1.0 + 0.5)
     axes = figure.add_axes((0, 0, 1, 0.9))
     axes.imshow(
-        mosaic(weight.reshape(-1, 28, 28).numpy(), columns),
+        mosaic(weight.reshape(-1, 28, 28), columns),
         cmap="RdBu_r",
         vmin=-limit,
         vmax=limit,
@@ -226,30 +219,59 @@ def first_layer(weight, path, count: int = 64) -> Path:
     return _save(figure, path)
 
 
-def run_pictures(folder, model, tensors, history, config, logits=None) -> list[Path]:
-    """Every picture of a finished run, written into its folder.
+def run_picture_data(model, tensors, history, logits=None, mistakes: int = 20) -> dict:
+    """What a run's pictures show, as plain lists and numpy arrays: worked out here with
+    torch, drawn by `draw_run_pictures`, which needs only numpy and matplotlib (and so can
+    run in another process).
 
     `logits`: the model's test-set logits when the caller has them (training's last
-    evaluation); otherwise one pass over the test set serves both pictures that need them.
+    evaluation); otherwise one pass over the test set serves every picture.
     """
+    import torch
+
     from mnistlab.evaluate import predict, score
 
-    folder = Path(folder)
-    mean, std = tensors.normalization
     if logits is None:
         logits = predict(model, tensors.x_test)
     result = score(logits, tensors.y_test, len(tensors.classes))
-    images = (tensors.x_test * std + mean).reshape(-1, 28, 28).clamp(0, 1)
-    first = dict(model.named_parameters())
-    weight = first.get("hidden.0.weight", first["output.weight"])
+    confidence, predicted = torch.softmax(logits.float(), 1).max(1)
+    labels = tensors.y_test
+    wrong = (predicted != labels).nonzero().flatten()
+    order = wrong[confidence[wrong].argsort(descending=True)][:mistakes]
+    mean, std = tensors.normalization
+    images = (tensors.x_test[order] * std + mean).reshape(-1, 28, 28).clamp(0, 1)
+    classes = list(tensors.classes)
+    parameters = dict(model.named_parameters())
+    weight = parameters.get("hidden.0.weight", parameters["output.weight"])
+    return {
+        "history": list(history),
+        "classes": classes,
+        "confusion": result.confusion.numpy(),
+        "mistakes": images.float().cpu().numpy(),
+        "mistake_titles": [
+            f"{classes[labels[i]]} →\n{classes[predicted[i]]} ({100 * confidence[i]:.0f}%)"
+            for i in order.tolist()
+        ],
+        "weights": weight.detach()[:64].float().cpu().numpy(),
+    }
+
+
+def draw_run_pictures(picture_data: dict, folder) -> list[Path]:
+    """Every picture of a finished run, written into its folder."""
+    folder = Path(folder)
     return [
-        curves(history, folder / "curves.png"),
-        confusion(result.confusion, tensors.classes, folder / "confusion.png"),
+        curves(picture_data["history"], folder / "curves.png"),
+        confusion(picture_data["confusion"], picture_data["classes"], folder / "confusion.png"),
         confident_mistakes(
-            images, tensors.y_test, logits, tensors.classes, folder / "mistakes.png"
+            picture_data["mistakes"], picture_data["mistake_titles"], folder / "mistakes.png"
         ),
-        first_layer(weight, folder / "weights.png"),
+        first_layer(picture_data["weights"], folder / "weights.png"),
     ]
+
+
+def run_pictures(folder, model, tensors, history, logits=None) -> list[Path]:
+    """Work out and draw every picture of a finished run, in this process."""
+    return draw_run_pictures(run_picture_data(model, tensors, history, logits), folder)
 
 
 SWEEP_AXES = {
