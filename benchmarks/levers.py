@@ -3,6 +3,7 @@
     python benchmarks/levers.py --data-dir ../shared/data [--compile]
 
 Prints seconds per epoch (or per pass) for: batch size, thread count, bf16 autocast,
+the optimizer (mnistlab's written-out Adam against torch.optim's fused and foreach ones),
 gathering batches into reused buffers versus fresh tensors, the evaluation batch size, and
 (with --compile) torch.compile including its compile time.
 """
@@ -63,6 +64,27 @@ def main():
     for precision in ("fp32", "bf16"):
         seconds = epoch(dataclasses.replace(config, precision=precision), tensors)
         print(f"  {precision:5}  {seconds:6.3f}")
+
+    print("optimizer (Adam, module): s/epoch, best of 3 taken in turns")
+
+    def with_optimizer(kind):
+        model, optimizer = training.build(config, device)
+        if kind != "mnistlab":
+            parameters = [value for _, value in model.named_parameters()]
+            optimizer = torch.optim.Adam(
+                parameters, lr=config.lr, betas=config.betas, **{kind: True}
+            )
+        return training.train(config, tensors, model=model, optimizer=optimizer).history[0][
+            "seconds"
+        ]
+
+    kinds = ("mnistlab", "fused", "foreach")
+    times = {kind: [] for kind in kinds}
+    for _ in range(3):
+        for kind in kinds:
+            times[kind].append(with_optimizer(kind))
+    for kind in kinds:
+        print(f"  {kind:8}  {min(times[kind]):6.3f}")
 
     print("gathering one epoch of batches (no training): s")
     order = torch.randperm(60_000)
