@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import gc
 import json
+import os
 import signal
 import sys
 import time
@@ -258,11 +259,11 @@ def _train(args, painter) -> int:
     seen = list(history)
 
     def on_epoch(record, position):
+        seen.append(record)
+        save(position, seen)  # every finished epoch is on disk before it is reported
         if bar is not None:
             bar.clear()
         print(_epoch_line(record, config.epochs), flush=True)
-        seen.append(record)
-        save(position, seen)  # every finished epoch is on disk before the next one starts
 
     stop = StopFlag()
     previous_handler = signal.signal(signal.SIGINT, stop.handle)
@@ -311,9 +312,10 @@ def describe(config: TrainConfig) -> str:
         shape = "logistic regression 784-10"
     else:
         shape = "MLP " + "-".join(map(str, config.layer_sizes)) + f" ({config.activation})"
+    smoothing = f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else ""
     return (
         f"{shape}, impl {config.impl}, {config.optimizer} lr {config.lr:g} "
-        f"{config.schedule}, batch {config.batch_size}, {config.epochs} epochs"
+        f"{config.schedule}{smoothing}, batch {config.batch_size}, {config.epochs} epochs"
     )
 
 
@@ -709,6 +711,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mnistlab: aborted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`mnistlab ... | head`): stop quietly
+        # Python flushes stdout again at exit; point it at devnull so that does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe
 
 
 def run() -> None:
