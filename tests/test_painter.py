@@ -46,3 +46,11 @@ def test_a_painter_that_is_not_used_stops_its_helper():
     painter = Painter()
     painter.close()
     assert painter._process.returncode is not None  # reaped, not left running
+
+
+def test_without_an_interpreter_to_start_the_pictures_are_drawn_here(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.executable", str(tmp_path / "no-such-python"))
+    content = picture_data(tiny[0])
+    with Painter() as painter:
+        drawn = painter.draw(content, tmp_path / "run")
+    assert [path.name for path in drawn] == NAMES and all(path.is_file() for path in drawn)

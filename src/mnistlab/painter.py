@@ -23,15 +23,22 @@ class Painter:
     """The helper process: `draw(picture_data, folder)` once, or `close()` to let it go."""
 
     def __init__(self):
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "mnistlab.painter"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "mnistlab.painter"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except OSError:  # no interpreter to start (an embedded Python): draw in-process
+            self._process = None
 
     def draw(self, picture_data: dict, folder) -> list[Path]:
         """Have the helper draw `plots.draw_run_pictures(picture_data, folder)`; wait for it."""
+        if self._process is None:
+            from mnistlab import plots
+
+            return plots.draw_run_pictures(picture_data, folder)
         payload = pickle.dumps((picture_data, str(folder)), protocol=pickle.HIGHEST_PROTOCOL)
         try:
             out, err = self._process.communicate(payload)
@@ -49,6 +56,8 @@ class Painter:
 
     def close(self) -> None:
         """Stop the helper if it is still waiting (the run failed or was interrupted)."""
+        if self._process is None:
+            return
         if self._process.poll() is None:
             self._process.kill()
         self._process.communicate()  # reap it and close the pipes
