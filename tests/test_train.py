@@ -97,6 +97,31 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny,
     assert rest.history[-1]["test_accuracy"] == whole.history[-1]["test_accuracy"]
 
 
+@pytest.mark.parametrize("smoothing", [None, 0.0, 0.1])
+def test_a_checkpoint_resumes_with_the_label_smoothing_it_trained_with(tmp_path, tiny, smoothing):
+    # Checkpoints written before label smoothing existed have no such key: they trained
+    # without it, whatever today's default is.
+    config, tensors = tiny_run(tiny[0], epochs=1, label_smoothing=smoothing or 0.0)
+    result = training.train(config, tensors)
+    path = checkpoint.save(
+        tmp_path / "checkpoint.pt",
+        config=config,
+        model=result.model,
+        optimizer=result.optimizer,
+        epoch=1,
+        batch=0,
+        history=result.history,
+        normalization=result.normalization,
+        rng={},
+    )
+    if smoothing is None:
+        payload = torch.load(path, weights_only=True)
+        del payload["config"]["label_smoothing"]
+        torch.save(payload, path)
+    assert checkpoint.load(path)["config"].label_smoothing == (smoothing or 0.0)
+    assert TrainConfig().label_smoothing == 0.1  # the default the old runs must not get
+
+
 def test_a_non_finite_loss_stops_with_the_step_and_advice(tiny):
     config, tensors = tiny_run(tiny[0], lr=0.5)
     tensors.x_train[300] = float("nan")  # lands in some batch of the first epoch

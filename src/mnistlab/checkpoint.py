@@ -76,7 +76,8 @@ def load(path: str | Path) -> dict:
         raise CheckpointError(
             f"{path}: checkpoint format {version!r} is not the supported format {FORMAT_VERSION}"
         )
-    payload["config"] = from_dict(payload["config"])
+    # A run saved before label smoothing existed trained without it: resume it as it was.
+    payload["config"] = from_dict({"label_smoothing": 0.0, **payload["config"]})
     return payload
 
 
