@@ -1,6 +1,8 @@
 """The helper process that draws a run's pictures agrees with drawing them in-process, and
 fails or stops cleanly."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -54,3 +56,14 @@ def test_without_an_interpreter_to_start_the_pictures_are_drawn_here(tiny, tmp_p
     with Painter() as painter:
         drawn = painter.draw(content, tmp_path / "run")
     assert [path.name for path in drawn] == NAMES and all(path.is_file() for path in drawn)
+
+
+def test_an_interrupted_save_leaves_no_partial_file(tmp_path):
+    class Figure:
+        def savefig(self, path):
+            Path(path).write_bytes(b"half a picture")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        plots._save(Figure(), tmp_path / "curves.png")
+    assert list(tmp_path.iterdir()) == []

@@ -23,6 +23,7 @@ class Painter:
     """The helper process: `draw(picture_data, folder)` once, or `close()` to let it go."""
 
     def __init__(self):
+        self._folder: Path | None = None
         try:
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "mnistlab.painter"],
@@ -39,12 +40,11 @@ class Painter:
             from mnistlab import plots
 
             return plots.draw_run_pictures(picture_data, folder)
+        self._folder = Path(folder)
         payload = pickle.dumps((picture_data, str(folder)), protocol=pickle.HIGHEST_PROTOCOL)
-        try:
-            out, err = self._process.communicate(payload)
-        except BrokenPipeError:  # the helper died before reading: its stderr says why
-            out, err = b"", self._process.stderr.read()
-            self._process.wait()
+        # A helper that died early (its stderr says why) leaves a broken pipe, which
+        # communicate() ignores.
+        out, err = self._process.communicate(payload)
         if self._process.returncode != 0:
             lines = err.decode(errors="replace").strip().splitlines()
             reason = lines[-1] if lines else f"the helper exited with {self._process.returncode}"
@@ -58,9 +58,13 @@ class Painter:
         """Stop the helper if it is still waiting (the run failed or was interrupted)."""
         if self._process is None:
             return
-        if self._process.poll() is None:
+        killed = self._process.poll() is None
+        if killed:
             self._process.kill()
         self._process.communicate()  # reap it and close the pipes
+        if killed and self._folder is not None:  # stopped while drawing: no partial files
+            for partial in self._folder.glob(f".*.{self._process.pid}.tmp.png"):
+                partial.unlink(missing_ok=True)
 
     def __enter__(self):
         return self

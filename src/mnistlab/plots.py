@@ -22,8 +22,11 @@ def _save(figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    figure.savefig(partial)
-    os.replace(partial, path)
+    try:
+        figure.savefig(partial)
+        os.replace(partial, path)
+    finally:  # interrupted (Ctrl-C reaches the painter too): no half-written file is left
+        partial.unlink(missing_ok=True)
     return path
 
 
