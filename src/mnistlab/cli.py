@@ -354,18 +354,26 @@ def cmd_params(args) -> int:
     return 0
 
 
+def _saved_model(path, data_dir, device):
+    """A run's checkpoint, its config (with --data-dir applied) and its model, weights loaded."""
+    from mnistlab import checkpoint, models
+
+    saved = checkpoint.load(path)
+    config = saved["config"]
+    if data_dir:
+        config = dataclasses.replace(config, data_dir=data_dir)
+    model = models.build_from_config(config).to(device)
+    checkpoint.load_weights(model, saved["model"], str(path))
+    return saved, config, model
+
+
 def cmd_evaluate(args) -> int:
-    from mnistlab import checkpoint, data, models
+    from mnistlab import data
     from mnistlab import train as training
     from mnistlab.evaluate import evaluate
 
-    saved = checkpoint.load(args.run)
-    config = saved["config"]
-    if args.data_dir:
-        config = dataclasses.replace(config, data_dir=args.data_dir)
     device = training.resolve_device(args.device)
-    model = models.build_from_config(config).to(device)
-    checkpoint.load_weights(model, saved["model"], str(args.run))
+    saved, config, model = _saved_model(args.run, args.data_dir, device)
     dataset = data.load(config.dataset, config.data_dir, progress=progress_wanted(args))
     mean, std = saved["normalization"]
     x = data.to_inputs(dataset.test.images, mean, std, device)
@@ -539,13 +547,8 @@ def cmd_plot(args) -> int:
         rows = sweep.summarize(sweep.read_results(folder))
         written = plots.sweep_pictures(rows, folder)
     else:
-        saved = checkpoint.load(folder)
-        config = saved["config"]
-        if args.data_dir:
-            config = dataclasses.replace(config, data_dir=args.data_dir)
         device = training.resolve_device("auto")
-        model, _ = training.build(config, device)
-        checkpoint.load_weights(model, saved["model"], str(folder))
+        saved, config, model = _saved_model(folder, args.data_dir, device)
         tensors = training.prepare(config, data.load(config.dataset, config.data_dir), device)
         history = saved["history"] or runs.read_metrics(folder)
         if not history:

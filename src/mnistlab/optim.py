@@ -64,11 +64,9 @@ class HandWritten:
     def _scratch(self, index: int) -> torch.Tensor:
         """A buffer the size of parameter `index`, reused every step: a fresh 1.6 MB tensor
         per step costs more in page faults than the arithmetic it holds."""
-        parameter = self.params[index]
-        buffer = self._buffers.get(index)
-        if buffer is None or buffer.shape != parameter.shape or buffer.device != parameter.device:
-            buffer = self._buffers[index] = torch.empty_like(parameter, requires_grad=False)
-        return buffer
+        if index not in self._buffers:
+            self._buffers[index] = torch.empty_like(self.params[index], requires_grad=False)
+        return self._buffers[index]
 
 
 class SGD(HandWritten):
