@@ -164,7 +164,11 @@ def test_k_optimizer_steps_end_at_the_same_parameters(name):
     start = {name: value.clone() for name, value in built["module"].state_dict().items()}
     reference = twins()["module"]
     runs = {impl: (model, optim.build(config, model)) for impl, model in built.items()}
+    written_out = twins()["module"]  # Adam's arithmetic as written, not torch's kernel
+    runs["written out"] = (written_out, optim.build(config, written_out, fused=False))
     runs["torch.optim"] = (reference, torch_optimizer(config, reference))
+    if config.optimizer != "sgd":  # the default is the kernel, which this test holds to
+        assert runs["module"][1].fused and not runs["written out"][1].fused
     finals = {}
     for impl, (model, optimizer) in runs.items():
         for step in range(6):
@@ -179,7 +183,7 @@ def test_k_optimizer_steps_end_at_the_same_parameters(name):
         finals[impl] = model.state_dict()
     for parameter, value in finals["torch.optim"].items():
         assert (value - start[parameter]).abs().max() > 1e-6  # training moved it
-        for impl in IMPLS:
+        for impl in (*IMPLS, "written out"):
             assert_close(
                 finals[impl][parameter], value, rtol=1e-10, atol=1e-12, msg=f"{impl} {parameter}"
             )
@@ -287,5 +291,30 @@ def test_optimizer_state_moves_to_and_from_torch_optim(name, direction):
         target_optimizer.load_state_dict({"state": saved["state"], "param_groups": [group]})
     step(source, source_optimizer, 3)
     step(target, target_optimizer, 3)
+    for name_, value in source.state_dict().items():
+        assert_close(target.state_dict()[name_], value, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+@pytest.mark.parametrize("direction", ["kernel->written", "written->kernel"])
+def test_adam_state_moves_between_the_kernel_and_the_written_out_update(name, direction):
+    config = TrainConfig(hidden=SIZES[1:-1], **OPTIMIZERS[name])
+    first, second = direction == "kernel->written", direction != "kernel->written"
+    source, target = twins()["module"], twins()["scratch"]
+    source_optimizer = optim.build(config, source, fused=first)
+    for seed in range(3):
+        x, y = batch(seed=seed)
+        source_optimizer.zero_grad()
+        models.cross_entropy(source, source(x), y).backward()
+        source_optimizer.step()
+    target.load_state_dict(source.state_dict())
+    target_optimizer = optim.build(config, target, fused=second)
+    target_optimizer.load_state_dict(source_optimizer.state_dict())
+    assert target_optimizer.state_dict()["state"][0]["step"] == 3
+    for model, optimizer in ((source, source_optimizer), (target, target_optimizer)):
+        x, y = batch(seed=3)
+        optimizer.zero_grad()
+        models.cross_entropy(model, model(x), y).backward()
+        optimizer.step()
     for name_, value in source.state_dict().items():
         assert_close(target.state_dict()[name_], value, rtol=1e-10, atol=1e-12)

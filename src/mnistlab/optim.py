@@ -6,6 +6,12 @@ for step (tests compare them), with the same `param_groups`, `zero_grad`, `step`
 comparison between implementations then differs only in the model, and torch.optim's first
 use imports torch._dynamo (every Optimizer method is wrapped to disable it), about 2 s on a
 2-core machine: a third of the default run from start to exit.
+
+Adam and AdamW run their update through torch's single-kernel version of it where one exists
+(CPU and CUDA; `fused=True` in torch.optim), which reads and writes each parameter's four
+tensors once instead of in seven passes: 0.6 -> 0.15 ms a step for the default MLP on two
+cores, about 6% of an epoch. The written-out update is the definition the tests hold the
+kernel to, and runs everywhere else (`fused=False` asks for it).
 """
 
 import math
@@ -89,11 +95,60 @@ class SGD(HandWritten):
         p.add_(grad, alpha=-lr)
 
 
+def fusable(parameters) -> bool:
+    """Whether torch's single-kernel Adam can update these parameters."""
+    return hasattr(torch, "_fused_adam_") and all(
+        p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64)
+        for p in parameters
+    )
+
+
 class Adam(HandWritten):
     decoupled = False  # AdamW decays the weights directly instead of adding to the gradient
 
-    def __init__(self, parameters, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, parameters, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=None):
         super().__init__(parameters, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        self.fused = fusable(self.params) if fused is None else fused
+
+    @torch.no_grad()
+    def step(self) -> None:
+        if not self.fused:
+            return super().step()
+        group = self.param_groups[0]
+        params, grads, averages, squares, steps = [], [], [], [], []
+        for parameter, state in zip(self.params, self.state, strict=True):
+            if parameter.grad is None:
+                continue
+            if not state:
+                state.update(
+                    step=0,
+                    exp_avg=torch.zeros_like(parameter),
+                    exp_avg_sq=torch.zeros_like(parameter),
+                )
+            if not torch.is_tensor(state["step"]):  # the kernel counts on the device
+                state["step"] = torch.tensor(float(state["step"]), device=parameter.device)
+            params.append(parameter)
+            grads.append(parameter.grad)
+            averages.append(state["exp_avg"])
+            squares.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        torch._foreach_add_(steps, 1)
+        kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
+        kernel(
+            params,
+            grads,
+            averages,
+            squares,
+            [],  # no AMSGrad maxima
+            steps,
+            lr=group["lr"],
+            beta1=group["betas"][0],
+            beta2=group["betas"][1],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            amsgrad=False,
+            maximize=False,
+        )
 
     def update(self, p, grad, state, scratch, lr, betas, eps, weight_decay):
         beta1, beta2 = betas
@@ -119,12 +174,15 @@ class Adam(HandWritten):
 class AdamW(Adam):
     decoupled = True
 
-    def __init__(self, parameters, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        super().__init__(parameters, lr, betas, eps, weight_decay)
+    def __init__(self, parameters, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, fused=None):
+        super().__init__(parameters, lr, betas, eps, weight_decay, fused)
 
 
-def build(config, model) -> HandWritten:
-    """The optimizer the config names, over the model's parameters in their named order."""
+def build(config, model, fused: bool | None = None) -> HandWritten:
+    """The optimizer the config names, over the model's parameters in their named order.
+
+    `fused` chooses Adam's single-kernel update (True) or the written-out one (False); by
+    default the kernel wherever it runs."""
     parameters = [value for _, value in model.named_parameters()]
     if config.optimizer == "sgd":
         return SGD(
@@ -135,7 +193,13 @@ def build(config, model) -> HandWritten:
             weight_decay=config.weight_decay,
         )
     kind = AdamW if config.optimizer == "adamw" else Adam
-    return kind(parameters, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    return kind(
+        parameters,
+        lr=config.lr,
+        betas=config.betas,
+        weight_decay=config.weight_decay,
+        fused=fused,
+    )
 
 
 def learning_rate(step: int, total: int, peak: float, schedule: str, warmup: float = 0.1) -> float:
