@@ -2,8 +2,9 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from mnistlab import checkpoint, data
+from mnistlab import checkpoint, data, optim
 from mnistlab import train as training
 from mnistlab.config import TrainConfig
 from mnistlab.errors import TrainingDiverged
@@ -36,6 +37,36 @@ def test_training_learns_the_synthetic_classes(tiny, impl):
     accuracy = (logits.argmax(1) == tensors.y_test).float().mean().item()
     assert accuracy == pytest.approx(result.history[-1]["test_accuracy"])
     assert torch.equal(logits, predict(result.model, tensors.x_test))
+
+
+@pytest.mark.parametrize("impl", ["module", "manual"])
+def test_the_epoch_records_the_plain_loss_and_each_step_the_smoothed_one(tiny, impl):
+    # A trained model, then one more epoch at a learning rate too small to move it: every
+    # batch sees the same model, so the epoch's figures must be that model's plain
+    # cross-entropy and accuracy on the training set, while each step reports the smoothed
+    # loss it minimises.
+    config, tensors = tiny_run(tiny[0], impl=impl, epochs=2)
+    model = training.train(config, tensors).model
+    still = dataclasses.replace(
+        config, epochs=1, optimizer="sgd", lr=1e-12, schedule="constant", label_smoothing=0.4
+    )
+    logits = predict(model, tensors.x_train)
+    plain = F.cross_entropy(logits, tensors.y_train).item()
+    smoothed = F.cross_entropy(logits, tensors.y_train, label_smoothing=0.4).item()
+    assert smoothed > plain + 0.1  # the two differ enough to tell apart
+    steps = []
+    result = training.train(
+        still,
+        tensors,
+        model=model,
+        optimizer=optim.build(still, model),
+        on_batch=lambda done, total, loss: steps.append(loss.item()),
+    )
+    record = result.history[0]
+    assert record["train_loss"] == pytest.approx(plain, rel=1e-5)
+    accuracy = (logits.argmax(1) == tensors.y_train).float().mean().item()
+    assert record["train_accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    assert sum(steps) / len(steps) == pytest.approx(smoothed, rel=0.02)
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_does_not(tiny):

@@ -246,6 +246,8 @@ def _train(args, painter) -> int:
 
     bar = _progress_bar(args)
     samples = len(tensors.y_train)
+    # The bar shows the objective being minimised; the epoch line, the plain cross-entropy.
+    loss_name = "smoothed loss" if config.label_smoothing else "loss"
 
     def on_batch(done, total, loss):
         if bar is None:
@@ -254,7 +256,7 @@ def _train(args, painter) -> int:
             bar.reset(total=samples)
         bar.update(min(done * config.batch_size, samples) - bar.n)
         if done % 20 == 0:  # reading the loss waits for the device: not every step
-            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            bar.set_postfix({loss_name: f"{loss.item():.4f}"}, refresh=False)
 
     seen = list(history)
 
