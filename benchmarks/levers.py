@@ -2,10 +2,11 @@
 
     python benchmarks/levers.py --data-dir ../shared/data [--compile]
 
-Prints seconds per epoch (or per pass) for: batch size, thread count, bf16 autocast,
-the optimizer (mnistlab's written-out Adam against torch.optim's fused and foreach ones),
-gathering batches into reused buffers versus fresh tensors, the evaluation batch size, and
-(with --compile) torch.compile including its compile time.
+Prints seconds per epoch (or per pass) for: batch size, thread count, bf16 autocast, the
+optimizer (mnistlab's Adam through torch's single kernel and written out, against
+torch.optim's fused and foreach ones), ReLU in place or not, gathering batches into reused
+buffers versus fresh tensors, the evaluation batch size, and (with --compile) torch.compile
+including its compile time.
 """
 
 import argparse
@@ -13,8 +14,9 @@ import dataclasses
 import time
 
 import torch
+from torch import nn
 
-from mnistlab import bench, data
+from mnistlab import bench, data, optim
 from mnistlab import train as training
 from mnistlab.config import TrainConfig
 from mnistlab.evaluate import evaluate
@@ -31,6 +33,20 @@ def best_of(function, repeats=3) -> float:
         function()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+OPTIMIZERS = ("kernel", "written out", "fused", "foreach")
+
+
+def in_turns(functions: dict, repeats=5) -> None:
+    """Print the best of `repeats` for each function, taken in turns so that a slow spell on a
+    shared machine lands on all of them alike."""
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            times[name].append(function())
+    for name, values in times.items():
+        print(f"  {name:26}  {min(values):6.3f}")
 
 
 def main():
@@ -65,12 +81,14 @@ def main():
         seconds = epoch(dataclasses.replace(config, precision=precision), tensors)
         print(f"  {precision:5}  {seconds:6.3f}")
 
-    print("optimizer (Adam, module): s/epoch, best of 3 taken in turns")
+    print("optimizer (Adam, module): s/epoch, best of 5 taken in turns")
 
     def with_optimizer(kind):
-        model, optimizer = training.build(config, device)
-        if kind != "mnistlab":
-            parameters = [value for _, value in model.named_parameters()]
+        model, _ = training.build(config, device)
+        parameters = [value for _, value in model.named_parameters()]
+        if kind in ("kernel", "written out"):
+            optimizer = optim.build(config, model, fused=kind == "kernel")
+        else:
             optimizer = torch.optim.Adam(
                 parameters, lr=config.lr, betas=config.betas, **{kind: True}
             )
@@ -78,13 +96,19 @@ def main():
             "seconds"
         ]
 
-    kinds = ("mnistlab", "fused", "foreach")
-    times = {kind: [] for kind in kinds}
-    for _ in range(3):
-        for kind in kinds:
-            times[kind].append(with_optimizer(kind))
-    for kind in kinds:
-        print(f"  {kind:8}  {min(times[kind]):6.3f}")
+    in_turns({kind: lambda kind=kind: with_optimizer(kind) for kind in OPTIMIZERS})
+
+    print("ReLU (module): s/epoch, best of 5 taken in turns")
+
+    def with_relu(kind):
+        model, optimizer = training.build(config, device)
+        if kind == "not in place":
+            model.activation = nn.ReLU()
+        return training.train(config, tensors, model=model, optimizer=optimizer).history[0][
+            "seconds"
+        ]
+
+    in_turns({kind: lambda kind=kind: with_relu(kind) for kind in ("in place", "not in place")})
 
     print("gathering one epoch of batches (no training): s")
     order = torch.randperm(60_000)

@@ -117,7 +117,7 @@ def run(
     device,
     impls=("module", "scratch", "manual"),
     notebook: bool = True,
-    repeats: int = 3,
+    repeats: int = 5,
 ) -> dict:
     """Time the bound, each implementation and (optionally) the notebook pipeline.
 

@@ -658,7 +658,7 @@ def build_parser() -> Parser:
     bench.add_argument(
         "--repeats",
         type=int,
-        default=3,
+        default=5,
         help="time the bound and each epoch this many times; keep the best",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
