@@ -318,3 +318,22 @@ def test_adam_state_moves_between_the_kernel_and_the_written_out_update(name, di
         optimizer.step()
     for name_, value in source.state_dict().items():
         assert_close(target.state_dict()[name_], value, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_step_without_gradients_changes_nothing(fused):
+    model = twins()["module"]
+    optimizer = optim.build(TrainConfig(hidden=SIZES[1:-1], optimizer="adam"), model, fused)
+    before = model.state_dict()
+    optimizer.step()  # no backward yet: no parameter has a gradient
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert optimizer.state_dict()["state"] == {}
+
+
+def test_the_adam_kernel_is_used_only_where_it_can_run():
+    assert optim.fusable([torch.zeros(3), torch.zeros(2, 2)])
+    assert not optim.fusable([torch.zeros(3), torch.zeros(3, dtype=torch.float64)])  # 2 calls
+    assert not optim.fusable([torch.zeros(3, dtype=torch.int64)])
+    assert not optim.fusable([torch.zeros(3, device="meta")])
+    assert not optim.fusable([])

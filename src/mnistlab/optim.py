@@ -96,11 +96,13 @@ class SGD(HandWritten):
 
 
 def fusable(parameters) -> bool:
-    """Whether torch's single-kernel Adam can update these parameters."""
-    return hasattr(torch, "_fused_adam_") and all(
-        p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64)
-        for p in parameters
-    )
+    """Whether torch's single-kernel Adam can update these parameters in one call: floating
+    point on one CPU or CUDA device, all of one dtype."""
+    kinds = {(p.device, p.dtype) for p in parameters}
+    if not hasattr(torch, "_fused_adam_") or len(kinds) != 1:
+        return False
+    ((device, dtype),) = kinds
+    return device.type in ("cpu", "cuda") and dtype in (torch.float32, torch.float64)
 
 
 class Adam(HandWritten):
@@ -132,6 +134,8 @@ class Adam(HandWritten):
             averages.append(state["exp_avg"])
             squares.append(state["exp_avg_sq"])
             steps.append(state["step"])
+        if not params:  # the kernel takes no empty lists; nothing to update either way
+            return
         torch._foreach_add_(steps, 1)
         kernel = torch._fused_adamw_ if self.decoupled else torch._fused_adam_
         kernel(
