@@ -88,3 +88,5 @@ def test_cuda_training_keeps_the_dataset_on_the_device(tiny):
         result = training.train(TrainConfig(**{**config.__dict__, "impl": impl}), tensors)
         assert result.history[-1]["test_accuracy"] > 0.9
         assert all(value.is_cuda for _, value in result.model.named_parameters())
+        assert result.optimizer.fused  # Adam's single kernel, its state on the device too
+        assert all(t.is_cuda for state in result.optimizer.state for t in state.values())
