@@ -162,7 +162,7 @@ def train(
         # Kept on the device, read once an epoch: each step's objective (for the divergence
         # check and `on_batch`), and each batch's logits and labels, from which the epoch's
         # plain cross-entropy and accuracy come at its end in three passes instead of five
-        # small operations a step (2-3% of an epoch on a 2-core CPU).
+        # small operations a step (about 2% of an epoch on a 2-core CPU).
         losses = torch.zeros(steps_per_epoch, device=device)
         epoch_logits = torch.empty(len(tensors.y_train), len(tensors.classes), device=device)
         epoch_labels = torch.empty_like(tensors.y_train)
