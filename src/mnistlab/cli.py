@@ -471,11 +471,20 @@ def cmd_bench(args) -> int:
         f"{describe(config)}; {report['device']}, {report['threads']} threads, "
         f"{report['epoch_gflop']:.1f} GFLOP of matmuls per epoch"
     )
-    print(f"{'':30}  {'s/epoch':>8}  {'samples/s':>10}  {'GFLOP/s':>8}  {'x bound':>7}")
+    print(
+        f"{'':30}  {'s/epoch':>8}  {'samples/s':>10}  {'GFLOP/s':>8}  {'x bound':>7}  "
+        f"{'slowest':>7}"
+    )
     for row in report["rows"]:
+        slowest = f"{max(row['times']) / row['seconds'] - 1:+7.0%}" if len(row["times"]) > 1 else ""
         print(
             f"{row['name']:30}  {row['seconds']:8.3f}  {row['samples_per_second']:10,.0f}  "
-            f"{row['gflops']:8.1f}  {row['ratio_to_bound']:7.2f}"
+            f"{row['gflops']:8.1f}  {row['ratio_to_bound']:7.2f}  {slowest:>7}"
+        )
+    if args.repeats > 1:
+        print(
+            f"best of {args.repeats}, taken in turns; slowest: the slowest of the {args.repeats} "
+            "against the best, how much the machine moved meanwhile"
         )
     rows = {row["name"]: row["seconds"] for row in report["rows"]}
     if "module epoch" in rows and "notebook pipeline (batch 64)" in rows:
