@@ -132,9 +132,10 @@ def run(
     training_epoch(config, tensors)  # warm-up: first-call allocations and kernel choices
     times = {"bound (matmuls only)": []} | {f"{impl} epoch": [] for impl in impls}
     for _ in range(repeats):
-        times["bound (matmuls only)"].append(
-            matmul_bound(config.layer_sizes, samples, config.batch_size, device, precision, 1)
+        bound = matmul_bound(
+            config.layer_sizes, samples, config.batch_size, device, precision, repeats=1
         )
+        times["bound (matmuls only)"].append(bound)
         for impl in impls:
             seconds = training_epoch(dataclasses.replace(config, impl=impl), tensors)
             times[f"{impl} epoch"].append(seconds)

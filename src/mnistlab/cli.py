@@ -452,7 +452,7 @@ def cmd_bench(args) -> int:
     from mnistlab import train as training
 
     config = config_from_args(args)
-    if args.repeats < 1:
+    if args.repeats is not None and args.repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
     device = training.resolve_device(config.device)
     dataset = data.load(config.dataset, config.data_dir, progress=progress_wanted(args))
@@ -462,7 +462,7 @@ def cmd_bench(args) -> int:
         device,
         impls=tuple(args.impls),
         notebook=not args.no_notebook,
-        repeats=args.repeats,
+        **({} if args.repeats is None else {"repeats": args.repeats}),
     )
     if args.json:
         print(json.dumps(report))
@@ -481,9 +481,10 @@ def cmd_bench(args) -> int:
             f"{row['name']:30}  {row['seconds']:8.3f}  {row['samples_per_second']:10,.0f}  "
             f"{row['gflops']:8.1f}  {row['ratio_to_bound']:7.2f}  {slowest:>7}"
         )
-    if args.repeats > 1:
+    repeats = len(report["rows"][0]["times"])
+    if repeats > 1:
         print(
-            f"best of {args.repeats}, taken in turns; slowest: the slowest of the {args.repeats} "
+            f"best of {repeats}, taken in turns; slowest: the slowest of the {repeats} "
             "against the best, how much the machine moved meanwhile"
         )
     rows = {row["name"]: row["seconds"] for row in report["rows"]}
@@ -667,8 +668,7 @@ def build_parser() -> Parser:
     bench.add_argument(
         "--repeats",
         type=int,
-        default=5,
-        help="time the bound and each epoch this many times; keep the best",
+        help="time the bound and each epoch this many times and keep the best (default 5)",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     add_config_flags(bench, skip=("impl", "epochs"))

@@ -122,11 +122,7 @@ class Adam(HandWritten):
             if parameter.grad is None:
                 continue
             if not state:
-                state.update(
-                    step=0,
-                    exp_avg=torch.zeros_like(parameter),
-                    exp_avg_sq=torch.zeros_like(parameter),
-                )
+                self._start(state, parameter)
             if not torch.is_tensor(state["step"]):  # the kernel counts on the device
                 state["step"] = torch.tensor(float(state["step"]), device=parameter.device)
             params.append(parameter)
@@ -154,6 +150,13 @@ class Adam(HandWritten):
             maximize=False,
         )
 
+    @staticmethod
+    def _start(state: dict, parameter: torch.Tensor) -> None:
+        """A parameter's first step: no steps taken, both moments zero."""
+        state.update(
+            step=0, exp_avg=torch.zeros_like(parameter), exp_avg_sq=torch.zeros_like(parameter)
+        )
+
     def update(self, p, grad, state, scratch, lr, betas, eps, weight_decay):
         beta1, beta2 = betas
         if weight_decay and self.decoupled:
@@ -161,7 +164,7 @@ class Adam(HandWritten):
         elif weight_decay:
             grad = torch.add(grad, p, alpha=weight_decay, out=scratch)
         if not state:
-            state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+            self._start(state, p)
         state["step"] += 1
         step = state["step"]
         state["exp_avg"].lerp_(grad, 1 - beta1)  # m = β1·m + (1-β1)·g
