@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from mnistlab import bench, data
+from mnistlab import bench, data, models
 from mnistlab.cli import main
 from mnistlab.config import TrainConfig
 
@@ -13,8 +13,8 @@ def test_epoch_flops_count_forward_weight_and_input_gradients():
     # gradient of the second layer only (the images need none)
     n = 60_000
     forward = 2 * n * (784 * 500 + 500 * 10)
-    assert bench.epoch_flops((784, 500, 10), n) == 2 * forward + 2 * n * 500 * 10
-    assert bench.epoch_flops((784, 10), n) == 2 * 2 * n * 784 * 10
+    assert models.epoch_flops((784, 500, 10), n) == 2 * forward + 2 * n * 500 * 10
+    assert models.epoch_flops((784, 10), n) == 2 * 2 * n * 784 * 10
 
 
 def test_notebook_dataset_matches_totensor_and_normalize(tiny):
@@ -27,7 +27,7 @@ def test_notebook_dataset_matches_totensor_and_normalize(tiny):
 
 def test_bench_times_every_row(tiny):
     folder, _ = tiny
-    config = TrainConfig(dataset="tiny", data_dir=str(folder), hidden=(32,), batch_size=64)
+    config = TrainConfig(dataset="tiny", hidden=(32,), batch_size=64)
     report = bench.run(config, data.load("tiny", folder), torch.device("cpu"))
     names = [row["name"] for row in report["rows"]]
     assert names == [
@@ -93,7 +93,7 @@ def test_cuda_training_keeps_the_dataset_on_the_device(tiny):
 
     folder, _ = tiny
     config = TrainConfig(
-        dataset="tiny", data_dir=str(folder), hidden=(32,), batch_size=64, epochs=2, device="cuda"
+        dataset="tiny", hidden=(32,), batch_size=64, epochs=2
     )
     device = training.resolve_device("cuda")
     tensors = training.prepare(config, data.load("tiny", folder), device)

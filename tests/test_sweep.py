@@ -9,13 +9,17 @@ from PIL import Image
 from mnistlab import augment, plots, report, sweep
 from mnistlab import train as training
 from mnistlab.cli import main
-from mnistlab.config import TrainConfig
+from mnistlab.config import Runtime, TrainConfig
 from mnistlab.errors import ConfigError
 
 
 def base_config(folder, **settings):
     settings = {"hidden": (16,), "batch_size": 128, "epochs": 1, **settings}
-    return TrainConfig(dataset="tiny", data_dir=str(folder), **settings)
+    return TrainConfig(dataset="tiny", **settings)
+
+
+def on(folder):
+    return Runtime(data_dir=str(folder))
 
 
 GRID = ["hidden=8,16", "lr=0.003,0.01"]
@@ -23,7 +27,7 @@ GRID = ["hidden=8,16", "lr=0.003,0.01"]
 
 def test_grid_by_seeds_gives_records_and_a_correct_summary(tiny, tmp_path):
     configs = sweep.plan(base_config(tiny[0]), sweep.parse_grid(GRID), [0, 1])
-    records = sweep.run(configs, tmp_path / "s")
+    records = sweep.run(configs, tmp_path / "s", on(tiny[0]))
     assert len(records) == 8 == len(sweep.read_results(tmp_path / "s"))
     rows = sweep.summarize(records)
     assert len(rows) == 4 and all(row["n"] == 2 for row in rows)
@@ -43,26 +47,29 @@ def test_grid_by_seeds_gives_records_and_a_correct_summary(tiny, tmp_path):
         "hidden=16 lr=0.01",
     }
     seen = []
-    again = sweep.run(configs, tmp_path / "s", on_record=lambda r, skipped: seen.append(skipped))
+    again = sweep.run(
+        configs, tmp_path / "s", on(tiny[0]), on_record=lambda r, skipped: seen.append(skipped)
+    )
     assert seen == [True] * 8 and again == records
     assert len((tmp_path / "s" / "results.jsonl").read_text().splitlines()) == 8
 
 
 def test_a_sweep_stopped_halfway_resumes_to_the_same_records(tiny, tmp_path):
     configs = sweep.plan(base_config(tiny[0]), sweep.parse_grid(GRID), [0, 1])
-    whole = sweep.run(configs, tmp_path / "whole")
+    whole = sweep.run(configs, tmp_path / "whole", on(tiny[0]))
 
     finished = []
     partial = sweep.run(
         configs,
         tmp_path / "part",
+        on(tiny[0]),
         on_record=lambda r, s: finished.append(r),
         should_stop=lambda: len(finished) >= 3,
     )
     assert len(partial) == 3
     with open(tmp_path / "part" / "results.jsonl", "a") as handle:
         handle.write('{"key": "cut short by a cra')  # a crash in the middle of a write
-    resumed = sweep.run(configs, tmp_path / "part")
+    resumed = sweep.run(configs, tmp_path / "part", on(tiny[0]))
     assert [r["key"] for r in resumed] == [r["key"] for r in whole]
     assert [r["test_accuracy"] for r in resumed] == [r["test_accuracy"] for r in whole]
     assert len(sweep.read_results(tmp_path / "part")) == 8

@@ -9,13 +9,14 @@ from mnistlab import train as training
 from mnistlab.config import TrainConfig
 from mnistlab.errors import TrainingDiverged
 from mnistlab.evaluate import predict
+from mnistlab.runs import Run
 
 TIMING = ("seconds", "samples_per_second")
 
 
 def tiny_run(folder, **settings):
     settings = {"hidden": (32,), "batch_size": 64, "epochs": 2, **settings}
-    config = TrainConfig(dataset="tiny", data_dir=str(folder), **settings)
+    config = TrainConfig(dataset="tiny", **settings)
     tensors = training.prepare(config, data.load("tiny", folder), torch.device("cpu"))
     return config, tensors
 
@@ -94,38 +95,22 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, tiny,
     config, tensors = tiny_run(tiny[0], impl=impl, dropout=0.3, augment="elastic")
     whole = training.train(config, tensors)
 
-    part = training.train(config, tensors, **stop_after(stop))
+    with Run.create(tmp_path / "run", config) as run:
+        part = run.fit(tensors=tensors, pictures=False, **stop_after(stop))
     assert part.interrupted
     assert (part.position.epoch, part.position.batch) == divmod(stop, 8)
-    path = checkpoint.save(
-        tmp_path / "checkpoint.pt",
-        config=config,
-        model=part.model,
-        optimizer=part.optimizer,
-        epoch=part.position.epoch,
-        batch=part.position.batch,
-        history=part.history,
-        normalization=part.normalization,
-        rng=part.position.rng,
-    )
-    saved = checkpoint.load(path)  # through the disk, weights_only
-    model, optimizer = training.build(saved["config"], torch.device("cpu"))
-    checkpoint.load_weights(model, saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
-    position = training.Position(saved["epoch"], saved["batch"], saved["rng"])
-    rest = training.train(
-        saved["config"],
-        tensors,
-        model=model,
-        optimizer=optimizer,
-        position=position,
-        history=saved["history"],
-    )
+    with Run.open(tmp_path / "run") as run:  # through the disk, weights_only
+        rest = run.fit(tensors=tensors, pictures=False)
     assert not rest.interrupted and len(rest.history) == 2
     final, expected = rest.model.state_dict(), whole.model.state_dict()
     for name in expected:
         assert torch.equal(final[name], expected[name]), name
     assert rest.history[-1]["test_accuracy"] == whole.history[-1]["test_accuracy"]
+    # The interrupted epoch's train figures cover the whole epoch, both parts of it.
+    for resumed, uninterrupted in zip(rest.history, whole.history, strict=True):
+        assert resumed["samples"] == uninterrupted["samples"] == 512
+        assert resumed["train_loss"] == pytest.approx(uninterrupted["train_loss"], rel=1e-5)
+        assert resumed["train_accuracy"] == pytest.approx(uninterrupted["train_accuracy"])
 
 
 @pytest.mark.parametrize("smoothing", [None, 0.0, 0.1])
@@ -133,24 +118,45 @@ def test_a_checkpoint_resumes_with_the_label_smoothing_it_trained_with(tmp_path,
     # Checkpoints written before label smoothing existed have no such key: they trained
     # without it, whatever today's default is.
     config, tensors = tiny_run(tiny[0], epochs=1, label_smoothing=smoothing or 0.0)
-    result = training.train(config, tensors)
-    path = checkpoint.save(
-        tmp_path / "checkpoint.pt",
-        config=config,
-        model=result.model,
-        optimizer=result.optimizer,
-        epoch=1,
-        batch=0,
-        history=result.history,
-        normalization=result.normalization,
-        rng={},
-    )
+    with Run.create(tmp_path / "run", config) as run:
+        run.fit(tensors=tensors, pictures=False)
+    path = tmp_path / "run" / "checkpoint.pt"
     if smoothing is None:
         payload = torch.load(path, weights_only=True)
         del payload["config"]["label_smoothing"]
         torch.save(payload, path)
     assert checkpoint.load(path)["config"].label_smoothing == (smoothing or 0.0)
     assert TrainConfig().label_smoothing == 0.1  # the default the old runs must not get
+
+
+def test_a_format_1_checkpoint_with_machine_settings_still_loads_and_resumes(tmp_path, tiny):
+    config, tensors = tiny_run(tiny[0], epochs=1)
+    with Run.create(tmp_path / "run", config) as run:
+        run.fit(tensors=tensors, pictures=False)
+    path = tmp_path / "run" / "checkpoint.pt"
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 1
+    payload["config"].update(device="auto", threads=0, data_dir="/somewhere")
+    payload["rng"] = {"cpu": torch.get_rng_state()}
+    del payload["partial"]
+    torch.save(payload, path)
+    assert checkpoint.load(path)["config"] == config
+    with Run.open(tmp_path / "run", {"epochs": 2}) as run:
+        result = run.fit(tensors=tensors, pictures=False)
+    assert len(result.history) == 2
+
+
+def test_train_leaves_the_global_generator_and_thread_count_as_they_were(tiny):
+    config, tensors = tiny_run(tiny[0], dropout=0.3, augment="elastic", epochs=1)
+    torch.manual_seed(1234)
+    state, threads = torch.random.get_rng_state(), torch.get_num_threads()
+    first = training.train(config, tensors)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.get_num_threads() == threads
+    # And the global generator does not steer training: another state, the same run.
+    torch.manual_seed(99)
+    second = training.train(config, tensors)
+    assert without_timing(first.history) == without_timing(second.history)
 
 
 def test_a_non_finite_loss_stops_with_the_step_and_advice(tiny):

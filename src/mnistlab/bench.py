@@ -18,14 +18,7 @@ from torch import nn
 from mnistlab import data
 from mnistlab import train as training
 from mnistlab.config import TrainConfig
-
-
-def epoch_flops(sizes: tuple[int, ...], samples: int) -> int:
-    """Multiply-add FLOPs (2 per MAC) of one epoch's matmuls for layer widths `sizes`."""
-    layers = list(zip(sizes[:-1], sizes[1:], strict=True))
-    forward = sum(2 * samples * fan_in * fan_out for fan_in, fan_out in layers)
-    input_grads = sum(2 * samples * fan_in * fan_out for fan_in, fan_out in layers[1:])
-    return 2 * forward + input_grads  # forward, weight gradients (same size), input gradients
+from mnistlab.models import epoch_flops
 
 
 def matmul_bound(
@@ -97,9 +90,13 @@ def notebook_epoch(split: data.Split, sizes, seed: int = 0) -> float:
     """Seconds of one epoch of the notebook's loop: DataLoader at batch 64, SGD at 0.01."""
     from mnistlab.models import modules
 
-    torch.manual_seed(seed)
-    loader = torch.utils.data.DataLoader(NotebookDataset(split), batch_size=64, shuffle=True)
-    model = modules.MLP(sizes)
+    loader = torch.utils.data.DataLoader(
+        NotebookDataset(split),
+        batch_size=64,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    model = modules.MLP(sizes, generator=torch.Generator().manual_seed(seed))
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     start = time.perf_counter()

@@ -1,16 +1,22 @@
 """Checkpoints are plain data: tensors and primitives, a format version, written atomically,
-read back with `weights_only=True` so that loading one can never run code."""
+read back with `weights_only=True` so that loading one can never run code.
+
+Format 2 holds the experiment config only (format 1 also held the device, threads and data
+folder, which are dropped on load), the dropout and augmentation generators' states of an
+interrupted epoch, and the sums of that epoch's train loss and accuracy so far.
+"""
 
 import dataclasses
-import os
 from pathlib import Path
 
 import torch
 
-from mnistlab.config import TrainConfig, from_dict
-from mnistlab.errors import CheckpointError
+from mnistlab.config import TrainConfig, from_saved
+from mnistlab.errors import CheckpointError, ConfigError
+from mnistlab.files import atomic_write, is_no_space
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 FILENAME = "checkpoint.pt"
 
 
@@ -20,32 +26,32 @@ def save(
     config: TrainConfig,
     model,
     optimizer,
-    epoch: int,
-    batch: int,
+    position,
     history: list[dict],
     normalization: tuple[float, float],
-    rng: dict,
 ) -> Path:
-    """Write the checkpoint to a temporary file beside `path`, then rename it into place."""
+    """Write the checkpoint beside `path` and rename it into place; the previous one stays
+    whole until the new one is complete."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format_version": FORMAT_VERSION,
         "config": dataclasses.asdict(config),
         "model": {name: value.detach().cpu() for name, value in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
-        "epoch": epoch,  # epochs completed
-        "batch": batch,  # batches completed within the next epoch (an interrupted run)
+        "epoch": position.epoch,  # epochs completed
+        "batch": position.batch,  # batches completed within the next epoch (an interrupted run)
+        "rng": position.rng,
+        "partial": position.partial,
         "history": history,
         "normalization": list(normalization),
-        "rng": rng,
     }
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        torch.save(payload, partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+        atomic_write(path, lambda handle: torch.save(payload, handle))
+    except OSError as error:
+        what = "no space left on device" if is_no_space(error) else error.strerror
+        raise CheckpointError(
+            f"{what} while saving {path}; the previous checkpoint is intact"
+        ) from None
     return path
 
 
@@ -63,6 +69,7 @@ def resolve(path: str | Path) -> Path:
 
 
 def load(path: str | Path) -> dict:
+    """Read and check a checkpoint; its "config" comes back as a TrainConfig."""
     path = resolve(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -71,14 +78,53 @@ def load(path: str | Path) -> dict:
             f"{path}: not a readable mnistlab checkpoint "
             f"({type(error).__name__}); was it written by mnistlab?"
         ) from None
-    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+    if not isinstance(payload, dict) or payload.get("format_version") not in READABLE_VERSIONS:
         version = payload.get("format_version") if isinstance(payload, dict) else None
         raise CheckpointError(
-            f"{path}: checkpoint format {version!r} is not the supported format {FORMAT_VERSION}"
+            f"{path}: checkpoint format {version!r} is not a supported format "
+            f"({', '.join(map(str, READABLE_VERSIONS))})"
         )
-    # A run saved before label smoothing existed trained without it: resume it as it was.
-    payload["config"] = from_dict({"label_smoothing": 0.0, **payload["config"]})
+    _check(path, payload)
+    try:
+        payload["config"] = from_saved(payload["config"])
+    except ConfigError as error:
+        raise CheckpointError(f"not a mnistlab checkpoint: {path}: its config: {error}") from None
+    payload.setdefault("partial", {})
+    # A format-1 interruption saved torch's global generator, which training no longer uses.
+    payload["rng"] = {
+        k: v for k, v in payload.get("rng", {}).items() if k in ("dropout", "augment")
+    }
     return payload
+
+
+def _check(path: Path, payload: dict) -> None:
+    """What weights_only lets through but mnistlab cannot use: say so in one line."""
+
+    def fail(what: str):
+        raise CheckpointError(f"not a mnistlab checkpoint: {path}: {what}")
+
+    for key, kind in (
+        ("config", dict),
+        ("model", dict),
+        ("optimizer", dict),
+        ("epoch", int),
+        ("batch", int),
+        ("history", list),
+        ("normalization", list),
+    ):
+        if not isinstance(payload.get(key), kind):
+            fail(f"{key!r} is missing or not a {kind.__name__}")
+    if not all(isinstance(value, torch.Tensor) for value in payload["model"].values()):
+        fail("'model' holds something other than tensors")
+    normalization = payload["normalization"]
+    if len(normalization) != 2 or not all(isinstance(v, float | int) for v in normalization):
+        fail("'normalization' must be two numbers (mean, std)")
+    if not normalization[1] > 0:
+        fail("'normalization' has a standard deviation that is not positive")
+    if not all(isinstance(record, dict) for record in payload["history"]):
+        fail("'history' must be a list of per-epoch records")
+    if payload["epoch"] < 0 or payload["batch"] < 0:
+        fail("a negative position")
 
 
 def load_weights(model, state: dict, source: str = "checkpoint") -> None:
@@ -87,13 +133,13 @@ def load_weights(model, state: dict, source: str = "checkpoint") -> None:
     given = {name: tuple(value.shape) for name, value in state.items()}
     if expected != given:
         raise CheckpointError(
-            f"{source} holds another architecture ({_describe(given)}) than the model "
-            f"({_describe(expected)}); pass the checkpoint's own --hidden/--model settings"
+            f"{source} holds another architecture ({describe_shapes(given)}) than the model "
+            f"({describe_shapes(expected)})"
         )
     model.load_state_dict(state)
 
 
-def _describe(shapes: dict) -> str:
+def describe_shapes(shapes: dict) -> str:
     widths = [shape[1] for name, shape in shapes.items() if name.endswith("weight")]
     last = [shape[0] for name, shape in shapes.items() if name == "output.weight"]
     return "-".join(str(width) for width in widths + last)

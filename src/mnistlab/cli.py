@@ -1,93 +1,105 @@
-"""The command line: the only module that prints, draws progress bars or handles signals.
+"""The command line: parse -> config and runtime -> one library call -> print.
 
-Training flags are made from TrainConfig's fields, so each default is written once (in
-config.py). Flags not given stay unset and fall back to, in order: the checkpoint being
-resumed, a --config TOML file, a --recipe, then TrainConfig's defaults.
+The only module that prints, draws progress bars, handles signals or sets torch's thread
+count. Flags are made from the fields of TrainConfig (the experiment) and Runtime (the
+machine), so each default is written once (in config.py). Training flags not given stay unset
+and fall back to, in order: a --config TOML file, a --recipe, then TrainConfig's defaults.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import json
 import os
 import signal
 import sys
-import time
+import tempfile
+from difflib import get_close_matches
 from pathlib import Path
 
-from mnistlab.config import ASSIGNMENT, TrainConfig, from_dict, load_toml
-from mnistlab.errors import CheckpointError, ConfigError, MnistlabError
-
-# Named starting points; flags given on the command line override them.
-RECIPES = {
-    "default": {},
-    "assignment": ASSIGNMENT,  # the course notebook's own setting
-    # An MLP past 99%: wider, two layers, dropout, elastic distortions of every batch, AdamW.
-    "best": dict(
-        hidden=(1024, 1024),
-        dropout=0.2,
-        augment="elastic",
-        optimizer="adamw",
-        lr=2e-3,
-        betas=(0.9, 0.95),
-        weight_decay=0.05,
-        warmup=0.2,
-        label_smoothing=0.0,
-        batch_size=256,
-        epochs=40,
-    ),
-}
+from mnistlab import __version__
+from mnistlab.config import (
+    IMPLEMENTATIONS,
+    RECIPES,
+    Runtime,
+    TrainConfig,
+    describe,
+    from_dict,
+    model_name,
+    read_settings,
+    recipe,
+    split,
+)
+from mnistlab.errors import ConfigError, MnistlabError, RunError
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (and exit 2) instead of the whole usage."""
+    """argparse, but a usage mistake is one line (and exit 2), with a guess at what was meant."""
 
     def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            known = [o for action in self._actions for o in action.option_strings]
+            for word in message.split(":", 1)[1].split():
+                close = get_close_matches(word.split("=")[0], known, n=1)
+                message += f" (did you mean {close[0]}?)" if close else ""
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    group = parser.add_argument_group("training settings (defaults from TrainConfig)")
-    for item in dataclasses.fields(TrainConfig):
-        if item.name in skip:
+def add_setting_flags(parser, kind=TrainConfig, skip: tuple[str, ...] = ()) -> None:
+    """A flag for every field of `kind`, with its type, choices and help from the field."""
+    group = parser.add_argument_group(
+        "training settings" if kind is TrainConfig else "where it runs"
+    )
+    for item in dataclasses.fields(kind):
+        if item.name in skip or item.name == "progress":
             continue
-        flag = "--" + item.name.replace("_", "-")
-        default = item.default
-        options = dict(
-            dest=item.name,
-            default=argparse.SUPPRESS,
-            help=f"{item.metadata['help']} (default: {_show(default)})",
-        )
+        default, choices = item.default, item.metadata.get("choices")
+        options = dict(dest=item.name, default=argparse.SUPPRESS, choices=choices)
+        options["help"] = f"{item.metadata['help']} (default: {_show(default)})"
         if isinstance(default, bool):
-            options["action"] = argparse.BooleanOptionalAction
+            options.update(action=argparse.BooleanOptionalAction, choices=None)
+        elif item.name == "mirrors":
+            options.update(action="append", metavar="URL", help=item.metadata["help"])
+            group.add_argument("--mirror", **options)
+            continue
         elif item.name == "hidden":
             options.update(nargs="*", type=int, metavar="WIDTH")
         elif isinstance(default, tuple):
             options.update(nargs=len(default), type=type(default[0]), metavar="VALUE")
         elif default is not None:
             options["type"] = type(default)
-        group.add_argument(flag, **options)
+        group.add_argument("--" + item.name.replace("_", "-"), **options)
 
 
 def _show(value) -> str:
     return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-def given_settings(args: argparse.Namespace) -> dict:
-    names = {item.name for item in dataclasses.fields(TrainConfig)}
+def given(args, kind=TrainConfig) -> dict:
+    names = {item.name for item in dataclasses.fields(kind)}
     return {name: value for name, value in vars(args).items() if name in names}
 
 
-def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+def config_from_args(args, base: TrainConfig | None = None) -> TrainConfig:
     """recipe -> TOML file -> flags, each overriding the one before."""
-    config = base or TrainConfig(**RECIPES[getattr(args, "recipe", None) or "default"])
+    config = base or recipe(getattr(args, "recipe", None) or "default")
     if getattr(args, "config", None):
-        config = load_toml(args.config, config)
-    return from_dict(given_settings(args), config)
+        config = from_dict(split(read_settings(args.config))[0], config)
+    return from_dict(given(args), config)
 
 
-def progress_wanted(args) -> bool:
-    return sys.stderr.isatty() and not getattr(args, "quiet", False)
+def runtime_from_args(args) -> Runtime:
+    """Flags, over the machine settings of a --config file, over Runtime's defaults."""
+    from_file = split(read_settings(args.config))[1] if getattr(args, "config", None) else {}
+    values = {**from_file, **given(args, Runtime)}
+    values["progress"] = sys.stderr.isatty() and not getattr(args, "quiet", False)
+    runtime = Runtime(**values)
+    if runtime.threads:
+        import torch
+
+        torch.set_num_threads(runtime.threads)  # the CLI alone sets it: the process is ours
+    return runtime
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -96,255 +108,195 @@ def progress_wanted(args) -> bool:
 def cmd_data(args) -> int:
     from mnistlab import data
 
-    load_options = dict(mirrors=tuple(args.mirror), progress=progress_wanted(args))
+    runtime = runtime_from_args(args)
+    options = dict(mirrors=runtime.mirrors, progress=runtime.progress)
     if args.action == "fetch":
-        files = data.locate(args.dataset, args.data_dir, **load_options)
-        for key, path in files.items():
+        for key, path in data.locate(args.dataset, runtime.data_dir, **options).items():
             print(f"{key:13} {path}")
         return 0
-    dataset = data.load(args.dataset, args.data_dir, **load_options)
-    if args.action == "info":
-        spec = data.get_spec(args.dataset)
-        print(
-            f"{dataset.name}: {len(dataset.train):,} training and {len(dataset.test):,} test "
-            f"images of {tuple(dataset.train.images.shape[1:])}, {len(dataset.classes)} classes"
-        )
-        for key, path in dataset.files.items():
-            print(f"  {spec.files[key].name:28} sha256 OK  {path}")
-        width = max(len("class"), *(len(name) for name in dataset.classes))
-        print(f"  {'class':{width}}  {'train':>6}  {'test':>6}")
-        train_counts, test_counts = (
-            data.class_counts(dataset.train),
-            data.class_counts(dataset.test),
-        )
-        for name, train_count, test_count in zip(
-            dataset.classes, train_counts, test_counts, strict=True
-        ):
-            print(f"  {name:{width}}  {train_count:6}  {test_count:6}")
-        return 0
-    from mnistlab import plots
+    if args.action == "show":
+        from mnistlab import plots
 
-    split = dataset.train if args.split == "train" else dataset.test
-    path = plots.samples(split, dataset.classes, args.out, per_class=args.rows, seed=args.seed)
-    print(f"wrote {path}")
+        out = _picture_path(args.out)
+        dataset = data.load(args.dataset, runtime.data_dir, **options)
+        split_ = dataset.train if args.split == "train" else dataset.test
+        path = plots.samples(split_, dataset.classes, out, per_class=args.rows, seed=args.seed)
+        print(f"wrote {path}")
+        return 0
+    dataset = data.load(args.dataset, runtime.data_dir, **options)
+    print(
+        f"{dataset.name}: {len(dataset.train):,} training and {len(dataset.test):,} test "
+        f"images of {tuple(dataset.train.images.shape[1:])}, {len(dataset.classes)} classes"
+    )
+    spec = data.get_spec(args.dataset)
+    for key, path in dataset.files.items():
+        print(f"  {spec.files[key].name:28} sha256 OK  {path}")
+    width = max(len("class"), *(len(name) for name in dataset.classes))
+    print(f"  {'class':{width}}  {'train':>6}  {'test':>6}")
+    counts = zip(data.class_counts(dataset.train), data.class_counts(dataset.test), strict=True)
+    for name, (train_count, test_count) in zip(dataset.classes, counts, strict=True):
+        print(f"  {name:{width}}  {train_count:6}  {test_count:6}")
     return 0
+
+
+def _picture_path(out: str) -> Path:
+    path = Path(out)
+    if path.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
+        raise ConfigError(f"out: {out} needs a picture extension: .png, .pdf, .svg or .jpg", "out")
+    if not path.parent.is_dir():
+        raise ConfigError(f"out: the folder {path.parent} does not exist", "out")
+    return path
 
 
 # --- train -----------------------------------------------------------------------------------
 
 
-class StopFlag:
-    """The first Ctrl-C asks training to stop after the current step; a second one aborts."""
+@contextlib.contextmanager
+def stopping_on_signals(stop):
+    """SIGINT and SIGTERM set `stop` (a checkpoint follows after the step); a second aborts."""
 
-    def __init__(self):
-        self.requested = False
-
-    def __call__(self) -> bool:
-        return self.requested
-
-    def handle(self, signum, frame):
-        if self.requested:
+    def handle(signum, frame):
+        if stop:
             raise KeyboardInterrupt
-        self.requested = True
+        stop.set(signal.Signals(signum).name)
         print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
 
+    previous = {number: signal.signal(number, handle) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
-def _default_out(config: TrainConfig) -> Path:
-    return Path("runs") / f"{config.dataset}-{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
+def _open_run(args):
+    """The Run a train command works on: resumed, a dry run's temporary one, or a new one."""
+    from mnistlab.runs import Run
 
-def _epoch_line(record: dict, epochs: int) -> str:
-    line = (
-        f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}  "
-        f"test loss {record['test_loss']:.4f}  test acc {100 * record['test_accuracy']:.2f}%"
-    )
-    if "val_accuracy" in record:
-        line += f"  val acc {100 * record['val_accuracy']:.2f}%"
-    return line + (f"  {record['seconds']:.1f} s  ({record['samples_per_second']:,.0f} samples/s)")
+    if args.resume:
+        for flag in ("out", "recipe", "config"):
+            if getattr(args, flag):
+                raise RunError(f"--{flag} cannot be given with --resume: a run keeps its own")
+        if args.dry_run:  # never touches the run: its settings, in a fresh temporary folder
+            config = Run.open(args.resume, given(args))
+            config.close()
+            return Run.create(tempfile.mkdtemp(prefix="mnistlab-dry-run-"), config.config)
+        run = Run.open(args.resume, given(args))
+        if run.finished:
+            run.close()
+            raise RunError(
+                f"{run.folder} already finished {run.epochs_done} epochs; "
+                "pass a larger --epochs to train on"
+            )
+        return run
+    config = config_from_args(args)
+    if args.dry_run:
+        config = dataclasses.replace(config, epochs=1)
+        return Run.create(args.out or tempfile.mkdtemp(prefix="mnistlab-dry-run-"), config)
+    return Run.create(args.out, config) if args.out else Run.new(config)
 
 
 def cmd_train(args) -> int:
-    if args.no_plots:
-        return _train(args, None)
-    from mnistlab.painter import Painter
+    from mnistlab.runs import StopFlag
 
-    # Started before torch is imported, so that the helper's matplotlib import overlaps it.
-    with Painter() as painter:
-        return _train(args, painter)
-
-
-def _train(args, painter) -> int:
-    from mnistlab import checkpoint, data, runs
-    from mnistlab import train as training
-
-    resumed = None
-    if args.resume:
-        resumed = checkpoint.load(args.resume)
-        config = config_from_args(args, resumed["config"])
-        out = checkpoint.resolve(args.resume).parent
-    else:
-        config = config_from_args(args)
-        out = Path(args.out) if args.out else _default_out(config)
-        if (out / checkpoint.FILENAME).exists():
-            raise ConfigError(
-                f"{out} already holds a run; continue it with --resume {out} "
-                "or choose another --out"
-            )
-    if args.dry_run:
-        config = dataclasses.replace(config, epochs=1)
-    device = training.resolve_device(config.device)
-    dataset = data.load(
-        config.dataset, config.data_dir, mirrors=tuple(args.mirror), progress=progress_wanted(args)
-    )
-    tensors = training.prepare(config, dataset, device)
-    if args.dry_run:  # a quick end-to-end check: two batches of training, a slice of the test
-        keep = 2 * config.batch_size
-        tensors = dataclasses.replace(
-            tensors,
-            x_train=tensors.x_train[:keep],
-            y_train=tensors.y_train[:keep],
-            x_test=tensors.x_test[:1000],
-            y_test=tensors.y_test[:1000],
-        )
-    model, optimizer = training.build(config, device)
-    position, history = None, []
-    if resumed is not None:
-        checkpoint.load_weights(model, resumed["model"], str(args.resume))
-        try:
-            optimizer.load_state_dict(resumed["optimizer"])
-        except (ValueError, KeyError, IndexError, TypeError) as error:
-            raise CheckpointError(
-                f"{args.resume}: optimizer state does not fit --optimizer "
-                f"{config.optimizer} ({error})"
-            ) from None
-        position = training.Position(resumed["epoch"], resumed["batch"], resumed["rng"])
-        history = resumed["history"]
-        if position.epoch >= config.epochs:
-            raise ConfigError(
-                f"{out} already finished {position.epoch} epochs; "
-                "pass a larger --epochs to train on"
-            )
-
-    runs.write_config(out, config)
-    print(f"training {describe(config)} on {config.dataset} ({device}); run folder {out}")
-    for record in history:
-        print(_epoch_line(record, config.epochs))
-
-    def save(position, history):
-        checkpoint.save(
-            out / checkpoint.FILENAME,
-            config=config,
-            model=model,
-            optimizer=optimizer,
-            epoch=position.epoch,
-            batch=position.batch,
-            history=history,
-            normalization=tensors.normalization,
-            rng=position.rng,
-        )
-        runs.write_metrics(out, history)
-
-    bar = _progress_bar(args)
-    samples = len(tensors.y_train)
-    # The bar shows the objective being minimised; the epoch line, the plain cross-entropy.
-    loss_name = "smoothed loss" if config.label_smoothing else "loss"
-
-    def on_batch(done, total, loss):
-        if bar is None:
-            return
-        if done == 1 or bar.total != samples:
-            bar.reset(total=samples)
-        bar.update(min(done * config.batch_size, samples) - bar.n)
-        if done % 20 == 0:  # reading the loss waits for the device: not every step
-            bar.set_postfix({loss_name: f"{loss.item():.4f}"}, refresh=False)
-
-    seen = list(history)
-
-    def on_epoch(record, position):
-        seen.append(record)
-        save(position, seen)  # every finished epoch is on disk before it is reported
-        if bar is not None:
-            bar.clear()
-        print(_epoch_line(record, config.epochs), flush=True)
-
-    stop = StopFlag()
-    previous_handler = signal.signal(signal.SIGINT, stop.handle)
-    try:
-        result = training.train(
-            config,
-            tensors,
-            model=model,
-            optimizer=optimizer,
-            position=position,
-            history=history,
-            on_batch=on_batch,
-            on_epoch=on_epoch,
-            should_stop=stop,
-        )
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-        if bar is not None:
-            bar.close()
-    if result.interrupted:
-        save(result.position, result.history)  # finished epochs were saved as they ended
+    runtime = runtime_from_args(args)
+    with _open_run(args) as run:
+        dry = " (a dry run: two batches, in a temporary folder)" if args.dry_run else ""
         print(
-            f"interrupted at epoch {result.position.epoch + 1}, batch {result.position.batch}; "
-            f"checkpoint saved. Continue with: mnistlab train --resume {out}"
+            f"training {describe(run.config)} on {run.config.dataset}; run folder {run.folder}{dry}"
         )
-        return 130
-    final = result.history[-1]
-    if painter is not None:
-        from mnistlab import plots
-
-        picture_data = plots.run_picture_data(
-            result.model, tensors, result.history, result.test_logits
+        for record in run.history:
+            print(_epoch_line(record, run.config.epochs))
+        bar = _progress_bar(runtime)
+        with stopping_on_signals(StopFlag()) as stop:
+            try:
+                result = run.fit(
+                    runtime,
+                    dry_run=args.dry_run,
+                    pictures=not args.no_plots,
+                    on_batch=_bar_updater(bar, run.config, loss_name=_loss_name(run.config)),
+                    on_epoch=lambda record: _print_epoch(bar, record, run.config.epochs),
+                    should_stop=stop,
+                )
+            finally:
+                if bar is not None:
+                    bar.close()
+        if result.interrupted:
+            print(
+                f"interrupted at epoch {result.position.epoch + 1}, batch "
+                f"{result.position.batch}; checkpoint saved. "
+                f"Continue with: mnistlab train --resume {run.folder}"
+            )
+            return 128 + signal.Signals[stop.reason].value if stop.reason else 130
+        if run.pictures:
+            print(f"wrote {', '.join(path.name for path in run.pictures)} in {run.folder}")
+        final, seconds = run.history[-1], sum(record["seconds"] for record in run.history)
+        print(
+            f"test accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} "
+            f"epoch{'s' if final['epoch'] != 1 else ''} ({seconds:.1f} s of training); "
+            f"run saved in {run.folder}"
         )
-        written = painter.draw(picture_data, out)
-        print(f"wrote {', '.join(path.name for path in written)} in {out}")
-    total_seconds = sum(record["seconds"] for record in result.history)
-    print(
-        f"test accuracy {100 * final['test_accuracy']:.2f}% after {final['epoch']} epochs "
-        f"({total_seconds:.1f} s of training); run saved in {out}"
-    )
     return 0
 
 
-def describe(config: TrainConfig) -> str:
-    if config.model == "logreg":
-        shape = "logistic regression 784-10"
-    else:
-        shape = "MLP " + "-".join(map(str, config.layer_sizes)) + f" ({config.activation})"
-    smoothing = f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else ""
-    return (
-        f"{shape}, impl {config.impl}, {config.optimizer} lr {config.lr:g} "
-        f"{config.schedule}{smoothing}, batch {config.batch_size}, {config.epochs} epochs"
+def _epoch_line(record: dict, epochs: int) -> str:
+    def percent(value):
+        return "n/a" if value is None else f"{100 * value:.2f}%"
+
+    line = (
+        f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}  "
+        f"test loss {record['test_loss']:.4f}  test acc {percent(record['test_accuracy'])}"
     )
+    if "val_accuracy" in record:
+        line += f"  val acc {percent(record['val_accuracy'])}"
+    return line + f"  {record['seconds']:.1f} s  ({record['samples_per_second']:,.0f} samples/s)"
 
 
-def _progress_bar(args):
-    if not progress_wanted(args):
+def _print_epoch(bar, record, epochs) -> None:
+    if bar is not None:
+        bar.clear()
+    print(_epoch_line(record, epochs), flush=True)
+
+
+def _loss_name(config) -> str:
+    # The bar shows the objective being minimised; the epoch line, the plain cross-entropy.
+    return "smoothed loss" if config.label_smoothing else "loss"
+
+
+def _progress_bar(runtime: Runtime):
+    if not runtime.progress:
         return None
     from tqdm import tqdm
 
     return tqdm(total=1, unit="sample", unit_scale=True, leave=False, dynamic_ncols=True)
 
 
-# --- params, evaluate, compare ---------------------------------------------------------------
+def _bar_updater(bar, config, loss_name):
+    def on_batch(done, total, loss):
+        if bar is None:
+            return
+        if done == 1 or bar.total != total * config.batch_size:
+            bar.reset(total=total * config.batch_size)
+        bar.update(done * config.batch_size - bar.n)
+        if done % 20 == 0:  # reading the loss waits for the device: not every step
+            bar.set_postfix({loss_name: f"{loss.item():.4f}"}, refresh=False)
+
+    return on_batch
+
+
+# --- params, evaluate, compare, bench --------------------------------------------------------
 
 
 def cmd_params(args) -> int:
     from mnistlab import models
 
     config = config_from_args(args)
-    rows, total = [], 0
     model = models.build_from_config(config)
-    for name, value in model.named_parameters():
-        rows.append((name, "x".join(map(str, value.shape)), value.numel()))
-        total += value.numel()
-    baseline = models.count_parameters(models.build("logreg"))
+    rows = [(n, "x".join(map(str, v.shape)), v.numel()) for n, v in model.named_parameters()]
+    total = models.count_parameters(model)
+    baseline = models.count_parameters(config.layer_sizes[:1] + config.layer_sizes[-1:])
     width = max(len(name) for name, _, _ in rows)
-    title = describe(config).split(",")[0]
-    print(f"trainable parameters of the {title}")
+    print(f"trainable parameters of the {model_name(config)}")
     print(f"  {'parameter':{width}}  {'shape':>9}  {'count':>11}")
     for name, shape, count in rows:
         print(f"  {name:{width}}  {shape:>9}  {count:11,}")
@@ -356,37 +308,27 @@ def cmd_params(args) -> int:
     return 0
 
 
-def _saved_model(path, data_dir, device):
-    """A run's checkpoint, its config (with --data-dir applied) and its model, weights loaded."""
-    from mnistlab import checkpoint, models
-
-    saved = checkpoint.load(path)
-    config = saved["config"]
-    if data_dir:
-        config = dataclasses.replace(config, data_dir=data_dir)
-    model = models.build_from_config(config).to(device)
-    checkpoint.load_weights(model, saved["model"], str(path))
-    return saved, config, model
-
-
 def cmd_evaluate(args) -> int:
-    from mnistlab import data
+    from mnistlab import data, runs
     from mnistlab import train as training
     from mnistlab.evaluate import evaluate
 
-    device = training.resolve_device(args.device)
-    saved, config, model = _saved_model(args.run, args.data_dir, device)
-    dataset = data.load(config.dataset, config.data_dir, progress=progress_wanted(args))
+    runtime = runtime_from_args(args)
+    device = training.resolve_device(runtime.device)
+    saved, config, model = runs.load_model(args.run, device)
+    folder = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+    data_dir = runtime.data_dir or runs.data_dir_of(folder)
+    dataset = data.load(
+        config.dataset, data_dir, mirrors=runtime.mirrors, progress=runtime.progress
+    )
     mean, std = saved["normalization"]
     x = data.to_inputs(dataset.test.images, mean, std, device)
     result = evaluate(model, x, dataset.test.labels.to(device), len(dataset.classes))
     if args.json:
-        print(json.dumps(result.as_dict(dataset.classes)))
+        print(json.dumps(runs.plain(result.as_dict(dataset.classes))))
         return 0
-    print(
-        f"{describe(config)}\ntest loss {result.loss:.4f}  "
-        f"test accuracy {100 * result.accuracy:.2f}% on {len(x):,} images"
-    )
+    print(f"{describe(config)}\ntest loss {result.loss:.4f}  ", end="")
+    print(f"test accuracy {100 * result.accuracy:.2f}% on {len(x):,} images")
     width = max(len("class"), *(len(name) for name in dataset.classes))
     print(f"{'class':{width}}  accuracy")
     for name, accuracy in zip(dataset.classes, result.per_class_accuracy, strict=True):
@@ -398,71 +340,54 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def cmd_compare(args) -> int:
+def _tensors(config, runtime):
     from mnistlab import data
     from mnistlab import train as training
 
-    config = config_from_args(args)
-    device = training.resolve_device(config.device)
-    dataset = data.load(config.dataset, config.data_dir, progress=progress_wanted(args))
+    device = training.resolve_device(runtime.device)
+    dataset = data.load(
+        config.dataset, runtime.data_dir, mirrors=runtime.mirrors, progress=runtime.progress
+    )
+    return dataset, device
+
+
+def cmd_compare(args) -> int:
+    from mnistlab import compare
+    from mnistlab import train as training
+
+    config, runtime = config_from_args(args), runtime_from_args(args)
+    dataset, device = _tensors(config, runtime)
     tensors = training.prepare(config, dataset, device)
-    impls = ("module", "scratch", "manual")
     print(f"{describe(config)}: the same initial weights and batch order for each impl")
-    # One step first: there the implementations differ by float32 rounding alone. Over many
-    # steps those differences grow (Adam divides by small second moments), so the final
-    # weights part while the accuracy stays the same.
-    first = {
-        impl: training.train(
-            dataclasses.replace(config, impl=impl), tensors, should_stop=lambda: True
-        ).model.state_dict()
-        for impl in impls
-    }
-    results = {}
-    for impl in impls:
-        started = time.perf_counter()
-        result = training.train(dataclasses.replace(config, impl=impl), tensors)
-        seconds = time.perf_counter() - started
-        results[impl] = (result, seconds)
-        print(
-            f"  {impl}: test acc {100 * result.history[-1]['test_accuracy']:.2f}% "
-            f"({seconds:.1f} s)",
-            flush=True,
-        )
 
-    def largest_difference(state, reference):
-        return max((state[name] - reference[name]).abs().max().item() for name in state)
+    def progress(impl, row):
+        print(f"  {impl}: test acc {100 * row['test_accuracy']:.2f}% ({row['seconds']:.1f} s)")
 
-    reference = results["module"][0].model.state_dict()
+    rows = compare.compare(config, tensors, on_result=progress)
     print(
         f"{'impl':8}  {'test acc':>8}  {'train loss':>10}  {'seconds':>7}  "
         f"{'max |param - module param|':>26}  {'(after 1 step)':>14}"
     )
-    for impl, (result, seconds) in results.items():
-        final = result.history[-1]
+    for row in rows:
         print(
-            f"{impl:8}  {100 * final['test_accuracy']:7.2f}%  {final['train_loss']:10.4f}  "
-            f"{seconds:7.1f}  {largest_difference(result.model.state_dict(), reference):26.2e}"
-            f"  {largest_difference(first[impl], first['module']):14.2e}"
+            f"{row['impl']:8}  {100 * row['test_accuracy']:7.2f}%  {row['train_loss']:10.4f}  "
+            f"{row['seconds']:7.1f}  {row['difference']:26.2e}  "
+            f"{row['first_step_difference']:14.2e}"
         )
+    print("seconds: one measurement each; on a busy machine, --threads 1 steadies them")
     return 0
 
 
 def cmd_bench(args) -> int:
-    from mnistlab import bench, data
-    from mnistlab import train as training
+    from mnistlab import bench
 
-    config = config_from_args(args)
+    config, runtime = config_from_args(args), runtime_from_args(args)
     if args.repeats is not None and args.repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
-    device = training.resolve_device(config.device)
-    dataset = data.load(config.dataset, config.data_dir, progress=progress_wanted(args))
+    dataset, device = _tensors(config, runtime)
+    repeats = {} if args.repeats is None else {"repeats": args.repeats}
     report = bench.run(
-        config,
-        dataset,
-        device,
-        impls=tuple(args.impls),
-        notebook=not args.no_notebook,
-        **({} if args.repeats is None else {"repeats": args.repeats}),
+        config, dataset, device, impls=tuple(args.impls), notebook=not args.no_notebook, **repeats
     )
     if args.json:
         print(json.dumps(report))
@@ -471,28 +396,23 @@ def cmd_bench(args) -> int:
         f"{describe(config)}; {report['device']}, {report['threads']} threads, "
         f"{report['epoch_gflop']:.1f} GFLOP of matmuls per epoch"
     )
-    print(
-        f"{'':30}  {'s/epoch':>8}  {'samples/s':>10}  {'GFLOP/s':>8}  {'x bound':>7}  "
-        f"{'slowest':>7}"
-    )
+    print(f"{'':30}  {'s/epoch':>8}  {'samples/s':>10}  {'GFLOP/s':>8}  {'x bound':>7}  slowest")
     for row in report["rows"]:
         slowest = f"{max(row['times']) / row['seconds'] - 1:+7.0%}" if len(row["times"]) > 1 else ""
         print(
             f"{row['name']:30}  {row['seconds']:8.3f}  {row['samples_per_second']:10,.0f}  "
             f"{row['gflops']:8.1f}  {row['ratio_to_bound']:7.2f}  {slowest:>7}"
         )
-    repeats = len(report["rows"][0]["times"])
-    if repeats > 1:
+    count = len(report["rows"][0]["times"])
+    if count > 1:
         print(
-            f"best of {repeats}, taken in turns; slowest: the slowest of the {repeats} "
+            f"best of {count}, taken in turns; slowest: the slowest of the {count} "
             "against the best, how much the machine moved meanwhile"
         )
     rows = {row["name"]: row["seconds"] for row in report["rows"]}
     if "module epoch" in rows and "notebook pipeline (batch 64)" in rows:
-        print(
-            f"module epoch is {rows['notebook pipeline (batch 64)'] / rows['module epoch']:.1f}x "
-            "faster than the notebook pipeline"
-        )
+        ratio = rows["notebook pipeline (batch 64)"] / rows["module epoch"]
+        print(f"module epoch is {ratio:.1f}x faster than the notebook pipeline")
     return 0
 
 
@@ -501,39 +421,34 @@ def cmd_bench(args) -> int:
 
 def cmd_sweep(args) -> int:
     from mnistlab import plots, sweep
+    from mnistlab.runs import StopFlag
 
-    base = config_from_args(args)
+    base, runtime = config_from_args(args), runtime_from_args(args)
     # With neither a preset nor a grid, the sweep is the one config over the seeds.
     variants = sweep.PRESETS[args.preset](base) if args.preset else [{}]
     if args.grid:
-        variants = [
-            {**variant, **extra} for variant in variants for extra in sweep.parse_grid(args.grid)
-        ]
+        grid = sweep.parse_grid(args.grid)
+        variants = [{**variant, **extra} for variant in variants for extra in grid]
     configs = sweep.plan(base, variants, args.seeds)
     out = Path(args.out or Path("sweeps") / (args.preset or ("grid" if args.grid else "seeds")))
     fields = sweep.varied_fields([{"config": dataclasses.asdict(c)} for c in configs])
+    seeds = len(dict.fromkeys(args.seeds))
     print(
-        f"sweep of {len(variants)} configurations x {len(args.seeds)} seeds = "
-        f"{len(configs)} runs in {out}"
+        f"sweep of {len(variants)} configuration{'s' if len(variants) != 1 else ''} x {seeds} "
+        f"seed{'s' if seeds != 1 else ''} = {len(configs)} runs in {out}"
     )
-    count = {"n": 0}
+    count = iter(range(1, len(configs) + 1))
 
     def on_record(record, skipped):
-        count["n"] += 1
-        name = sweep.label(record["config"], fields)
         status = "done before" if skipped else f"{record['seconds']:.1f} s"
         print(
-            f"[{count['n']}/{len(configs)}] {name} seed={record['config']['seed']}: "
-            f"{100 * record['test_accuracy']:.2f}% ({status})",
+            f"[{next(count)}/{len(configs)}] {sweep.label(record['config'], fields)} "
+            f"seed={record['config']['seed']}: {100 * record['test_accuracy']:.2f}% ({status})",
             flush=True,
         )
 
-    stop = StopFlag()
-    previous_handler = signal.signal(signal.SIGINT, stop.handle)
-    try:
-        records = sweep.run(configs, out, on_record=on_record, should_stop=stop)
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
+    with stopping_on_signals(StopFlag()) as stop:
+        records = sweep.run(configs, out, runtime, on_record=on_record, should_stop=stop)
     rows = sweep.summarize(records)
     if rows:
         sweep.write_summary(out, rows)
@@ -545,27 +460,30 @@ def cmd_sweep(args) -> int:
             f"stopped after {len(records)} of {len(configs)} runs; run the same command "
             "again to finish the sweep"
         )
-        return 130
-    print(f"summary in {out / 'summary.md'} and {out / 'summary.csv'}")
+        return 128 + signal.Signals[stop.reason].value if stop.reason else 130
+    print(f"summary in {out / 'summary.md'} and {out / 'summary.csv'}; runs in {out / 'runs'}")
     return 0
 
 
 def cmd_plot(args) -> int:
-    from mnistlab import checkpoint, data, plots, report, runs, sweep
+    from mnistlab import checkpoint, plots, report, runs, sweep
     from mnistlab import train as training
 
     folder = Path(args.folder)
     if report.is_sweep(folder):
-        rows = sweep.summarize(sweep.read_results(folder))
-        written = plots.sweep_pictures(rows, folder)
+        written = plots.sweep_pictures(sweep.summarize(sweep.read_results(folder)), folder)
     else:
-        device = training.resolve_device("auto")
-        saved, config, model = _saved_model(folder, args.data_dir, device)
-        tensors = training.prepare(config, data.load(config.dataset, config.data_dir), device)
+        runtime = runtime_from_args(args)
+        device = training.resolve_device(runtime.device)
+        saved, config, model = runs.load_model(folder, device)
+        folder = checkpoint.resolve(folder).parent
+        data_dir = runtime.data_dir or runs.data_dir_of(folder)
+        dataset = _tensors(config, dataclasses.replace(runtime, data_dir=data_dir))[0]
+        tensors = training.prepare(config, dataset, device)
         history = saved["history"] or runs.read_metrics(folder)
         if not history:
-            raise CheckpointError(f"{folder}: the run has no finished epoch to plot")
-        written = plots.run_pictures(checkpoint.resolve(folder).parent, model, tensors, history)
+            raise RunError(f"{folder}: the run has no finished epoch to plot")
+        written = plots.run_pictures(folder, model, tensors, history)
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
 
@@ -575,7 +493,7 @@ def cmd_report(args) -> int:
 
     folder = Path(args.folder)
     if not report.is_sweep(folder) and not (folder / runs.CONFIG).is_file():
-        raise ConfigError(
+        raise RunError(
             f"{folder} is neither a run folder (config.json) nor a sweep folder (results.jsonl)"
         )
     print(f"wrote {report.write(folder, args.out)}")
@@ -585,96 +503,104 @@ def cmd_report(args) -> int:
 # --- entry point -----------------------------------------------------------------------------
 
 
-def build_parser() -> Parser:
-    parser = Parser(prog="mnistlab", description="Train MLPs and logistic regression on MNIST.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-
-    def data_flags(sub):
-        sub.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
-        sub.add_argument("--data-dir", help="folder holding the IDX files")
-        sub.add_argument(
-            "--mirror",
-            action="append",
-            default=[],
-            metavar="URL",
-            help="extra mirror tried first (also $MNISTLAB_MIRROR); repeatable",
-        )
-
+def _data_parsers(commands) -> None:
     data_parser = commands.add_parser("data", help="fetch, check and look at the datasets")
     actions = data_parser.add_subparsers(dest="action", required=True, parser_class=Parser)
-    data_flags(actions.add_parser("fetch", help="find or download the files, verified"))
-    data_flags(actions.add_parser("info", help="where each file is, hashes, counts per class"))
-    show = actions.add_parser("show", help="a grid of sample images with their labels")
-    data_flags(show)
-    show.add_argument("--out", default="samples.png", help="PNG file to write")
-    show.add_argument("--split", choices=("train", "test"), default="train")
-    show.add_argument("--rows", type=int, default=8, help="images per class")
-    show.add_argument("--seed", type=int, default=0)
+    for name, text in (
+        ("fetch", "find or download the files, verified"),
+        ("info", "where each file is, hashes, counts per class"),
+        ("show", "a grid of sample images with their labels"),
+    ):
+        sub = actions.add_parser(name, help=text, description=text)
+        sub.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
+        add_setting_flags(sub, Runtime, skip=("device", "threads"))
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub.add_argument("--out", default="samples.png", help="picture file to write (.png)")
+    sub.add_argument("--split", choices=("train", "test"), default="train")
+    sub.add_argument("--rows", type=_positive, default=8, help="images per class")
+    sub.add_argument("--seed", type=int, default=0)
     data_parser.set_defaults(handler=cmd_data)
 
-    train = commands.add_parser("train", help="train a model and save the run")
-    train.add_argument("--recipe", choices=sorted(RECIPES), help="a named starting config")
-    train.add_argument("--config", help="TOML file of training settings")
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _training_parser(commands, name, text, skip=()):
+    sub = commands.add_parser(name, help=text, description=text)
+    if "recipe" not in skip:
+        sub.add_argument("--recipe", choices=list(RECIPES), help="a named starting config")
+    sub.add_argument("--config", help="TOML file of settings (top level or a [train] table)")
+    sub.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_setting_flags(sub, TrainConfig, skip)
+    add_setting_flags(sub, Runtime)
+    return sub
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="mnistlab", description="Train MLPs and logistic regression on MNIST.")
+    parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _data_parsers(commands)
+
+    train = _training_parser(commands, "train", "train a model and save the run")
     train.add_argument("--out", help="run folder (default: runs/DATASET-MODEL-TIME)")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
     train.add_argument(
-        "--mirror",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="extra data mirror tried first; repeatable",
-    )
-    train.add_argument(
-        "--dry-run", action="store_true", help="one epoch of two batches: a quick end-to-end check"
+        "--dry-run",
+        action="store_true",
+        help="one epoch of two batches in a temporary folder: a quick end-to-end check",
     )
     train.add_argument("--no-plots", action="store_true", help="skip the run's pictures")
-    train.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_config_flags(train)
     train.set_defaults(handler=cmd_train)
 
     params = commands.add_parser("params", help="count trainable parameters, layer by layer")
-    params.add_argument("--hidden", nargs="*", type=int, default=argparse.SUPPRESS)
+    params.add_argument("--hidden", nargs="*", type=int, default=argparse.SUPPRESS, help="widths")
     params.add_argument("--model", choices=("mlp", "logreg"), default=argparse.SUPPRESS)
     params.set_defaults(handler=cmd_params)
 
     evaluate = commands.add_parser("evaluate", help="test a saved run or checkpoint")
     evaluate.add_argument("run", help="run folder or checkpoint.pt")
-    evaluate.add_argument("--data-dir", help="folder holding the IDX files")
-    evaluate.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    add_setting_flags(evaluate, Runtime, skip=("threads",))
     evaluate.set_defaults(handler=cmd_evaluate)
 
-    compare = commands.add_parser(
-        "compare", help="train module, scratch and manual side by side from the same start"
+    compare = _training_parser(
+        commands, "compare", "train module, scratch and manual side by side", skip=("impl",)
     )
-    compare.add_argument("--config", help="TOML file of training settings")
-    add_config_flags(compare, skip=("impl",))
     compare.set_defaults(handler=cmd_compare)
 
-    bench = commands.add_parser(
-        "bench", help="time an epoch against its matmul bound and the notebook's pipeline"
+    bench = _training_parser(
+        commands, "bench", "time an epoch against its matmul bound", skip=("impl", "epochs")
     )
     bench.add_argument(
-        "--impl",
-        dest="impls",
-        nargs="*",
-        default=["module", "scratch", "manual"],
-        choices=("module", "scratch", "manual"),
-        help="implementations to time",
+        "--impl", dest="impls", nargs="*", default=list(IMPLEMENTATIONS), choices=IMPLEMENTATIONS
     )
-    bench.add_argument(
-        "--no-notebook", action="store_true", help="skip the (slow) notebook pipeline"
-    )
-    bench.add_argument(
-        "--repeats",
-        type=int,
-        help="time the bound and each epoch this many times and keep the best (default 5)",
-    )
+    bench.add_argument("--no-notebook", action="store_true", help="skip the notebook pipeline")
+    bench.add_argument("--repeats", type=int, help="repeats, the best kept (default 5)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
-    add_config_flags(bench, skip=("impl", "epochs"))
     bench.set_defaults(handler=cmd_bench)
 
-    sweep = commands.add_parser("sweep", help="train a grid of configurations x seeds")
+    _sweep_parser(commands)
+    plot = commands.add_parser("plot", help="draw the pictures of a run or a sweep")
+    plot.add_argument("folder", help="run folder or sweep folder")
+    add_setting_flags(plot, Runtime, skip=("threads",))
+    plot.set_defaults(handler=cmd_plot)
+
+    report = commands.add_parser("report", help="one self-contained HTML page of a run/sweep")
+    report.add_argument("folder", help="run folder or sweep folder")
+    report.add_argument("--out", help="HTML file (default: FOLDER/report.html)")
+    report.set_defaults(handler=cmd_report)
+    return parser
+
+
+def _sweep_parser(commands) -> None:
+    sweep = _training_parser(
+        commands, "sweep", "train a grid of configurations x seeds", skip=("seed",)
+    )
     sweep.add_argument(
         "--preset",
         choices=("width", "depth", "activation", "optimizer", "batch"),
@@ -691,21 +617,17 @@ def build_parser() -> Parser:
     sweep.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds for each config")
     sweep.add_argument("--out", help="sweep folder (default: sweeps/PRESET)")
     sweep.add_argument("--no-plots", action="store_true", help="skip the sweep's pictures")
-    sweep.add_argument("--recipe", choices=sorted(RECIPES), help="a named starting config")
-    sweep.add_argument("--config", help="TOML file of training settings")
-    add_config_flags(sweep, skip=("seed",))
     sweep.set_defaults(handler=cmd_sweep)
 
-    plot = commands.add_parser("plot", help="draw the pictures of a run or a sweep")
-    plot.add_argument("folder", help="run folder or sweep folder")
-    plot.add_argument("--data-dir", help="folder holding the IDX files (runs only)")
-    plot.set_defaults(handler=cmd_plot)
 
-    report = commands.add_parser("report", help="one self-contained HTML page of a run/sweep")
-    report.add_argument("folder", help="run folder or sweep folder")
-    report.add_argument("--out", help="HTML file (default: FOLDER/report.html)")
-    report.set_defaults(handler=cmd_report)
-    return parser
+def _message(error: MnistlabError) -> str:
+    """The library names a field (`lr must be ...`); the command line names its flag."""
+    message = str(error)
+    field = getattr(error, "field", None)
+    if field and message.startswith(field):
+        flag = "--" + ("mirror" if field == "mirrors" else field.replace("_", "-"))
+        message = flag + message[len(field) :]
+    return message
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -716,12 +638,9 @@ def main(argv: list[str] | None = None) -> int:
         return exit.code
     try:
         return args.handler(args)
-    except (ConfigError, CheckpointError) as error:
-        print(f"mnistlab: error: {error}", file=sys.stderr)
-        return 2
     except MnistlabError as error:
-        print(f"mnistlab: error: {error}", file=sys.stderr)
-        return 1
+        print(f"mnistlab: error: {_message(error)}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print("mnistlab: aborted", file=sys.stderr)
         return 130

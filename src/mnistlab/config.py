@@ -1,18 +1,30 @@
-"""One frozen dataclass holds every training setting; its defaults are written here only.
+"""The settings of a run, each with its default and help written once.
+
+Two frozen dataclasses, kept apart on purpose:
+- `TrainConfig` is the experiment: everything that changes the result (data set, model,
+  optimizer, seed, ...). It keys sweeps, is saved as a run's config.json, and a resumed run
+  must match it.
+- `Runtime` is the machine: where and how it runs (device, threads, data folder, mirrors,
+  progress bars). Changing it never changes what a run means.
 
 The CLI builds its flags from these fields (type, default and the `help` note), a TOML file
-may set any of them, and every run saves `asdict(config)` beside its results. A variant is
-`dataclasses.replace(config, field=value)`, so a sweep is a loop.
+may set any of them, and a variant is `dataclasses.replace(config, field=value)`, so a sweep
+is a loop. Every value, from a flag, a TOML file, a grid or Python, passes the same checks in
+`__post_init__`; messages name the field, and the CLI writes it as its flag.
 """
 
 import dataclasses
 import math
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnistlab.errors import ConfigError
 
+# Every choice, declared once: validation, argparse and the help texts read these. The data
+# sets are the registry in data.py.
 MODELS = ("mlp", "logreg")
 IMPLEMENTATIONS = ("module", "scratch", "manual")
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "none")
@@ -22,28 +34,38 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
 AUGMENTATIONS = ("none", "shift", "affine", "elastic")
 
+# Upper limits that keep a mistyped number from reaching torch as an allocation or overflow.
+MAX_SEED = 2**63 - 1
+MAX_WIDTH = 1 << 20
+MAX_BATCH = 1 << 24
 
-def _note(text: str, **extra) -> dict:
-    return {"help": text, **extra}
+
+def _note(text: str, choices: tuple[str, ...] | None = None) -> dict:
+    return {"help": text, "choices": choices}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The experiment: every setting that changes a run's result."""
+
     dataset: str = field(default="mnist", metadata=_note("mnist or fashion-mnist"))
-    model: str = field(default="mlp", metadata=_note("mlp, or logreg (784 -> 10)"))
+    model: str = field(default="mlp", metadata=_note("mlp, or logreg (784 -> 10)", MODELS))
     impl: str = field(
         default="module",
         metadata=_note(
-            "module (torch.nn), scratch (tensors + autograd) or manual (hand-written backward)"
+            "module (torch.nn), scratch (tensors + autograd) or manual (hand-written backward)",
+            IMPLEMENTATIONS,
         ),
     )
     hidden: tuple[int, ...] = field(
         default=(500,),
         metadata=_note("hidden layer widths, e.g. --hidden 500 or --hidden 1024 1024"),
     )
-    activation: str = field(default="relu", metadata=_note("relu, gelu, tanh, sigmoid or none"))
+    activation: str = field(
+        default="relu", metadata=_note("activation after each hidden layer", ACTIVATIONS)
+    )
     dropout: float = field(default=0.0, metadata=_note("dropout after each hidden layer"))
-    optimizer: str = field(default="adam", metadata=_note("sgd, adam or adamw"))
+    optimizer: str = field(default="adam", metadata=_note("the optimizer", OPTIMIZERS))
     lr: float = field(default=1e-2, metadata=_note("peak learning rate"))
     betas: tuple[float, ...] = field(
         default=(0.8, 0.9),
@@ -64,87 +86,53 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata=_note("L2 penalty (decoupled for adamw)"))
     schedule: str = field(
         default="onecycle",
-        metadata=_note(
-            "learning-rate schedule: constant, cosine, or onecycle (warm-up then cosine decay)"
-        ),
+        metadata=_note("learning-rate schedule (onecycle: warm-up then cosine decay)", SCHEDULES),
     )
     warmup: float = field(default=0.1, metadata=_note("onecycle: fraction of steps warming up"))
     epochs: int = field(default=2, metadata=_note("passes over the training set"))
     batch_size: int = field(default=512, metadata=_note("training batch size"))
-    seed: int = field(default=0, metadata=_note("seeds weights, batch order and dropout"))
+    seed: int = field(
+        default=0, metadata=_note("seeds weights, batch order, dropout and augmentation")
+    )
     val_split: float = field(
         default=0.0, metadata=_note("fraction of the training set held out for validation")
     )
-    augment: str = field(
-        default="none", metadata=_note("whole-batch augmentation: none, shift, affine or elastic")
-    )
-    precision: str = field(default="fp32", metadata=_note("fp32, or bf16 autocast for matmuls"))
-    device: str = field(default="auto", metadata=_note("auto, cpu, cuda or mps"))
-    threads: int = field(default=0, metadata=_note("CPU threads for torch (0: torch's choice)"))
-    data_dir: str | None = field(
-        default=None,
-        metadata=_note(
-            "folder holding the dataset's IDX files (else $MNISTLAB_DATA_DIR, the cache, ./data)"
-        ),
+    augment: str = field(default="none", metadata=_note("whole-batch augmentation", AUGMENTATIONS))
+    precision: str = field(
+        default="fp32", metadata=_note("fp32, or bf16 autocast for matmuls", PRECISIONS)
     )
 
     def __post_init__(self):
-        # Tuples keep the config hashable and comparable; TOML and JSON give lists.
-        object.__setattr__(self, "hidden", tuple(int(width) for width in self.hidden))
-        object.__setattr__(self, "betas", tuple(float(beta) for beta in self.betas))
-        choices = {
-            "model": MODELS,
-            "impl": IMPLEMENTATIONS,
-            "activation": ACTIVATIONS,
-            "optimizer": OPTIMIZERS,
-            "schedule": SCHEDULES,
-            "device": DEVICES,
-            "precision": PRECISIONS,
-            "augment": AUGMENTATIONS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"--{name.replace('_', '-')}: unknown value "
-                    f"{getattr(self, name)!r}; choose one of: {', '.join(allowed)}"
-                )
+        _check_types(self)
+        _check_choices(self)
         from mnistlab.data import DATASETS
 
         if self.dataset not in DATASETS:
             raise ConfigError(
-                f"--dataset: unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}"
+                f"dataset: unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}",
+                "dataset",
             )
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
-        if any(width < 1 for width in self.hidden):
-            raise ConfigError(f"--hidden widths must be at least 1, got {list(self.hidden)}")
+        check = _Checker()
+        check.positive("lr", self.lr)
+        check.at_least("epochs", self.epochs, 1)
+        check.between("batch_size", self.batch_size, 1, MAX_BATCH)
+        check.between("seed", self.seed, 0, MAX_SEED)
+        for name in ("dropout", "warmup", "val_split", "momentum", "label_smoothing"):
+            check.fraction(name, getattr(self, name))
+        check.at_least("weight_decay", self.weight_decay, 0)
+        if any(not 1 <= width <= MAX_WIDTH for width in self.hidden):
+            raise ConfigError(
+                f"hidden widths must be between 1 and {MAX_WIDTH:,}, got {list(self.hidden)}",
+                "hidden",
+            )
         if self.model == "mlp" and not self.hidden:
             raise ConfigError(
-                "--hidden needs at least one width for an mlp (or use --model logreg)"
+                "hidden needs at least one width for an mlp (or use model logreg)", "hidden"
             )
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(
-                    f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}"
-                )
-        for name, low, high in (
-            ("dropout", 0, 1),
-            ("warmup", 0, 1),
-            ("val_split", 0, 1),
-            ("momentum", 0, 1),
-            ("label_smoothing", 0, 1),
-        ):
-            value = getattr(self, name)
-            if not low <= value < high:
-                raise ConfigError(
-                    f"--{name.replace('_', '-')} must be in [{low}, {high}), got {value}"
-                )
         if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
-            raise ConfigError(f"--betas takes two numbers in [0, 1), got {list(self.betas)}")
-        if self.weight_decay < 0 or self.threads < 0:
-            raise ConfigError("--weight-decay and --threads cannot be negative")
+            raise ConfigError(f"betas takes two numbers in [0, 1), got {list(self.betas)}", "betas")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
-            raise ConfigError("--nesterov needs --optimizer sgd and a --momentum above 0")
+            raise ConfigError("nesterov needs optimizer sgd and a momentum above 0", "nesterov")
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -152,34 +140,231 @@ class TrainConfig:
         return (784, *(self.hidden if self.model == "mlp" else ()), 10)
 
 
-ASSIGNMENT = dict(
-    optimizer="sgd", lr=0.01, batch_size=64, epochs=5, schedule="constant", label_smoothing=0.0
-)
+@dataclass(frozen=True)
+class Runtime:
+    """The machine: where and how a run is computed. Nothing here changes its result."""
+
+    device: str = field(
+        default="auto", metadata=_note("where to train (auto: an accelerator if any)", DEVICES)
+    )
+    threads: int = field(default=0, metadata=_note("CPU threads for torch (0: torch's choice)"))
+    data_dir: str | None = field(
+        default=None,
+        metadata=_note(
+            "folder holding the dataset's IDX files (else $MNISTLAB_DATA_DIR, the cache, ./data)"
+        ),
+    )
+    mirrors: tuple[str, ...] = field(
+        default=(),
+        metadata=_note("extra download mirrors tried first (also $MNISTLAB_MIRROR)"),
+    )
+    progress: bool = field(default=False, metadata=_note("show progress bars"))
+
+    def __post_init__(self):
+        _check_types(self)
+        _check_choices(self)
+        _Checker().between("threads", self.threads, 0, 4096)
 
 
-def field_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(TrainConfig)]
+class _Checker:
+    """Range checks whose messages name the field."""
+
+    def positive(self, name, value):
+        if not value > 0:
+            raise ConfigError(f"{name} must be a positive number, got {value}", name)
+
+    def at_least(self, name, value, low):
+        if value < low:
+            raise ConfigError(f"{name} must be at least {low}, got {value}", name)
+
+    def between(self, name, value, low, high):
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low:,} and {high:,}, got {value}", name)
+
+    def fraction(self, name, value):
+        if not 0 <= value < 1:
+            raise ConfigError(f"{name} must be in [0, 1), got {value}", name)
+
+
+def _kind(annotation):
+    """The annotation's base type, and its item type for tuples; None -> optional."""
+    if typing.get_origin(annotation) is tuple:
+        return tuple, typing.get_args(annotation)[0]
+    if isinstance(annotation, types.UnionType):  # str | None
+        return next(arg for arg in typing.get_args(annotation) if arg is not type(None)), None
+    return annotation, None
+
+
+def coerce(name: str, kind, value):
+    """`value` as a `kind` (bool, int, float, str), or a ConfigError naming `name`.
+
+    Exact: 1.5 is not an int, "abc" not a list, true not a number, NaN not a number.
+    """
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be true or false, got {value!r}", name)
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} must be a whole number, got {value!r}", name)
+    if kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value}", name)
+            return float(value)
+        raise ConfigError(f"{name} must be a number, got {value!r}", name)
+    if not isinstance(value, kind):
+        raise ConfigError(f"{name} must be a {kind.__name__}, got {value!r}", name)
+    return value
+
+
+def _check_types(settings) -> None:
+    for item in dataclasses.fields(settings):
+        value = getattr(settings, item.name)
+        kind, item_kind = _kind(item.type)
+        if value is None and item.default is None:
+            continue
+        if kind is tuple:
+            if not isinstance(value, list | tuple):
+                raise ConfigError(
+                    f"{item.name} must be a list of {item_kind.__name__} values, got {value!r}",
+                    item.name,
+                )
+            value = tuple(coerce(item.name, item_kind, entry) for entry in value)
+        else:
+            value = coerce(item.name, kind, value)
+        # Tuples keep the settings hashable and comparable; TOML and JSON give lists.
+        object.__setattr__(settings, item.name, value)
+
+
+def _check_choices(settings) -> None:
+    for item in dataclasses.fields(settings):
+        allowed = item.metadata.get("choices")
+        value = getattr(settings, item.name)
+        if allowed and value not in allowed:
+            raise ConfigError(
+                f"{item.name}: unknown value {value!r}; choose one of: {', '.join(allowed)}",
+                item.name,
+            )
+
+
+def field_names(kind=TrainConfig) -> list[str]:
+    return [item.name for item in dataclasses.fields(kind)]
+
+
+# Settings of old run folders that moved from the experiment to the machine.
+MACHINE_KEYS = ("device", "threads", "data_dir")
+
+
+def split(values: dict) -> tuple[dict, dict]:
+    """Plain settings -> (experiment values, machine values); unknown keys are errors."""
+    experiment, machine = set(field_names()), set(field_names(Runtime))
+    unknown = sorted(set(values) - experiment - machine)
+    if unknown:
+        from difflib import get_close_matches
+
+        hints = [
+            f"{key} (did you mean {match[0]}?)"
+            if (match := get_close_matches(key, [*experiment, *machine], n=1))
+            else key
+            for key in unknown
+        ]
+        raise ConfigError(
+            f"unknown settings: {', '.join(hints)}; known settings: "
+            f"{', '.join(field_names() + field_names(Runtime))}"
+        )
+    return (
+        {key: value for key, value in values.items() if key in experiment},
+        {key: value for key, value in values.items() if key in machine},
+    )
 
 
 def from_dict(values: dict, base: TrainConfig | None = None) -> TrainConfig:
-    """A config from plain values (a TOML file, a saved config.json); unknown keys are errors."""
-    unknown = sorted(set(values) - set(field_names()))
-    if unknown:
+    """A config from plain experiment values; unknown keys and wrong types are errors."""
+    experiment, machine = split(values)
+    if machine:
         raise ConfigError(
-            f"unknown config keys: {', '.join(unknown)}; known keys: {', '.join(field_names())}"
+            f"{', '.join(sorted(machine))}: where a run computes is not part of its config"
         )
-    try:
-        return dataclasses.replace(base or TrainConfig(), **values)
-    except TypeError as error:
-        raise ConfigError(f"bad config value: {error}") from None
+    return dataclasses.replace(base or TrainConfig(), **experiment)
 
 
-def load_toml(path: str | Path, base: TrainConfig | None = None) -> TrainConfig:
+def from_saved(values: dict) -> TrainConfig:
+    """A config saved by any version: its machine settings (format 1) are dropped, and a run
+    saved before label smoothing existed trained without it."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"a saved config must be a table of settings, got {values!r}")
+    kept = {key: value for key, value in values.items() if key not in MACHINE_KEYS}
+    return from_dict({"label_smoothing": 0.0, **kept})
+
+
+def read_settings(path: str | Path) -> dict:
+    """The settings of a TOML file (top level or a [train] table)."""
     try:
         with open(path, "rb") as handle:
             values = tomllib.load(handle)
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
-    return from_dict(values.get("train", values), base)
+    values = values.get("train", values)
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path}: [train] must be a table of settings")
+    return values
+
+
+# Named starting points; flags and files given with them override them.
+RECIPES = {
+    "default": {},
+    # The course notebook's own setting.
+    "assignment": dict(
+        optimizer="sgd",
+        lr=0.01,
+        batch_size=64,
+        epochs=5,
+        schedule="constant",
+        label_smoothing=0.0,
+    ),
+    # An MLP past 99%: wider, two layers, dropout, elastic distortions of every batch, AdamW.
+    "best": dict(
+        hidden=(1024, 1024),
+        dropout=0.2,
+        augment="elastic",
+        optimizer="adamw",
+        lr=2e-3,
+        betas=(0.9, 0.95),
+        weight_decay=0.05,
+        warmup=0.2,
+        label_smoothing=0.0,
+        batch_size=256,
+        epochs=40,
+    ),
+}
+
+
+def recipe(name: str = "default") -> TrainConfig:
+    if name not in RECIPES:
+        raise ConfigError(
+            f"recipe: unknown value {name!r}; choose one of: {', '.join(RECIPES)}", "recipe"
+        )
+    return TrainConfig(**RECIPES[name])
+
+
+def model_name(config: TrainConfig) -> str:
+    """'MLP 784-500-10 (relu)' or 'logistic regression 784-10'."""
+    if config.model == "logreg":
+        return "logistic regression 784-10"
+    return "MLP " + "-".join(map(str, config.layer_sizes)) + f" ({config.activation})"
+
+
+def describe(config: TrainConfig) -> str:
+    """One line: the model and how it is trained."""
+    smoothing = f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else ""
+    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+    return (
+        f"{model_name(config)}, impl {config.impl}, {config.optimizer} lr {config.lr:g} "
+        f"{config.schedule}{smoothing}, batch {config.batch_size}, {epochs}"
+    )

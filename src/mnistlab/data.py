@@ -367,8 +367,9 @@ def batches(
             yield x[start : start + batch_size], y[start : start + batch_size]
         return
     order = torch.randperm(count, generator=generator).to(x.device)
-    x_buffer = x.new_empty((batch_size, *x.shape[1:]))
-    y_buffer = y.new_empty((batch_size,))
+    size = min(batch_size, count)
+    x_buffer = x.new_empty((size, *x.shape[1:]))
+    y_buffer = y.new_empty((size,))
     # The whole permutation is drawn even when resuming, so the batches after `skip` are
     # the ones an uninterrupted epoch would have had.
     for start in range(skip * batch_size, count, batch_size):

@@ -1,8 +1,14 @@
-"""Errors the CLI turns into one line and a non-zero exit instead of a traceback."""
+"""Errors the CLI turns into one line and a non-zero exit instead of a traceback.
+
+Each class carries its exit code: 2 for what the user asked (a setting, a folder, a
+checkpoint that does not fit), 1 for what went wrong while doing it (data, divergence).
+"""
 
 
 class MnistlabError(Exception):
     """Base class: the message alone tells the user what was wrong and what to do."""
+
+    exit_code = 1
 
 
 class DataError(MnistlabError):
@@ -10,11 +16,29 @@ class DataError(MnistlabError):
 
 
 class ConfigError(MnistlabError, ValueError):
-    """A configuration value is out of range or unknown."""
+    """A configuration value is out of range or unknown.
+
+    `field` names the setting when there is one; the message then starts with the field's
+    name (`lr must be positive`), which the CLI writes as its flag (`--lr must be positive`).
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class CheckpointError(MnistlabError):
     """A checkpoint is missing, unreadable or belongs to another architecture."""
+
+    exit_code = 2
+
+
+class RunError(MnistlabError):
+    """A run folder cannot be used as asked: not a run, in use, finished, or other settings."""
+
+    exit_code = 2
 
 
 class TrainingDiverged(MnistlabError):

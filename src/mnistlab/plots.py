@@ -3,10 +3,11 @@
 Each function draws one figure and writes it to `path` atomically, returning the path.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from mnistlab.files import atomic_write
 
 
 def _figure(width: float, height: float):
@@ -21,13 +22,7 @@ def _figure(width: float, height: float):
 def _save(figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        figure.savefig(partial)
-        os.replace(partial, path)
-    finally:  # interrupted (Ctrl-C reaches the painter too): no half-written file is left
-        partial.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda handle: figure.savefig(handle, format=path.suffix[1:]))
 
 
 def mosaic(
@@ -224,8 +219,7 @@ def first_layer(weight, path, count: int = 64) -> Path:
 
 def run_picture_data(model, tensors, history, logits=None, mistakes: int = 20) -> dict:
     """What a run's pictures show, as plain lists and numpy arrays: worked out here with
-    torch, drawn by `draw_run_pictures`, which needs only numpy and matplotlib (and so can
-    run in another process).
+    torch, drawn by `draw_run_pictures`, which needs only numpy and matplotlib.
 
     `logits`: the model's test-set logits when the caller has them (training's last
     evaluation); otherwise one pass over the test set serves every picture.

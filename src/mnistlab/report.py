@@ -4,10 +4,11 @@ URIs), readable offline and easy to send to someone."""
 import base64
 import html
 import json
-import os
 from pathlib import Path
 
 from mnistlab import runs, sweep
+from mnistlab.errors import ConfigError
+from mnistlab.files import atomic_write
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
@@ -31,9 +32,24 @@ def _table(header: list[str], rows: list[list]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _image(path: Path) -> str:
-    encoded = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{encoded}">'
+def _esc(value) -> str:
+    return html.escape(str(value))
+
+
+def _images(folder: Path, names) -> list[str]:
+    """The pictures that are regular files of the folder itself: a link is never followed
+    (`curves.png -> /etc/passwd` would otherwise end up in the page)."""
+    parts = []
+    for name in names:
+        path = folder / name
+        if path.is_symlink() or not path.is_file():
+            continue
+        content = path.read_bytes()
+        if not content.startswith(b"\x89PNG\r\n\x1a\n"):
+            continue
+        encoded = base64.b64encode(content).decode()
+        parts.append(f'<img alt="{_esc(path.stem)}" src="data:image/png;base64,{encoded}">')
+    return parts
 
 
 def _page(title: str, parts: list[str]) -> str:
@@ -45,16 +61,26 @@ def _page(title: str, parts: list[str]) -> str:
     )
 
 
+def _percent(value) -> str:
+    return f"{100 * value:.2f}%" if isinstance(value, int | float) else "n/a"
+
+
+def _number(value, form: str) -> str:
+    return format(value, form) if isinstance(value, int | float) else "n/a"
+
+
 def render_run(folder: Path) -> str:
     config = json.loads((folder / runs.CONFIG).read_text())
-    history = runs.read_metrics(folder)
+    if not isinstance(config, dict):
+        config = {}
+    history = [r for r in runs.read_metrics(folder) if isinstance(r, dict)]
     parts = []
     if history:
         final = history[-1]
+        seconds = sum(r["seconds"] for r in history if isinstance(r.get("seconds"), int | float))
         parts.append(
-            f"<p class='summary'>Test accuracy <b>{100 * final['test_accuracy']:.2f}%"
-            f"</b> after {final['epoch']} epochs, "
-            f"{sum(r['seconds'] for r in history):.1f} s of training.</p>"
+            f"<p class='summary'>Test accuracy <b>{_esc(_percent(final.get('test_accuracy')))}"
+            f"</b> after {_esc(final.get('epoch'))} epochs, {seconds:.1f} s of training.</p>"
         )
         parts.append("<h2>Metrics per epoch</h2>")
         parts.append(
@@ -62,19 +88,19 @@ def render_run(folder: Path) -> str:
                 ["epoch", "train loss", "train acc", "test loss", "test acc", "seconds"],
                 [
                     [
-                        r["epoch"],
-                        f"{r['train_loss']:.4f}",
-                        f"{100 * r['train_accuracy']:.2f}%",
-                        f"{r['test_loss']:.4f}",
-                        f"{100 * r['test_accuracy']:.2f}%",
-                        f"{r['seconds']:.2f}",
+                        r.get("epoch"),
+                        _number(r.get("train_loss"), ".4f"),
+                        _percent(r.get("train_accuracy")),
+                        _number(r.get("test_loss"), ".4f"),
+                        _percent(r.get("test_accuracy")),
+                        _number(r.get("seconds"), ".2f"),
                     ]
                     for r in history
                 ],
             )
         )
     parts.append("<h2>Pictures</h2>")
-    parts += [_image(folder / name) for name in RUN_PICTURES if (folder / name).is_file()]
+    parts += _images(folder, RUN_PICTURES)
     parts.append("<h2>Configuration</h2>")
     parts.append(
         _table(["setting", "value"], [[key, json.dumps(value)] for key, value in config.items()])
@@ -87,7 +113,7 @@ def render_sweep(folder: Path) -> str:
     rows = sweep.summarize(records)
     parts = [
         f"<p class='summary'>{len(records)} runs, {len(rows)} configurations. Best: "
-        f"<b>{rows[0]['config']}</b> at {100 * rows[0]['accuracy_mean']:.2f}% "
+        f"<b>{_esc(rows[0]['config'])}</b> at {100 * rows[0]['accuracy_mean']:.2f}% "
         f"(n = {rows[0]['n']}).</p>"
         if rows
         else "<p>No finished runs.</p>",
@@ -117,7 +143,7 @@ def render_sweep(folder: Path) -> str:
         ),
         "<h2>Pictures</h2>",
     ]
-    parts += [_image(folder / name) for name in SWEEP_PICTURES if (folder / name).is_file()]
+    parts += _images(folder, SWEEP_PICTURES)
     fields = sweep.varied_fields(records)
     parts.append("<h2>Every run</h2>")
     parts.append(
@@ -145,7 +171,11 @@ def write(folder: str | Path, out: str | Path | None = None) -> Path:
     folder = Path(folder)
     text = render_sweep(folder) if is_sweep(folder) else render_run(folder)
     out = Path(out) if out else folder / "report.html"
-    partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    partial.write_text(text)
-    os.replace(partial, out)
-    return out
+    if out.is_dir():
+        raise ConfigError(f"out: {out} is a folder; give the HTML file to write", "out")
+    if not out.parent.is_dir():
+        raise ConfigError(f"out: the folder {out.parent} does not exist", "out")
+    try:
+        return atomic_write(out, text)
+    except OSError as error:
+        raise ConfigError(f"out: cannot write {out}: {error.strerror}", "out") from None

@@ -1,38 +1,405 @@
-"""A run is a folder that describes itself: config.json, metrics.jsonl (one JSON line per
-epoch), checkpoint.pt and the run's pictures."""
+"""A run: a folder that describes itself, and the one object that starts, resumes, saves,
+stops and draws it. The CLI, sweeps and notebooks all go through `Run`.
+
+A run folder holds config.json (the experiment), machine.json (where it ran: device, threads,
+the data folder, versions), metrics.jsonl (one JSON line per finished epoch), checkpoint.pt
+(after every epoch and at an interruption) and the run's pictures. The folder is the user's
+data, so a `Run`:
+- never writes into a non-empty folder that is not a mnistlab run;
+- is the only process using its folder (a lock, held from create/open until close);
+- resumes only with the settings it was started with (epochs may grow, impl may change:
+  the three implementations share weights and optimizer state);
+- stops between two steps when the caller's stop flag is set, leaving a checkpoint that
+  resumes to exactly the weights an uninterrupted run reaches.
+
+    with Run.create("runs/wide", TrainConfig(hidden=(1024,))) as run:
+        result = run.fit(Runtime(data_dir="data"))
+"""
 
 import dataclasses
+import itertools
 import json
-import os
+import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from mnistlab.config import TrainConfig
+import torch
+from filelock import FileLock, Timeout
+
+from mnistlab import __version__, checkpoint, data
+from mnistlab import train as training
+from mnistlab.config import Runtime, TrainConfig, from_saved
+from mnistlab.errors import CheckpointError, MnistlabError, RunError
+from mnistlab.files import atomic_write, remove_stale_temporaries
 
 CONFIG = "config.json"
+MACHINE = "machine.json"
 METRICS = "metrics.jsonl"
+LOCK = ".mnistlab.lock"
+PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
+# Settings a resumed run may change: more epochs, and another of the three implementations.
+RESUMABLE_CHANGES = ("epochs", "impl")
 
 
-def write_json(path: Path, value) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(value, indent=2) + "\n")
-    os.replace(partial, path)
+class PictureError(MnistlabError):
+    """The pictures could not be drawn; the run itself is saved."""
 
 
-def write_config(folder: Path, config: TrainConfig) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / CONFIG, dataclasses.asdict(config))
+class StopFlag:
+    """Asked between steps: `set()` it (from a signal handler, a thread, a callback) and the
+    run stops after the current step with a checkpoint on disk."""
+
+    def __init__(self):
+        self.reason: str | None = None
+
+    def set(self, reason: str = "stop requested") -> None:
+        self.reason = reason
+
+    def __bool__(self) -> bool:
+        return self.reason is not None
+
+    def __call__(self) -> bool:
+        return self.reason is not None
 
 
-def write_metrics(folder: Path, history: list[dict]) -> None:
+def plain(value):
+    """JSON has no NaN or infinity: a non-finite number is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+def write_json(path: Path, value) -> Path:
+    return atomic_write(path, json.dumps(plain(value), indent=2, allow_nan=False) + "\n")
+
+
+def write_metrics(folder: Path, history: list[dict]) -> Path:
     """Rewrite metrics.jsonl from the whole history, so a resumed run never repeats a line."""
-    partial = folder / f".{METRICS}.{os.getpid()}.tmp"
-    partial.write_text("".join(json.dumps(record) + "\n" for record in history))
-    os.replace(partial, folder / METRICS)
+    lines = "".join(json.dumps(plain(record), allow_nan=False) + "\n" for record in history)
+    return atomic_write(Path(folder) / METRICS, lines)
 
 
-def read_metrics(folder: Path) -> list[dict]:
+def read_metrics(folder: str | Path) -> list[dict]:
+    """The per-epoch records; lines that are not records are left out."""
     path = Path(folder) / METRICS
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def read_config(folder: str | Path) -> TrainConfig:
+    path = Path(folder) / CONFIG
+    try:
+        return from_saved(json.loads(path.read_text()))
+    except (OSError, ValueError) as error:
+        raise RunError(f"{path}: not a readable mnistlab run config ({error})") from None
+
+
+def is_run(folder: str | Path) -> bool:
+    folder = Path(folder)
+    return (folder / CONFIG).is_file() or (folder / checkpoint.FILENAME).is_file()
+
+
+def data_dir_of(folder: str | Path) -> str | None:
+    """The data folder a run was trained with (absolute), if it was given one."""
+    try:
+        value = json.loads((Path(folder) / MACHINE).read_text()).get("data_dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _lock(folder: Path) -> FileLock:
+    lock = FileLock(str(folder / LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunError(
+            f"{folder} is in use by another mnistlab process; wait for it to finish "
+            "or choose another folder"
+        ) from None
+    except OSError as error:
+        raise RunError(f"cannot lock the run folder {folder}: {error.strerror}") from None
+    return lock
+
+
+def _check_target(folder: Path) -> None:
+    """Refuse, before anything is loaded or written, a folder that cannot hold a run."""
+    for parent in [folder, *folder.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise RunError(f"cannot make the run folder {folder}: {parent} is a file")
+    if folder.exists():
+        entries = [p for p in folder.iterdir() if p.name != LOCK]
+        if entries and not is_run(folder):
+            raise RunError(
+                f"{folder} is not empty and is not a mnistlab run folder; nothing in it was "
+                "touched: choose another folder"
+            )
+        if (folder / checkpoint.FILENAME).exists():
+            raise RunError(
+                f"{folder} already holds a run; continue it with --resume {folder} "
+                "or choose another folder"
+            )
+
+
+class Run:
+    """One training run and its folder. Make one with `create`, `new` or `open`."""
+
+    def __init__(self, folder: Path, config: TrainConfig, lock: FileLock, saved: dict | None):
+        self.folder = folder
+        self.config = config
+        self.history: list[dict] = list(saved["history"]) if saved else []
+        self.pictures: list[Path] = []
+        self._lock = lock
+        self._saved = saved  # the checkpoint being resumed, until fit() has used it
+        self._state = None  # (model, optimizer, position) after a fit
+
+    # --- starting and resuming ---------------------------------------------------------------
+
+    @classmethod
+    def create(cls, folder: str | Path, config: TrainConfig) -> "Run":
+        """A new run in `folder` (made if missing; an empty folder or an unstarted run's is
+        reused). Refuses a folder holding anything else."""
+        folder = Path(folder)
+        _check_target(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RunError(f"cannot make the run folder {folder}: {error.strerror}") from None
+        lock = _lock(folder)
+        try:
+            _check_target(folder)  # again, now that no other process can be writing it
+            remove_stale_temporaries(folder)
+            write_json(folder / CONFIG, dataclasses.asdict(config))
+        except BaseException:
+            lock.release()
+            raise
+        return cls(folder, config, lock, None)
+
+    @classmethod
+    def new(cls, config: TrainConfig, root: str | Path = "runs") -> "Run":
+        """A new run in a fresh folder ROOT/DATASET-MODEL-TIME (-2, -3, ... when taken)."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for count in itertools.count(1):
+            name = f"{config.dataset}-{config.model}-{stamp}" + (f"-{count}" if count > 1 else "")
+            folder = Path(root) / name
+            try:
+                folder.mkdir(parents=True)  # claims the name: mkdir fails if it exists
+            except FileExistsError:
+                continue
+            except OSError as error:
+                raise RunError(f"cannot make the run folder {folder}: {error.strerror}") from None
+            return cls.create(folder, config)
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def open(cls, folder: str | Path, changes: dict | None = None) -> "Run":
+        """An existing run, to continue it. `changes` are settings asked for now: only those
+        in RESUMABLE_CHANGES may differ from the run's own (and epochs may only grow)."""
+        path = checkpoint.resolve(folder)
+        folder = path.parent
+        lock = _lock(folder)
+        try:
+            remove_stale_temporaries(folder)
+            saved = checkpoint.load(path)
+            config = _resumed_config(folder, saved, changes or {})
+        except BaseException:
+            lock.release()
+            raise
+        return cls(folder, config, lock, saved)
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.history)
+
+    @property
+    def finished(self) -> bool:
+        position = self._position()
+        return position.epoch >= self.config.epochs
+
+    def close(self) -> None:
+        """Let other processes use the folder."""
+        self._lock.release()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- training ----------------------------------------------------------------------------
+
+    def fit(
+        self,
+        runtime: Runtime | None = None,
+        *,
+        tensors: training.Tensors | None = None,
+        dry_run: bool = False,
+        pictures: bool = True,
+        on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
+        on_epoch: Callable[[dict], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> training.TrainResult:
+        """Train to `config.epochs`, saving metrics and a checkpoint after every epoch.
+
+        `tensors` reuses data already on the device (a sweep loads it once); otherwise the
+        data set is found or fetched as `runtime` says. When `should_stop()` turns true the
+        run stops after the current step and saves where it stood (`result.interrupted`).
+        A finished run draws its pictures unless `pictures` is False.
+        """
+        runtime = runtime or Runtime()
+        if tensors is None:
+            tensors = self.load_tensors(runtime)
+        if dry_run:
+            tensors = training.dry_run(tensors, self.config.batch_size)
+        model, optimizer, position = self._start(tensors.x_train.device)
+        self._write_machine(runtime, tensors.x_train.device)
+
+        def epoch_done(record, position):
+            self.history.append(record)
+            self._save(model, optimizer, position, tensors.normalization)
+            if on_epoch is not None:
+                on_epoch(record)
+
+        result = training.train(
+            self.config,
+            tensors,
+            model=model,
+            optimizer=optimizer,
+            position=position,
+            history=self.history,
+            on_batch=on_batch,
+            on_epoch=epoch_done,
+            should_stop=should_stop,
+        )
+        self._state = (model, optimizer, result.position)
+        if result.interrupted and result.position.batch:  # finished epochs are saved already
+            self._save(model, optimizer, result.position, tensors.normalization)
+        if pictures and not result.interrupted:
+            self.draw_pictures(result, tensors)
+        return result
+
+    def load_tensors(self, runtime: Runtime) -> training.Tensors:
+        """The run's data set on the runtime's device, normalised as the run trains on it."""
+        device = training.resolve_device(runtime.device)
+        dataset = data.load(
+            self.config.dataset,
+            runtime.data_dir or data_dir_of(self.folder),
+            mirrors=runtime.mirrors,
+            progress=runtime.progress,
+        )
+        return training.prepare(self.config, dataset, device)
+
+    def draw_pictures(self, result: training.TrainResult, tensors: training.Tensors):
+        """The curves, confusion matrix, mistakes and first-layer weights, in the folder."""
+        from mnistlab import plots
+
+        try:
+            self.pictures = plots.run_pictures(
+                self.folder, result.model, tensors, self.history, result.test_logits
+            )
+        except OSError as error:
+            raise PictureError(
+                f"could not draw the run pictures ({error.strerror or error}); the run is "
+                f"saved: draw them with 'mnistlab plot {self.folder}'"
+            ) from None
+        return self.pictures
+
+    def _position(self) -> training.Position:
+        if self._state is not None:
+            return self._state[2]
+        if self._saved is not None:
+            saved = self._saved
+            return training.Position(saved["epoch"], saved["batch"], saved["rng"], saved["partial"])
+        return training.Position()
+
+    def _start(self, device: torch.device):
+        """Model, optimizer and position: fresh, from the checkpoint, or from the last fit."""
+        if self._state is not None:
+            return self._state
+        model, optimizer = training.build(self.config, device)
+        if self._saved is not None:
+            checkpoint.load_weights(model, self._saved["model"], str(self.folder))
+            try:
+                optimizer.load_state_dict(self._saved["optimizer"])
+            except (ValueError, KeyError, IndexError, TypeError) as error:
+                raise CheckpointError(
+                    f"{self.folder}: its optimizer state does not fit optimizer "
+                    f"{self.config.optimizer} ({error})"
+                ) from None
+        return model, optimizer, self._position()
+
+    def _save(self, model, optimizer, position, normalization) -> None:
+        checkpoint.save(
+            self.folder / checkpoint.FILENAME,
+            config=self.config,
+            model=model,
+            optimizer=optimizer,
+            position=position,
+            history=self.history,
+            normalization=normalization,
+        )
+        write_metrics(self.folder, self.history)
+
+    def _write_machine(self, runtime: Runtime, device: torch.device) -> None:
+        data_dir = runtime.data_dir or data_dir_of(self.folder)
+        write_json(
+            self.folder / MACHINE,
+            {
+                "device": str(device),
+                "threads": torch.get_num_threads(),
+                # Resolved, so that it means the same folder from wherever the run is used.
+                "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
+                "mnistlab": __version__,
+                "torch": torch.__version__,
+            },
+        )
+
+
+def _resumed_config(folder: Path, saved: dict, changes: dict) -> TrainConfig:
+    config = saved["config"]
+    asked = dataclasses.replace(config, **changes)
+    def show(value):
+        return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+    differences = [
+        f"{name} {show(getattr(config, name))} -> {show(getattr(asked, name))}"
+        for name in changes
+        if name not in RESUMABLE_CHANGES and getattr(asked, name) != getattr(config, name)
+    ]
+    if differences:
+        raise RunError(
+            f"{folder} was trained with other settings than those asked for now: "
+            f"{'; '.join(differences)}. A resumed run keeps its settings (only epochs may grow "
+            "and impl may change); start a new run to train with these"
+        )
+    if asked.epochs < config.epochs:
+        raise RunError(
+            f"{folder} trains for {config.epochs} epochs; epochs may only grow when resuming, "
+            f"not to {asked.epochs}"
+        )
+    return asked
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu"):
+    """A saved run's (or checkpoint file's) payload, config and model with its weights."""
+    from mnistlab import models
+
+    saved = checkpoint.load(path)
+    config = saved["config"]
+    model = models.build_from_config(config).to(device)
+    checkpoint.load_weights(model, saved["model"], str(path))
+    return saved, config, model

@@ -1,9 +1,12 @@
-"""Sweeps: config variants x seeds, each run in-process through the same train().
+"""Sweeps: config variants x seeds, each an ordinary run (runs.Run) in one process.
 
-Every finished run is appended as one JSON line to `results.jsonl` and identified by a hash of
-its whole config, so running a sweep again skips what is done: a sweep stopped by Ctrl-C or a
-crash resumes where it stopped. The summary groups runs by config less the seed and reports
-mean ± std over the seeds, with n.
+Each run lives in `SWEEP/runs/<key>/`, where `key` is a hash of its experiment config (never
+of where it ran: a sweep resumed with another data folder or thread count redoes nothing), so
+`mnistlab evaluate`, `plot`, `report` and `--resume` take any of them. Every finished run is
+also appended as one JSON line to `results.jsonl`; running a sweep again skips what is done and
+continues a run that was stopped mid-way from its checkpoint. One process at a time works in a
+sweep folder (a lock). The summary groups runs by config less the seed and reports mean ± std
+over the seeds, with n.
 """
 
 import csv
@@ -11,17 +14,21 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from mnistlab import data
-from mnistlab import train as training
-from mnistlab.bench import epoch_flops
-from mnistlab.config import ACTIVATIONS, TrainConfig
-from mnistlab.errors import ConfigError
+from filelock import FileLock, Timeout
+
+from mnistlab import models
+from mnistlab.config import ACTIVATIONS, Runtime, TrainConfig, coerce
+from mnistlab.errors import ConfigError, RunError
+from mnistlab.runs import LOCK, Run, plain
+
+log = logging.getLogger(__name__)
 
 RESULTS = "results.jsonl"
 
@@ -80,53 +87,85 @@ PRESETS: dict[str, Callable[[TrainConfig], list[dict]]] = {
 def parse_grid(specs: list[str]) -> list[dict]:
     """["hidden=64,128x128", "lr=0.001,0.01"] -> the cartesian product as override dicts.
 
-    Values take the type of the field's default; a tuple field joins its items with 'x'.
+    Values are read as the field's type (a tuple field joins its items with 'x'; a bool is
+    true/false, yes/no or 1/0) and then pass the same checks as flags and TOML files.
     """
+    from difflib import get_close_matches
+
     fields = {item.name: item for item in dataclasses.fields(TrainConfig)}
     axes = []
     for spec in specs:
         name, _, values = spec.partition("=")
         name = name.strip().replace("-", "_")
         if name not in fields or name == "seed" or not values:
+            close = get_close_matches(name, [key for key in fields if key != "seed"], n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(
                 f"--grid {spec!r}: write NAME=V1,V2 with NAME a training setting "
-                "other than seed (use --seeds)"
+                f"other than seed (use --seeds){hint}; settings: "
+                + ", ".join(key for key in fields if key != "seed")
             )
         default = fields[name].default
         axes.append([(name, _convert(name, value, default)) for value in values.split(",")])
     return [dict(choice) for choice in itertools.product(*axes)]
 
 
+BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
 def _convert(name: str, value: str, default):
+    text = value.strip()
     try:
         if isinstance(default, tuple):
             kind = int if name == "hidden" else float
-            return tuple(kind(item) for item in value.split("x"))
+            return tuple(kind(item) for item in text.split("x"))
         if isinstance(default, bool):
-            return value.lower() in ("1", "true", "yes")
+            if text.lower() not in BOOLEANS:
+                raise ValueError
+            return BOOLEANS[text.lower()]
         if isinstance(default, int | float):
-            return type(default)(value)
-        return value
+            return coerce(name, type(default), type(default)(text))
+        return text
     except ValueError:
-        raise ConfigError(f"--grid {name}: cannot read {value!r}") from None
+        kind = "true or false" if isinstance(default, bool) else type(default).__name__
+        raise ConfigError(f"--grid {name}: cannot read {value!r} as {kind}", name) from None
 
 
 def run_key(config: TrainConfig) -> str:
+    """The run's identity: a hash of its experiment config, nothing of the machine."""
     text = json.dumps(dataclasses.asdict(config), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def read_results(folder: str | Path) -> list[dict]:
-    """Finished runs; a last line cut short by a crash is ignored (that run is redone)."""
+REQUIRED = {"key": str, "config": dict, "test_accuracy": float, "seconds": float}
+
+
+def read_results(folder: str | Path, problems: list[str] | None = None) -> list[dict]:
+    """Finished runs. A line that is not a whole record (a crash mid-write, another version's
+    record, a hand edit) is left out, and said in `problems` (and the log) by line number."""
     path = Path(folder) / RESULTS
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
             continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        missing = (
+            [key for key, kind in REQUIRED.items() if not isinstance(record.get(key), kind)]
+            if isinstance(record, dict)
+            else ["a JSON object"]
+        )
+        if missing:
+            message = f"{path}:{number}: not a sweep record (needs {', '.join(missing)}); skipped"
+            log.warning(message)
+            if problems is not None:
+                problems.append(message)
+            continue
+        records.append(record)
     return records
 
 
@@ -141,62 +180,107 @@ def _append(folder: Path, record: dict) -> None:
 
 
 def plan(base: TrainConfig, variants: list[dict], seeds: list[int]) -> list[TrainConfig]:
+    """Every variant at every seed; a seed given twice is run once."""
     return [
-        dataclasses.replace(base, **variant, seed=seed) for variant in variants for seed in seeds
+        dataclasses.replace(base, **variant, seed=seed)
+        for variant in variants
+        for seed in dict.fromkeys(seeds)
     ]
+
+
+def _lock(folder: Path) -> FileLock:
+    lock = FileLock(str(folder / LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunError(
+            f"{folder} is in use by another mnistlab sweep; wait for it to finish "
+            "or choose another --out"
+        ) from None
+    return lock
 
 
 def run(
     configs: list[TrainConfig],
     folder: str | Path,
+    runtime: Runtime | None = None,
     *,
-    device=None,
     on_record: Callable[[dict, bool], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[dict]:
     """Train every config not already in `folder`'s results; return the records of all of
     them, in order. `on_record(record, skipped)` sees each one as it is done or found."""
+    runtime = runtime or Runtime()
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RunError(f"cannot use {folder} as a sweep folder: it is a file")
     folder.mkdir(parents=True, exist_ok=True)
+    lock = _lock(folder)
+    try:
+        return _run(configs, folder, runtime, on_record, should_stop)
+    finally:
+        lock.release()
+
+
+def _run(configs, folder, runtime, on_record, should_stop) -> list[dict]:
     done = {record["key"]: record for record in read_results(folder)}
-    datasets: dict[tuple, training.Tensors] = {}
+    datasets: dict[tuple, object] = {}
     records = []
     for config in configs:
         key = run_key(config)
-        if key in done:
-            records.append(done[key])
+        if key not in done:
+            if should_stop is not None and should_stop():
+                break
+            record = _train(config, folder / "runs" / key, runtime, datasets, should_stop)
+            if record is None:
+                break  # an unfinished run is not recorded; the next invocation continues it
+            record = {"key": key, **record}
+            _append(folder, record)
+            done[key] = record
+            records.append(record)
             if on_record is not None:
-                on_record(done[key], True)
+                on_record(record, False)
             continue
-        if should_stop is not None and should_stop():
-            break
-        device = device or training.resolve_device(config.device)
-        source = (config.dataset, config.data_dir, config.val_split)
-        if source not in datasets:
-            dataset = data.load(config.dataset, config.data_dir)
-            datasets[source] = training.prepare(config, dataset, device)
-        tensors = datasets[source]
-        result = training.train(config, tensors, should_stop=should_stop)
-        if result.interrupted:
-            break  # an unfinished run is not recorded; the next invocation redoes it
-        final = result.history[-1]
-        record = {
-            "key": key,
-            "config": dataclasses.asdict(config),
-            "parameters": sum(value.numel() for _, value in result.model.named_parameters()),
-            "train_flops": epoch_flops(config.layer_sizes, len(tensors.y_train)) * config.epochs,
-            "seconds": sum(epoch["seconds"] for epoch in result.history),
-            "test_accuracy": final["test_accuracy"],
-            "test_loss": final["test_loss"],
-            "history": result.history,
-        }
-        record = json.loads(json.dumps(record))  # the form it has when read back from disk
-        _append(folder, record)
-        done[key] = record
-        records.append(record)
+        records.append(done[key])
         if on_record is not None:
-            on_record(record, False)
+            on_record(done[key], True)
     return records
+
+
+def _train(config, run_folder, runtime, datasets, should_stop) -> dict | None:
+    """One run of the sweep (continued from its checkpoint if it has one); its record."""
+    from mnistlab import checkpoint
+
+    if (run_folder / checkpoint.FILENAME).exists():
+        run = Run.open(run_folder)
+    else:
+        run = Run.create(run_folder, config)
+    with run:
+        if not run.finished:
+            source = (config.dataset, config.val_split)
+            if source not in datasets:
+                datasets[source] = run.load_tensors(runtime)
+            result = run.fit(
+                runtime, tensors=datasets[source], pictures=False, should_stop=should_stop
+            )
+            if result.interrupted:
+                return None
+        final = run.history[-1]
+        record = {
+            "config": dataclasses.asdict(config),
+            "run": str(Path("runs") / run_folder.name),
+            "parameters": models.count_parameters(config.layer_sizes),
+            "train_flops": sum(
+                models.epoch_flops(config.layer_sizes, epoch["samples"]) for epoch in run.history
+            ),
+            "seconds": float(sum(epoch["seconds"] for epoch in run.history)),
+            "test_accuracy": float(final["test_accuracy"]),
+            "test_loss": final["test_loss"],
+            "history": run.history,
+        }
+        if "val_accuracy" in final:
+            record["val_accuracy"] = final["val_accuracy"]
+    return json.loads(json.dumps(plain(record)))  # the form it has when read back from disk
 
 
 def varied_fields(records: list[dict]) -> list[str]:

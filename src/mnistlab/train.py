@@ -1,10 +1,12 @@
 """One plain train() for every model and implementation.
 
 Each step is zero grad -> forward -> loss -> backward -> step -> record. Randomness comes from
-generators seeded by (seed, epoch), so a run stopped between two steps resumes to exactly the
-weights an uninterrupted run reaches.
+generators seeded by (seed, epoch, stream), passed in explicitly, so a run stopped between two
+steps resumes to exactly the weights an uninterrupted run reaches, and training never touches
+torch's global generator or thread count. The run folder around it lives in runs.py.
 """
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -27,10 +29,15 @@ def resolve_device(name: str = "auto") -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available; use --device auto or cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps: no MPS device is available; use --device auto or cpu")
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if not available.get(name, False):
+        raise ConfigError(
+            f"device {name}: no such device is available here; use device auto or cpu", "device"
+        )
     return torch.device(name)
 
 
@@ -52,6 +59,13 @@ def prepare(config: TrainConfig, dataset: data.Dataset, device: torch.device) ->
     train_split, val_split = dataset.train, None
     if config.val_split > 0:
         train_split, val_split = data.split_validation(train_split, config.val_split)
+        if len(train_split) == 0 or len(val_split) == 0:
+            raise ConfigError(
+                f"val_split {config.val_split} leaves {len(train_split)} training and "
+                f"{len(val_split)} validation images of {len(dataset.train)}; choose a "
+                "fraction that keeps both",
+                "val_split",
+            )
     mean, std = data.normalization(train_split)
 
     def inputs(split):
@@ -69,9 +83,27 @@ def prepare(config: TrainConfig, dataset: data.Dataset, device: torch.device) ->
     )
 
 
+def dry_run(tensors: Tensors, batch_size: int) -> Tensors:
+    """A slice for a quick end-to-end check: two batches of training, 1,000 test images."""
+    keep = 2 * batch_size
+    return dataclasses.replace(
+        tensors,
+        x_train=tensors.x_train[:keep],
+        y_train=tensors.y_train[:keep],
+        x_test=tensors.x_test[:1000],
+        y_test=tensors.y_test[:1000],
+        x_val=None if tensors.x_val is None else tensors.x_val[:1000],
+        y_val=None if tensors.y_val is None else tensors.y_val[:1000],
+    )
+
+
 def _seed(config: TrainConfig, epoch: int, stream: int) -> int:
-    # Distinct, reproducible seeds per (run seed, epoch, purpose).
+    # Distinct, reproducible seeds per (run seed, epoch, stream).
     return (config.seed * 1_000_003 + epoch * 101 + stream) % (2**63)
+
+
+# The random streams of an epoch, each its own generator; none of them is torch's global one.
+ORDER, DROPOUT, AUGMENT = 0, 1, 2
 
 
 def build(config: TrainConfig, device: torch.device):
@@ -84,11 +116,17 @@ def build(config: TrainConfig, device: torch.device):
 
 @dataclass
 class Position:
-    """Where training stands: epochs completed, and batches completed of the next one."""
+    """Where training stands: epochs completed, and batches completed of the next one.
+
+    For an interrupted epoch, `rng` holds the dropout and augmentation generators' states, and
+    `partial` the sums the epoch's train loss and accuracy need (so that a resumed epoch
+    reports the whole epoch, not only the part after the resume).
+    """
 
     epoch: int = 0
     batch: int = 0
-    rng: dict = field(default_factory=dict)  # generator states at an interrupted step
+    rng: dict = field(default_factory=dict)
+    partial: dict = field(default_factory=dict)  # loss_sum, correct, seen, seconds
 
 
 @dataclass
@@ -102,13 +140,14 @@ class TrainResult:
     test_logits: torch.Tensor | None = None  # of the last evaluation, for the pictures
 
 
-def _rng_state(device, augment_generator) -> dict:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    if augment_generator is not None:
-        state["augment"] = augment_generator.get_state()
-    return state
+def _generators(config: TrainConfig, epoch: int, device: torch.device) -> dict:
+    streams = {"dropout": DROPOUT}
+    if config.augment != "none":
+        streams["augment"] = AUGMENT
+    return {
+        name: torch.Generator(device).manual_seed(_seed(config, epoch, stream))
+        for name, stream in streams.items()
+    }
 
 
 def train(
@@ -129,11 +168,10 @@ def train(
     `on_batch(done, total, loss)` follows progress within an epoch (`loss` is the step's
     objective, label smoothing included; reading it waits for the device),
     `on_epoch(record, position)` sees each epoch's metrics, and `should_stop()` is asked
-    between steps (Ctrl-C in the CLI).
+    between steps (Ctrl-C in the CLI). Every random draw comes from generators seeded by
+    (seed, epoch, stream): torch's global generator and thread count are left as they were.
     """
     device = tensors.x_train.device
-    if config.threads:
-        torch.set_num_threads(config.threads)
     if model is None:
         model, optimizer = build(config, device)
     position = position or Position()
@@ -144,97 +182,115 @@ def train(
     background = (0 - tensors.normalization[0]) / tensors.normalization[1]
 
     test_logits = None
-    for epoch in range(position.epoch, config.epochs):
-        order = torch.Generator().manual_seed(_seed(config, epoch, 0))
-        augment_generator = None
-        if config.augment != "none":
-            augment_generator = torch.Generator(device).manual_seed(_seed(config, epoch, 2))
-        skip = position.batch if epoch == position.epoch else 0
-        if skip and position.rng:  # resume mid-epoch exactly where the generators stood
-            torch.set_rng_state(position.rng["cpu"])
-            if "cuda" in position.rng:
-                torch.cuda.set_rng_state(position.rng["cuda"], device)
-            if augment_generator is not None:
-                augment_generator.set_state(position.rng["augment"])
-        else:
-            torch.manual_seed(_seed(config, epoch, 1))  # dropout draws from the global RNG
-        model.train()
-        # Kept on the device, read once an epoch: each step's objective (for the divergence
-        # check and `on_batch`), and each batch's logits and labels, from which the epoch's
-        # plain cross-entropy and accuracy come at its end in three passes instead of five
-        # small operations a step (about 2% of an epoch on a 2-core CPU).
-        losses = torch.zeros(steps_per_epoch, device=device)
-        epoch_logits = torch.empty(len(tensors.y_train), len(tensors.classes), device=device)
-        epoch_labels = torch.empty_like(tensors.y_train)
-        seen, start = 0, time.perf_counter()
-        for index, (x, y) in enumerate(
-            data.batches(tensors.x_train, tensors.y_train, config.batch_size, order, skip),
-            start=skip,
-        ):
-            if augment_generator is not None:
-                x = augment.apply(x, config.augment, augment_generator, background)
-            step = epoch * steps_per_epoch + index
-            optim.set_learning_rate(
-                optimizer,
-                optim.learning_rate(step, total_steps, config.lr, config.schedule, config.warmup),
-            )
-            optimizer.zero_grad()
-            with autocast:
-                logits = model(x)
-                loss = models.cross_entropy(model, logits, y, config.label_smoothing)
-                loss.backward()
-            optimizer.step()
-            losses[index] = loss.detach()
-            epoch_logits[seen : seen + len(y)] = logits.detach()
-            epoch_labels[seen : seen + len(y)] = y
-            seen += len(y)
-            if index % 100 == 99 or index == steps_per_epoch - 1:
-                _check_finite(losses[: index + 1], epoch, steps_per_epoch, config)
-            if on_batch is not None:
-                on_batch(index + 1, steps_per_epoch, losses[index])
-            if should_stop is not None and should_stop() and index + 1 < steps_per_epoch:
-                position = Position(epoch, index + 1, _rng_state(device, augment_generator))
+    try:
+        for epoch in range(position.epoch, config.epochs):
+            order = torch.Generator().manual_seed(_seed(config, epoch, ORDER))
+            generators = _generators(config, epoch, device)
+            skip = position.batch if epoch == position.epoch else 0
+            earlier = position.partial if skip else {}
+            if skip:  # resume mid-epoch exactly where the generators stood
+                for name, state in position.rng.items():
+                    if name in generators:
+                        generators[name].set_state(state)
+            model.dropout_generator = generators["dropout"]
+            model.train()
+            # Kept on the device, read once an epoch: each step's objective (for the
+            # divergence check and `on_batch`), and each batch's logits and labels, from which
+            # the epoch's plain cross-entropy and accuracy come at its end in three passes
+            # instead of five small operations a step (about 2% of an epoch on a 2-core CPU).
+            losses = torch.zeros(steps_per_epoch, device=device)
+            epoch_logits = torch.empty(len(tensors.y_train), len(tensors.classes), device=device)
+            epoch_labels = torch.empty_like(tensors.y_train)
+            seen, start = 0, time.perf_counter()
+            for index, (x, y) in enumerate(
+                data.batches(tensors.x_train, tensors.y_train, config.batch_size, order, skip),
+                start=skip,
+            ):
+                if "augment" in generators:
+                    x = augment.apply(x, config.augment, generators["augment"], background)
+                step = epoch * steps_per_epoch + index
+                optim.set_learning_rate(
+                    optimizer,
+                    optim.learning_rate(
+                        step, total_steps, config.lr, config.schedule, config.warmup
+                    ),
+                )
+                optimizer.zero_grad()
+                with autocast:
+                    logits = model(x)
+                    loss = models.cross_entropy(model, logits, y, config.label_smoothing)
+                    loss.backward()
+                optimizer.step()
+                losses[index] = loss.detach()
+                epoch_logits[seen : seen + len(y)] = logits.detach()
+                epoch_labels[seen : seen + len(y)] = y
+                seen += len(y)
+                if index % 100 == 99 or index == steps_per_epoch - 1:
+                    _check_finite(losses[skip : index + 1], epoch, steps_per_epoch, skip, config)
+                if on_batch is not None:
+                    on_batch(index + 1, steps_per_epoch, losses[index])
+                if should_stop is not None and should_stop() and index + 1 < steps_per_epoch:
+                    sums = _sums(epoch_logits[:seen], epoch_labels[:seen], earlier)
+                    sums["seconds"] += time.perf_counter() - start
+                    states = {name: gen.get_state() for name, gen in generators.items()}
+                    position = Position(epoch, index + 1, states, sums)
+                    normalization = tensors.normalization
+                    return TrainResult(
+                        model, optimizer, history, position, True, normalization, test_logits
+                    )
+            elapsed = time.perf_counter() - start
+            sums = _sums(epoch_logits[:seen], epoch_labels[:seen], earlier)
+            seconds = elapsed + sums["seconds"]
+            # The plain cross-entropy, even when training minimises a smoothed one, so that
+            # train and test losses compare; over the whole epoch, across a resume.
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": sums["loss_sum"] / max(sums["seen"], 1),
+                "train_accuracy": sums["correct"] / max(sums["seen"], 1),
+                "samples": sums["seen"],
+                "seconds": seconds,
+                "samples_per_second": sums["seen"] / seconds if seconds > 0 else 0.0,
+                "lr": optimizer.param_groups[0]["lr"],
+            }
+            test_logits = predict(model, tensors.x_test)
+            result = score(test_logits, tensors.y_test, len(tensors.classes))
+            record.update(test_loss=result.loss, test_accuracy=result.accuracy)
+            if tensors.x_val is not None:
+                val = evaluate(model, tensors.x_val, tensors.y_val, len(tensors.classes))
+                record.update(val_loss=val.loss, val_accuracy=val.accuracy)
+            history.append(record)
+            position = Position(epoch + 1, 0)
+            if on_epoch is not None:
+                on_epoch(record, position)
+            if should_stop is not None and should_stop() and epoch + 1 < config.epochs:
                 return TrainResult(
                     model, optimizer, history, position, True, tensors.normalization, test_logits
                 )
-        seconds = time.perf_counter() - start
-        # The plain cross-entropy, even when training minimises a smoothed one, so that train
-        # and test losses compare. After a resume, the train figures cover the batches
-        # trained since.
-        train_logits, train_labels = epoch_logits[:seen], epoch_labels[:seen]
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": F.cross_entropy(train_logits, train_labels).item(),
-            "train_accuracy": (train_logits.argmax(1) == train_labels).sum().item() / max(seen, 1),
-            "seconds": seconds,
-            "samples_per_second": seen / seconds if seconds > 0 else 0.0,
-            "lr": optimizer.param_groups[0]["lr"],
-        }
-        test_logits = predict(model, tensors.x_test)
-        result = score(test_logits, tensors.y_test, len(tensors.classes))
-        record.update(test_loss=result.loss, test_accuracy=result.accuracy)
-        if tensors.x_val is not None:
-            val = evaluate(model, tensors.x_val, tensors.y_val, len(tensors.classes))
-            record.update(val_loss=val.loss, val_accuracy=val.accuracy)
-        history.append(record)
-        position = Position(epoch + 1, 0)
-        if on_epoch is not None:
-            on_epoch(record, position)
-        if should_stop is not None and should_stop() and epoch + 1 < config.epochs:
-            return TrainResult(
-                model, optimizer, history, position, True, tensors.normalization, test_logits
-            )
+    finally:
+        model.dropout_generator = None  # the model leaves train() holding none of its state
     return TrainResult(
         model, optimizer, history, position, False, tensors.normalization, test_logits
     )
 
 
-def _check_finite(losses: torch.Tensor, epoch: int, steps_per_epoch: int, config) -> None:
+def _sums(logits: torch.Tensor, labels: torch.Tensor, earlier: dict) -> dict:
+    """The epoch's summed plain cross-entropy, correct count and sample count so far."""
+    return {
+        "loss_sum": earlier.get("loss_sum", 0.0)
+        + F.cross_entropy(logits.float(), labels, reduction="sum").item(),
+        "correct": earlier.get("correct", 0) + (logits.argmax(1) == labels).sum().item(),
+        "seen": earlier.get("seen", 0) + len(labels),
+        "seconds": earlier.get("seconds", 0.0),
+    }
+
+
+def _check_finite(losses: torch.Tensor, epoch: int, steps_per_epoch: int, skip: int, config):
     finite = torch.isfinite(losses)
     if not bool(finite.all()):
-        index = int((~finite).nonzero()[0])
+        index = skip + int((~finite).nonzero()[0])
+        value = losses[index - skip].item()
         raise TrainingDiverged(
-            f"the loss became {losses[index].item()} at step {epoch * steps_per_epoch + index + 1}"
+            f"the loss became {value} at step {epoch * steps_per_epoch + index + 1}"
             f" (epoch {epoch + 1}, batch {index + 1}); try a lower learning rate than "
             f"--lr {config.lr}"
         )

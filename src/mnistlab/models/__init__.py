@@ -5,12 +5,18 @@
 - `manual`: a hand-derived backward, no autograd (manual.py)
 """
 
+import math
+
 import torch
 import torch.nn.functional as F
 
+from mnistlab.config import IMPLEMENTATIONS
 from mnistlab.models import manual, modules, scratch
+from mnistlab.models.common import epoch_flops, parameter_shapes
 
-IMPLEMENTATIONS = {"module": modules, "scratch": scratch, "manual": manual}
+__all__ = ["build", "build_from_config", "count_parameters", "cross_entropy", "epoch_flops"]
+
+SOURCES = dict(zip(IMPLEMENTATIONS, (modules, scratch, manual), strict=True))
 
 
 def build(
@@ -23,7 +29,7 @@ def build(
     dtype=torch.float32,
 ):
     """A model by name; the same generator state gives the same weights in every impl."""
-    source = IMPLEMENTATIONS[impl]
+    source = SOURCES[impl]
     if model == "logreg":
         return source.LogisticRegression((sizes[0], sizes[-1]), generator=generator, dtype=dtype)
     return source.MLP(sizes, activation, dropout, generator, dtype)
@@ -52,5 +58,9 @@ def cross_entropy(model, logits: torch.Tensor, y: torch.Tensor, label_smoothing:
     return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
 
 
-def count_parameters(model) -> int:
-    return sum(value.numel() for _, value in model.named_parameters())
+def count_parameters(model_or_sizes) -> int:
+    """Trainable parameters of a model, or of the MLP with layer widths `sizes`."""
+    if isinstance(model_or_sizes, tuple | list):
+        shapes = parameter_shapes(tuple(model_or_sizes)).values()
+        return sum(math.prod(shape) for shape in shapes)
+    return sum(value.numel() for _, value in model_or_sizes.named_parameters())

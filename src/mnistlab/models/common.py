@@ -37,13 +37,31 @@ def initial_state(
     return state
 
 
-def dropout_mask(like: torch.Tensor, p: float) -> torch.Tensor:
-    """Inverted-dropout mask: 0 with probability p, else 1/(1-p).
+def dropout_mask(like: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Inverted-dropout mask: 0 with probability p, else 1/(1-p), drawn from `generator`.
 
-    Drawn from the global generator exactly as nn.Dropout draws its own, so under the same seed
-    all three implementations drop the same units.
+    train() hands every implementation the same seeded generator (`model.dropout_generator`),
+    so they drop the same units by construction and never touch torch's global generator.
+    Outside train() the generator is None and the global one is used, as nn.Dropout does.
     """
-    return torch.empty_like(like).bernoulli_(1 - p).div_(1 - p)
+    return torch.empty_like(like).bernoulli_(1 - p, generator=generator).div_(1 - p)
+
+
+def gelu(z: torch.Tensor) -> torch.Tensor:
+    """GELU in the exact form nn.GELU uses: z·Φ(z)."""
+    return z * normal_cdf(z)
+
+
+def normal_cdf(z: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+
+
+def epoch_flops(sizes: tuple[int, ...], samples: int) -> int:
+    """Multiply-add FLOPs (2 per MAC) of one epoch's matmuls for layer widths `sizes`."""
+    layers = list(zip(sizes[:-1], sizes[1:], strict=True))
+    forward = sum(2 * samples * fan_in * fan_out for fan_in, fan_out in layers)
+    input_grads = sum(2 * samples * fan_in * fan_out for fan_in, fan_out in layers[1:])
+    return 2 * forward + input_grads  # forward, weight gradients (same size), input gradients
 
 
 class TensorModel:
@@ -53,6 +71,7 @@ class TensorModel:
     def __init__(self, sizes, activation="relu", dropout=0.0, generator=None, dtype=torch.float32):
         self.sizes, self.activation, self.dropout = tuple(sizes), activation, dropout
         self.training = True
+        self.dropout_generator: torch.Generator | None = None
         self._parameters = initial_state(self.sizes, generator, dtype)
         self._requires_grad(self._parameters)
 

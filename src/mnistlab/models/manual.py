@@ -9,19 +9,13 @@ import math
 
 import torch
 
-from mnistlab.models.common import TensorModel, dropout_mask
+from mnistlab.models.common import TensorModel, dropout_mask, gelu, normal_cdf
 
 SQRT_2PI = math.sqrt(2 * math.pi)
 
 
-def _gelu(z):
-    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
-    return z * cdf
-
-
 def _gelu_grad(z, a, grad):
-    cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
-    return grad * (cdf + z * torch.exp(-0.5 * z * z) / SQRT_2PI)  # Φ(z) + z·φ(z)
+    return grad * (normal_cdf(z) + z * torch.exp(-0.5 * z * z) / SQRT_2PI)  # Φ(z) + z·φ(z)
 
 
 # name -> (forward f(z), backward dL/dz from (z, a = f(z), dL/da)). ReLU's derivative is 1
@@ -30,7 +24,7 @@ def _gelu_grad(z, a, grad):
 # the time of `grad * (z > 0)`, whose boolean mask costs a conversion pass.
 ACTIVATIONS = {
     "relu": (torch.relu, lambda z, a, grad: grad.mul_(a.sign())),
-    "gelu": (_gelu, _gelu_grad),
+    "gelu": (gelu, _gelu_grad),
     "tanh": (torch.tanh, lambda z, a, grad: grad * (1 - a * a)),
     "sigmoid": (torch.sigmoid, lambda z, a, grad: grad * a * (1 - a)),
     "none": (lambda z: z, lambda z, a, grad: grad),
@@ -47,7 +41,7 @@ class MLP(TensorModel):
             a = activation(z)
             mask = None
             if self.training and self.dropout > 0:
-                mask = dropout_mask(a, self.dropout)
+                mask = dropout_mask(a, self.dropout, self.dropout_generator)
             if self.training:
                 self._saved.append((x, z, a, mask))
             x = a if mask is None else a * mask

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from mnistlab.models.common import initial_state
+from mnistlab.models.common import dropout_mask, initial_state
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -12,6 +12,20 @@ ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,
     "none": nn.Identity,
 }
+
+
+class Dropout(nn.Module):
+    """nn.Dropout, drawing its mask from `generator` (see common.dropout_mask)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * dropout_mask(x, self.p, self.generator)
 
 
 class MLP(nn.Module):
@@ -27,19 +41,29 @@ class MLP(nn.Module):
     ):
         super().__init__()
         self.sizes = tuple(sizes)
+        # skip_init: nn.Linear's own initialisation would draw from torch's global generator,
+        # only to be overwritten below.
         self.hidden = nn.ModuleList(
-            nn.Linear(fan_in, fan_out, dtype=dtype)
+            nn.utils.skip_init(nn.Linear, fan_in, fan_out, dtype=dtype)
             for fan_in, fan_out in zip(self.sizes[:-2], self.sizes[1:-1], strict=True)
         )
-        self.output = nn.Linear(self.sizes[-2], self.sizes[-1], dtype=dtype)
+        self.output = nn.utils.skip_init(nn.Linear, self.sizes[-2], self.sizes[-1], dtype=dtype)
         # ReLU in place, as the linear layer's output is needed by nothing else: one fewer
         # (batch, width) tensor to allocate and fill each step.
         self.activation = ACTIVATIONS[activation](
             **({"inplace": True} if activation == "relu" else {})
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         # The shared initialisation, so that a seed means the same weights in every twin.
         self.load_state_dict(initial_state(self.sizes, generator, dtype))
+
+    @property
+    def dropout_generator(self) -> torch.Generator | None:
+        return self.dropout.generator
+
+    @dropout_generator.setter
+    def dropout_generator(self, generator: torch.Generator | None) -> None:
+        self.dropout.generator = generator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.hidden:  # (B, D) -> (B, H)

@@ -6,16 +6,9 @@ not a leaf, so it never receives a .grad and the model cannot learn. Here every 
 created first and marked `requires_grad_()` after, which keeps it a leaf.
 """
 
-import math
-
 import torch
 
-from mnistlab.models.common import TensorModel, dropout_mask
-
-
-def gelu(z: torch.Tensor) -> torch.Tensor:
-    return 0.5 * z * (1 + torch.erf(z / math.sqrt(2)))  # the exact form nn.GELU uses
-
+from mnistlab.models.common import TensorModel, dropout_mask, gelu
 
 ACTIVATIONS = {
     "relu": torch.relu,
@@ -37,7 +30,7 @@ class MLP(TensorModel):
             weight, bias = self.layer(f"hidden.{index}")
             x = activation(x @ weight.T + bias)
             if self.training and self.dropout > 0:
-                x = x * dropout_mask(x, self.dropout)
+                x = x * dropout_mask(x, self.dropout, self.dropout_generator)
         weight, bias = self.layer("output")
         return x @ weight.T + bias  # (B, C) logits
 

@@ -1,0 +1,46 @@
+"""The three implementations trained side by side from the same weights on the same batches."""
+
+import dataclasses
+import time
+
+from mnistlab import train as training
+from mnistlab.config import IMPLEMENTATIONS, TrainConfig
+
+
+def _largest_difference(state: dict, reference: dict) -> float:
+    return max((state[name] - reference[name]).abs().max().item() for name in state)
+
+
+def compare(config: TrainConfig, tensors: training.Tensors, on_result=None) -> list[dict]:
+    """One row per implementation: final test accuracy and train loss, seconds, and the
+    largest weight difference from `module` at the end and after the first step.
+
+    After one step the implementations differ by float32 rounding alone. Over many steps
+    those differences grow (Adam divides by small second moments), so the final weights part
+    while the accuracy stays the same. `on_result(impl, row)` sees each row as it is done.
+    """
+    first = {
+        impl: training.train(
+            dataclasses.replace(config, impl=impl), tensors, should_stop=lambda: True
+        ).model.state_dict()
+        for impl in IMPLEMENTATIONS
+    }
+    finals, rows = {}, []
+    for impl in IMPLEMENTATIONS:
+        started = time.perf_counter()
+        result = training.train(dataclasses.replace(config, impl=impl), tensors)
+        seconds = time.perf_counter() - started
+        finals[impl] = result.model.state_dict()
+        row = {
+            "impl": impl,
+            "test_accuracy": result.history[-1]["test_accuracy"],
+            "train_loss": result.history[-1]["train_loss"],
+            "seconds": seconds,
+        }
+        rows.append(row)
+        if on_result is not None:
+            on_result(impl, row)
+    for row in rows:
+        row["difference"] = _largest_difference(finals[row["impl"]], finals["module"])
+        row["first_step_difference"] = _largest_difference(first[row["impl"]], first["module"])
+    return rows

@@ -1,0 +1,74 @@
+"""Writing files so that a reader never sees half of one, and a failure leaves nothing behind.
+
+Every file mnistlab writes (configs, metrics, checkpoints, pictures, reports, cached arrays)
+goes through `atomic_write`: a new temporary file in the target's folder, created exclusively
+(never following a planted link), filled, flushed to disk, given ordinary permissions, and
+renamed over the target. On any failure, Ctrl-C included, the temporary file is removed.
+"""
+
+import errno
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+# Short and fixed, so that a temporary name fits wherever the target's name fits (255 bytes),
+# and so that leftovers of a killed process can be found and removed.
+TEMP_PREFIX = ".mnistlab-tmp-"
+
+
+def _umask() -> int:
+    # The only portable way to read the umask is to set it; done once, before any thread runs.
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+_UMASK: int | None = None
+
+
+def atomic_write(path: str | Path, content: bytes | str | Callable[[BinaryIO], None]) -> Path:
+    """Write `content` (bytes, text, or a function that writes to a binary handle) to `path`."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            if callable(content):
+                content(stream)
+            else:
+                stream.write(content.encode() if isinstance(content, str) else content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        # mkstemp makes the file private; the result is an ordinary file like any other.
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_stale_temporaries(folder: str | Path, older_than: float = 0.0) -> int:
+    """Remove temporary files that a killed process left in `folder`; returns how many.
+
+    Call it where no other process can be writing (under the folder's lock), or with
+    `older_than` seconds so that a live writer's file is spared.
+    """
+    removed = 0
+    now = time.time()
+    for leftover in Path(folder).glob(TEMP_PREFIX + "*"):
+        try:
+            if now - leftover.stat().st_mtime >= older_than:
+                leftover.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def is_no_space(error: OSError) -> bool:
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
