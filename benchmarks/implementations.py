@@ -12,8 +12,7 @@ import torch
 
 from mnistlab import data
 from mnistlab import train as training
-from mnistlab.cli import RECIPES, describe
-from mnistlab.config import TrainConfig
+from mnistlab.config import RECIPES, TrainConfig, describe
 
 
 def main():

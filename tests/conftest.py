@@ -115,3 +115,12 @@ def mnist_session(tmp_path_factory):
 @pytest.fixture
 def mnist(real_data, mnist_session):
     return mnist_session
+
+
+def register_tiny(folder) -> None:
+    """Register the synthetic dataset written in `folder` as 'tiny' (for child processes)."""
+    contents = {}
+    for path in Path(folder).glob("*.gz"):
+        contents[path.name] = path.read_bytes()
+        contents[path.name.removesuffix(".gz")] = gzip.decompress(contents[path.name])
+    data.DATASETS["tiny"] = spec_for(contents)

@@ -174,18 +174,16 @@ def _open_run(args):
     from mnistlab.runs import Run
 
     if args.resume:
-        for flag in ("out", "recipe", "config"):
-            if getattr(args, flag):
-                raise RunError(f"--{flag} cannot be given with --resume: a run keeps its own")
         if args.dry_run:  # never touches the run: its settings, in a fresh temporary folder
-            config = Run.open(args.resume, given(args))
-            config.close()
-            return Run.create(tempfile.mkdtemp(prefix="mnistlab-dry-run-"), config.config)
+            with Run.open(args.resume, given(args)) as resumed:
+                config = dataclasses.replace(resumed.config, epochs=1)
+            return Run.create(tempfile.mkdtemp(prefix="mnistlab-dry-run-"), config)
         run = Run.open(args.resume, given(args))
         if run.finished:
             run.close()
+            done = run.epochs_done
             raise RunError(
-                f"{run.folder} already finished {run.epochs_done} epochs; "
+                f"{run.folder} already finished {done} epoch{'s' if done != 1 else ''}; "
                 "pass a larger --epochs to train on"
             )
         return run
@@ -199,7 +197,15 @@ def _open_run(args):
 def cmd_train(args) -> int:
     from mnistlab.runs import StopFlag
 
+    for flag in ("out", "recipe", "config"):
+        if args.resume and getattr(args, flag):
+            raise RunError(f"--{flag} cannot be given with --resume: a run keeps its own")
     runtime = runtime_from_args(args)
+    if args.resume and not runtime.data_dir:  # where the run found its data before
+        from mnistlab import checkpoint, runs
+
+        found = runs.data_dir_of(checkpoint.resolve(args.resume).parent)
+        runtime = dataclasses.replace(runtime, data_dir=found)
     with _open_run(args) as run:
         dry = " (a dry run: two batches, in a temporary folder)" if args.dry_run else ""
         print(

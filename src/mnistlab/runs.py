@@ -104,13 +104,20 @@ def read_config(folder: str | Path) -> TrainConfig:
     path = Path(folder) / CONFIG
     try:
         return from_saved(json.loads(path.read_text()))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, TypeError) as error:
         raise RunError(f"{path}: not a readable mnistlab run config ({error})") from None
 
 
 def is_run(folder: str | Path) -> bool:
+    """A folder with a checkpoint, or with the config.json of a run (not any config.json)."""
     folder = Path(folder)
-    return (folder / CONFIG).is_file() or (folder / checkpoint.FILENAME).is_file()
+    if (folder / checkpoint.FILENAME).is_file():
+        return True
+    try:
+        read_config(folder)
+    except MnistlabError:
+        return False
+    return True
 
 
 def data_dir_of(folder: str | Path) -> str | None:

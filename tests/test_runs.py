@@ -1,0 +1,281 @@
+"""The run folder is the user's data: what a Run guarantees about it, in Python and through
+the command line."""
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnistlab import checkpoint, data, files
+from mnistlab import train as training
+from mnistlab.cli import main
+from mnistlab.config import Runtime, TrainConfig
+from mnistlab.errors import CheckpointError, RunError
+from mnistlab.runs import Run
+
+SMALL = ("--hidden", "16", "--batch-size", "64", "--no-plots")
+
+
+def tiny_config(**settings):
+    return TrainConfig(**{"dataset": "tiny", "hidden": (16,), "batch_size": 64, **settings})
+
+
+def cli(capsys, *argv):
+    code = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def train_tiny(capsys, folder, out, *extra):
+    return cli(
+        capsys, "train", "--dataset", "tiny", "--data-dir", folder, *SMALL, *extra, "--out", out
+    )
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_foreign_non_empty_folder_is_refused_and_left_as_it_was(capsys, tiny, tmp_path):
+    out = tmp_path / "thesis"
+    out.mkdir()
+    (out / "config.json").write_text('{"chapter": 1}')  # a config.json that is not a run's
+    (out / "notes.txt").write_text("mine")
+    before = snapshot(out)
+    code, _, err = train_tiny(capsys, tiny[0], out)
+    assert code == 2 and "not a mnistlab run folder" in err and err.count("\n") == 1
+    assert snapshot(out) == before
+    with pytest.raises(RunError, match="not a mnistlab run folder"):
+        Run.create(tmp_path / "thesis", tiny_config())
+
+
+def test_an_out_that_is_a_file_or_under_a_file_is_refused_before_loading(capsys, tmp_path):
+    (tmp_path / "plain").write_text("x")
+    for out in (tmp_path / "plain", tmp_path / "plain" / "run"):
+        code, _, err = cli(capsys, "train", "--dataset", "mnist", "--out", out, "--no-plots")
+        assert code == 2 and "is a file" in err  # no data set was looked for: MNIST is absent
+    assert (tmp_path / "plain").read_text() == "x"
+
+
+def test_one_process_at_a_time_per_run_folder(capsys, tiny, tmp_path):
+    out = tmp_path / "run"
+    with Run.create(out, tiny_config()):
+        code, _, err = train_tiny(capsys, tiny[0], out)
+        assert code == 2 and "in use by another mnistlab process" in err
+        with pytest.raises(RunError, match="in use"):
+            Run.create(out, tiny_config(hidden=(8,)))
+    assert json.loads((out / "config.json").read_text())["hidden"] == [16]
+    # Released on close: the folder can be used again.
+    assert train_tiny(capsys, tiny[0], out, "--epochs", 1)[0] == 0
+
+
+def test_a_second_process_is_refused_while_the_first_trains(tiny, tmp_path):
+    # Two processes, as two `mnistlab train &` would be: the second is refused with one line
+    # while the first holds the folder, and the folder stays the first's.
+    out = tmp_path / "run"
+    code = (
+        f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent)!r}); import conftest; "
+        "from mnistlab import data; from mnistlab.runs import Run; "
+        "from mnistlab.config import TrainConfig; "
+        f"run = Run.create({str(out)!r}, TrainConfig(dataset='mnist', hidden=(16,))); "
+        "print('locked', flush=True); time.sleep(30)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunError, match="in use by another mnistlab process"):
+            Run.create(out, tiny_config(hidden=(8,)))
+        assert json.loads((out / "config.json").read_text())["hidden"] == [16]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_default_run_names_never_collide(tiny):
+    first, second = Run.new(tiny_config()), Run.new(tiny_config())
+    with first, second:
+        assert first.folder != second.folder
+        assert first.folder.parent == second.folder.parent == Path("runs")
+        assert second.folder.name.startswith(first.folder.name)
+
+
+def test_a_dry_run_goes_to_a_temporary_folder_and_never_touches_a_run(capsys, tiny, tmp_path):
+    out = tmp_path / "run"
+    assert train_tiny(capsys, tiny[0], out, "--epochs", 3)[0] == 0
+    before = snapshot(out)
+    code, stdout, _ = cli(capsys, "train", "--resume", out, "--dry-run", "--no-plots")
+    assert code == 0 and "a dry run" in stdout
+    temporary = Path(stdout.split("run folder ")[1].split()[0])
+    assert temporary != out and temporary.name.startswith("mnistlab-dry-run-")
+    assert (temporary / "checkpoint.pt").is_file()
+    assert snapshot(out) == before
+    # Without --out, a plain dry run leaves nothing in runs/ either.
+    code, stdout, _ = cli(capsys, "train", "--dataset", "tiny", "--data-dir", tiny[0], "--dry-run")
+    assert code == 0 and not Path("runs").exists()
+    shutil.rmtree(temporary)
+
+
+def test_resume_refuses_other_settings_and_lists_them(capsys, tiny, tmp_path):
+    out = tmp_path / "run"
+    assert train_tiny(capsys, tiny[0], out, "--epochs", 1)[0] == 0
+    before = snapshot(out)
+    code, _, err = cli(
+        capsys, "train", "--resume", out, "--lr", 0.5, "--seed", 3, "--batch-size", 32
+    )
+    assert code == 2 and err.count("\n") == 1
+    for difference in ("lr 0.01 -> 0.5", "seed 0 -> 3", "batch_size 64 -> 32"):
+        assert difference in err
+    for flag in (("--out", tmp_path / "x"), ("--recipe", "assignment"), ("--config", "a.toml")):
+        code, _, err = cli(capsys, "train", "--resume", out, *flag)
+        assert code == 2 and f"{flag[0]} cannot be given with --resume" in err
+    code, _, err = cli(capsys, "train", "--resume", out, "--epochs", 1)
+    assert code == 2 and "already finished 1 epoch;" in err
+    assert snapshot(out) == before
+    # The same settings given again are no change; more epochs are.
+    code, stdout, _ = cli(capsys, "train", "--resume", out, "--lr", 0.01, "--epochs", 2, "--quiet")
+    assert code == 0 and "epoch 2/2" in stdout
+
+
+def test_sigterm_leaves_a_checkpoint_that_resumes_to_the_same_weights(tiny, tmp_path):
+    # The child slows every batch so that the signal lands mid-run, then runs the real CLI.
+    folder = tiny[0]
+    child = (
+        f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent)!r}); import conftest; "
+        f"from mnistlab import data; conftest.register_tiny({str(folder)!r}); "
+        "batches = data.batches; "
+        "data.batches = lambda *a, **k: (time.sleep(0.05) or b for b in batches(*a, **k)); "
+        "from mnistlab.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    common = ["--dataset", "tiny", "--data-dir", str(folder), *SMALL, "--epochs", "3", "--quiet"]
+    command = [sys.executable, "-c", child, "train", *common, "--dropout", "0.2"]
+    out, whole = tmp_path / "stopped", tmp_path / "whole"
+    process = subprocess.Popen(
+        [*command, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for line in process.stdout:
+        if line.startswith("epoch 1/3"):
+            time.sleep(0.12)  # into the second epoch
+            process.send_signal(signal.SIGTERM)
+            break
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "Continue with: mnistlab train --resume" in stdout and "Traceback" not in stderr
+    saved = checkpoint.load(out)
+    assert saved["epoch"] == 1 and saved["batch"] > 0  # stopped inside the second epoch
+    resumed = subprocess.run(
+        [sys.executable, "-c", child, "train", "--resume", str(out), "--quiet", "--no-plots"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    uninterrupted = subprocess.run(
+        [*command, "--out", str(whole)], capture_output=True, text=True, timeout=60
+    )
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    final, expected = checkpoint.load(out)["model"], checkpoint.load(whole)["model"]
+    assert all(torch.equal(final[name], expected[name]) for name in expected)
+
+
+def test_a_sweep_resumed_elsewhere_reruns_nothing_and_its_runs_are_run_folders(
+    capsys, tiny, tmp_path
+):
+    moved = tmp_path / "moved-data"
+    shutil.copytree(tiny[0], moved)
+    sweep = tmp_path / "sweep"
+    grid = ("sweep", "--dataset", "tiny", "--epochs", 1, "--hidden", 8, "--batch-size", 64)
+    grid += ("--grid", "lr=0.003,0.01", "--out", sweep, "--no-plots")
+    code, stdout, _ = cli(capsys, *grid, "--data-dir", tiny[0])
+    assert code == 0 and stdout.count("done before") == 0
+    code, stdout, _ = cli(capsys, *grid, "--data-dir", moved, "--threads", 1)
+    assert code == 0 and stdout.count("done before") == 2
+    records = [json.loads(line) for line in (sweep / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for record in records:
+        folder = sweep / record["run"]
+        assert json.loads((folder / "config.json").read_text()) == record["config"]
+        code, stdout, _ = cli(capsys, "evaluate", folder, "--json")
+        assert code == 0 and json.loads(stdout)["accuracy"] == pytest.approx(
+            record["test_accuracy"]
+        )
+    code, stdout, _ = cli(capsys, "train", "--resume", sweep / records[0]["run"], "--epochs", 2)
+    assert code == 0 and "epoch 2/2" in stdout
+
+
+def test_a_sweep_stopped_mid_run_continues_that_run_from_its_checkpoint(tiny, tmp_path):
+    from mnistlab import sweep
+
+    configs = [tiny_config(epochs=2, lr=lr) for lr in (0.003, 0.01)]
+    runtime = Runtime(data_dir=str(tiny[0]))
+    steps = {"n": 0}
+
+    def stop():  # asked between steps: stop inside the first run's second epoch
+        steps["n"] += 1
+        return steps["n"] > 11
+
+    assert sweep.run(configs, tmp_path / "s", runtime, should_stop=stop) == []
+    folder = tmp_path / "s" / "runs" / sweep.run_key(configs[0])
+    assert checkpoint.load(folder)["epoch"] == 1
+    records = sweep.run(configs, tmp_path / "s", runtime)
+    assert len(records) == 2 and len(records[0]["history"]) == 2
+    whole = sweep.run(configs, tmp_path / "whole", runtime)
+    assert [r["test_accuracy"] for r in records] == [r["test_accuracy"] for r in whole]
+
+
+def no_temporaries(folder: Path) -> bool:
+    return not list(folder.glob(files.TEMP_PREFIX + "*"))
+
+
+def test_a_failed_atomic_write_leaves_no_temporary_file_and_the_old_file(tmp_path):
+    target = tmp_path / "config.json"
+    target.write_text("old")
+
+    def full_disk(handle):
+        handle.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        files.atomic_write(target, full_disk)
+    assert target.read_text() == "old" and no_temporaries(tmp_path)
+    files.atomic_write(target, "new")
+    assert target.read_text() == "new" and no_temporaries(tmp_path)
+    assert target.stat().st_mode & 0o044 == 0o044  # readable by others, like any file
+
+
+def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(tiny, tmp_path, monkeypatch):
+    config = tiny_config(epochs=2)
+    tensors = training.prepare(config, data.load("tiny", tiny[0]), torch.device("cpu"))
+    with Run.create(tmp_path / "run", config) as run:
+        run.fit(tensors=tensors, pictures=False, should_stop=lambda: True)  # one epoch saved
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+
+    def full(payload, handle):
+        handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with Run.open(tmp_path / "run") as run, pytest.raises(CheckpointError) as error:
+        run.fit(tensors=tensors, pictures=False)
+    assert "no space left on device while saving" in str(error.value)
+    assert "the previous checkpoint is intact" in str(error.value)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    assert no_temporaries(tmp_path / "run")
+
+
+def test_leftover_temporaries_of_a_killed_run_are_removed_on_its_next_start(tiny, tmp_path):
+    out = tmp_path / "run"
+    with Run.create(out, tiny_config(epochs=1)) as run:
+        run.fit(Runtime(data_dir=str(tiny[0])), pictures=False)
+    leftover = out / (files.TEMP_PREFIX + "abc.tmp")
+    leftover.write_bytes(b"x" * 1000)
+    os.utime(leftover, (0, 0))
+    with Run.open(out, {"epochs": 2}):
+        assert not leftover.exists()
