@@ -379,6 +379,7 @@ class Run:
 def _resumed_config(folder: Path, saved: dict, changes: dict) -> TrainConfig:
     config = saved["config"]
     asked = dataclasses.replace(config, **changes)
+
     def show(value):
         return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
@@ -401,12 +402,36 @@ def _resumed_config(folder: Path, saved: dict, changes: dict) -> TrainConfig:
     return asked
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu"):
-    """A saved run's (or checkpoint file's) payload, config and model with its weights."""
+@dataclasses.dataclass(frozen=True)
+class Saved:
+    """A saved run, read-only: its config, model (weights loaded), history and data."""
+
+    folder: Path
+    config: TrainConfig
+    model: object
+    history: list[dict]
+    tensors: training.Tensors
+
+
+def load(path: str | Path, runtime: Runtime | None = None) -> Saved:
+    """A run folder or checkpoint, with its data set on the runtime's device, normalised as
+    the run was (the data is found where the run found it unless the runtime says)."""
     from mnistlab import models
 
+    runtime = runtime or Runtime()
+    device = training.resolve_device(runtime.device)
     saved = checkpoint.load(path)
+    folder = checkpoint.resolve(path).parent
     config = saved["config"]
     model = models.build_from_config(config).to(device)
     checkpoint.load_weights(model, saved["model"], str(path))
-    return saved, config, model
+    dataset = data.load(
+        config.dataset,
+        runtime.data_dir or data_dir_of(folder),
+        mirrors=runtime.mirrors,
+        progress=runtime.progress,
+    )
+    normalization = tuple(saved["normalization"])
+    tensors = training.prepare(config, dataset, device, normalization)
+    history = saved["history"] or read_metrics(folder)
+    return Saved(folder, config, model, history, tensors)

@@ -55,7 +55,14 @@ class Tensors:
     classes: tuple[str, ...]
 
 
-def prepare(config: TrainConfig, dataset: data.Dataset, device: torch.device) -> Tensors:
+def prepare(
+    config: TrainConfig,
+    dataset: data.Dataset,
+    device: torch.device,
+    normalization: tuple[float, float] | None = None,
+) -> Tensors:
+    """The data set on the device, normalised by the training pixels' mean and std (or by a
+    saved run's `normalization`), with the validation split carved off when asked."""
     train_split, val_split = dataset.train, None
     if config.val_split > 0:
         train_split, val_split = data.split_validation(train_split, config.val_split)
@@ -66,7 +73,7 @@ def prepare(config: TrainConfig, dataset: data.Dataset, device: torch.device) ->
                 "fraction that keeps both",
                 "val_split",
             )
-    mean, std = data.normalization(train_split)
+    mean, std = normalization or data.normalization(train_split)
 
     def inputs(split):
         return data.to_inputs(split.images, mean, std, device)

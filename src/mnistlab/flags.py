@@ -1,0 +1,195 @@
+"""The command line's flags: argparse parsers built from the settings dataclasses.
+
+Flags are made from the fields of TrainConfig (the experiment) and Runtime (the machine), so
+each default, choice and help text is written once (in config.py). Training flags not given
+stay unset and fall back to, in order: a --config TOML file, a --recipe, then TrainConfig's
+defaults. Each subcommand's name is `args.command`; cli.py runs it.
+"""
+
+import argparse
+import dataclasses
+import sys
+from difflib import get_close_matches
+
+from mnistlab import __version__
+from mnistlab.config import (
+    IMPLEMENTATIONS,
+    RECIPES,
+    Runtime,
+    TrainConfig,
+    from_dict,
+    read_settings,
+    recipe,
+    split,
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (and exit 2), with a guess at what was meant."""
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            known = [o for action in self._actions for o in action.option_strings]
+            for word in message.split(":", 1)[1].split():
+                close = get_close_matches(word.split("=")[0], known, n=1)
+                message += f" (did you mean {close[0]}?)" if close else ""
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def add_setting_flags(parser, kind=TrainConfig, skip: tuple[str, ...] = ()) -> None:
+    """A flag for every field of `kind`, with its type, choices and help from the field."""
+    group = parser.add_argument_group(
+        "training settings" if kind is TrainConfig else "where it runs"
+    )
+    for item in dataclasses.fields(kind):
+        if item.name in skip or item.name == "progress":
+            continue
+        default, choices = item.default, item.metadata.get("choices")
+        options = dict(dest=item.name, default=argparse.SUPPRESS, choices=choices)
+        options["help"] = f"{item.metadata['help']} (default: {_show(default)})"
+        if isinstance(default, bool):
+            options.update(action=argparse.BooleanOptionalAction, choices=None)
+        elif item.name == "mirrors":
+            options.update(action="append", metavar="URL", help=item.metadata["help"])
+            group.add_argument("--mirror", **options)
+            continue
+        elif item.name == "hidden":
+            options.update(nargs="*", type=int, metavar="WIDTH")
+        elif isinstance(default, tuple):
+            options.update(nargs=len(default), type=type(default[0]), metavar="VALUE")
+        elif default is not None:
+            options["type"] = type(default)
+        group.add_argument("--" + item.name.replace("_", "-"), **options)
+
+
+def _show(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def given(args, kind=TrainConfig) -> dict:
+    names = {item.name for item in dataclasses.fields(kind)}
+    return {name: value for name, value in vars(args).items() if name in names}
+
+
+def config_from_args(args, base: TrainConfig | None = None) -> TrainConfig:
+    """recipe -> TOML file -> flags, each overriding the one before."""
+    config = base or recipe(getattr(args, "recipe", None) or "default")
+    if getattr(args, "config", None):
+        config = from_dict(split(read_settings(args.config))[0], config)
+    return from_dict(given(args), config)
+
+
+def runtime_from_args(args) -> Runtime:
+    """Flags, over the machine settings of a --config file, over Runtime's defaults."""
+    from_file = split(read_settings(args.config))[1] if getattr(args, "config", None) else {}
+    values = {**from_file, **given(args, Runtime)}
+    values["progress"] = sys.stderr.isatty() and not getattr(args, "quiet", False)
+    return Runtime(**values)
+
+
+def _data_parsers(commands) -> None:
+    data_parser = commands.add_parser("data", help="fetch, check and look at the datasets")
+    actions = data_parser.add_subparsers(dest="action", required=True, parser_class=Parser)
+    for name, summary in (
+        ("fetch", "find or download the files, verified"),
+        ("info", "where each file is, hashes, counts per class"),
+        ("show", "a grid of sample images with their labels"),
+    ):
+        sub = actions.add_parser(name, help=summary, description=summary)
+        sub.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
+        add_setting_flags(sub, Runtime, skip=("device", "threads"))
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub.add_argument("--out", default="samples.png", help="picture file to write (.png)")
+    sub.add_argument("--split", choices=("train", "test"), default="train")
+    sub.add_argument("--rows", type=_positive, default=8, help="images per class")
+    sub.add_argument("--seed", type=int, default=0)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _training_parser(commands, name, text, skip=()):
+    sub = commands.add_parser(name, help=text, description=text)
+    if "recipe" not in skip:
+        sub.add_argument("--recipe", choices=list(RECIPES), help="a named starting config")
+    sub.add_argument("--config", help="TOML file of settings (top level or a [train] table)")
+    sub.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_setting_flags(sub, TrainConfig, skip)
+    add_setting_flags(sub, Runtime)
+    return sub
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="mnistlab", description="Train MLPs and logistic regression on MNIST.")
+    parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _data_parsers(commands)
+
+    train = _training_parser(commands, "train", "train a model and save the run")
+    train.add_argument("--out", help="run folder (default: runs/DATASET-MODEL-TIME)")
+    train.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    train.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="one epoch of two batches in a temporary folder: a quick end-to-end check",
+    )
+    train.add_argument("--no-plots", action="store_true", help="skip the run's pictures")
+
+    params = commands.add_parser("params", help="count trainable parameters, layer by layer")
+    params.add_argument("--hidden", nargs="*", type=int, default=argparse.SUPPRESS, help="widths")
+    params.add_argument("--model", choices=("mlp", "logreg"), default=argparse.SUPPRESS)
+
+    evaluate = commands.add_parser("evaluate", help="test a saved run or checkpoint")
+    evaluate.add_argument("run", help="run folder or checkpoint.pt")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    add_setting_flags(evaluate, Runtime, skip=("threads",))
+
+    _training_parser(
+        commands, "compare", "train module, scratch and manual side by side", skip=("impl",)
+    )
+
+    bench = _training_parser(
+        commands, "bench", "time an epoch against its matmul bound", skip=("impl", "epochs")
+    )
+    bench.add_argument(
+        "--impl", dest="impls", nargs="*", default=list(IMPLEMENTATIONS), choices=IMPLEMENTATIONS
+    )
+    bench.add_argument("--no-notebook", action="store_true", help="skip the notebook pipeline")
+    bench.add_argument("--repeats", type=int, help="repeats, the best kept (default 5)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+
+    _sweep_parser(commands)
+    plot = commands.add_parser("plot", help="draw the pictures of a run or a sweep")
+    plot.add_argument("folder", help="run folder or sweep folder")
+    add_setting_flags(plot, Runtime, skip=("threads",))
+
+    report = commands.add_parser("report", help="one self-contained HTML page of a run/sweep")
+    report.add_argument("folder", help="run folder or sweep folder")
+    report.add_argument("--out", help="HTML file (default: FOLDER/report.html)")
+    return parser
+
+
+def _sweep_parser(commands) -> None:
+    sweep = _training_parser(
+        commands, "sweep", "train a grid of configurations x seeds", skip=("seed",)
+    )
+    sweep.add_argument(
+        "--preset",
+        choices=("width", "depth", "activation", "optimizer", "batch"),
+        help="a ready-made grid",
+    )
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="vary a setting (tuples join items with x: hidden=64,128x128); "
+        "repeatable, combined as a product",
+    )
+    sweep.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds for each config")
+    sweep.add_argument("--out", help="sweep folder (default: sweeps/PRESET)")
+    sweep.add_argument("--no-plots", action="store_true", help="skip the sweep's pictures")

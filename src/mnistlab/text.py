@@ -1,0 +1,110 @@
+"""The plain-text lines and tables the commands print. Each returns a string; cli.py prints."""
+
+from mnistlab.config import TrainConfig, describe, model_name
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def percent(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def epoch_line(record: dict, epochs: int) -> str:
+    line = (
+        f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}  "
+        f"test loss {record['test_loss']:.4f}  test acc {percent(record['test_accuracy'])}"
+    )
+    if "val_accuracy" in record:
+        line += f"  val acc {percent(record['val_accuracy'])}"
+    return line + f"  {record['seconds']:.1f} s  ({record['samples_per_second']:,.0f} samples/s)"
+
+
+def data_info(dataset, spec, class_counts) -> str:
+    """Where each file is, and the images per class in each split."""
+    lines = [
+        f"{dataset.name}: {len(dataset.train):,} training and {len(dataset.test):,} test "
+        f"images of {tuple(dataset.train.images.shape[1:])}, {len(dataset.classes)} classes"
+    ]
+    for key, path in dataset.files.items():
+        lines.append(f"  {spec.files[key].name:28} sha256 OK  {path}")
+    width = max(len("class"), *(len(name) for name in dataset.classes))
+    lines.append(f"  {'class':{width}}  {'train':>6}  {'test':>6}")
+    counts = zip(class_counts(dataset.train), class_counts(dataset.test), strict=True)
+    for name, (train_count, test_count) in zip(dataset.classes, counts, strict=True):
+        lines.append(f"  {name:{width}}  {train_count:6}  {test_count:6}")
+    return "\n".join(lines)
+
+
+def parameters(config: TrainConfig, model, total: int, baseline: int) -> str:
+    """Layer by layer, the total, and the short answer against logistic regression."""
+    rows = [(n, "x".join(map(str, v.shape)), v.numel()) for n, v in model.named_parameters()]
+    width = max(len(name) for name, _, _ in rows)
+    lines = [
+        f"trainable parameters of the {model_name(config)}",
+        f"  {'parameter':{width}}  {'shape':>9}  {'count':>11}",
+    ]
+    lines += [f"  {name:{width}}  {shape:>9}  {count:11,}" for name, shape, count in rows]
+    lines.append(f"  {'total':{width}}  {'':9}  {total:11,}")
+    ratio = "as many" if total == baseline else f"{total / baseline:.1f}x as many"
+    lines.append(f"logistic regression (784-10): {baseline:,} parameters; this model has {ratio}")
+    return "\n".join(lines)
+
+
+def evaluation(config: TrainConfig, result, classes, count: int) -> str:
+    """Loss and accuracy, per-class accuracy and the confusion matrix."""
+    lines = [
+        describe(config),
+        f"test loss {result.loss:.4f}  test accuracy {100 * result.accuracy:.2f}% "
+        f"on {count:,} images",
+    ]
+    width = max(len("class"), *(len(name) for name in classes))
+    lines.append(f"{'class':{width}}  accuracy")
+    for name, accuracy in zip(classes, result.per_class_accuracy, strict=True):
+        lines.append(f"{name:{width}}  {100 * accuracy:7.2f}%")
+    lines.append("confusion matrix (rows: true class, columns: predicted)")
+    lines.append("      " + "".join(f"{index:>6}" for index in range(len(classes))))
+    for index, row in enumerate(result.confusion.tolist()):
+        lines.append(f"{index:>6}" + "".join(f"{count:>6}" for count in row))
+    return "\n".join(lines)
+
+
+def comparison(rows: list[dict]) -> str:
+    lines = [
+        f"{'impl':8}  {'test acc':>8}  {'train loss':>10}  {'seconds':>7}  "
+        f"{'max |param - module param|':>26}  {'(after 1 step)':>14}"
+    ]
+    for row in rows:
+        lines.append(
+            f"{row['impl']:8}  {100 * row['test_accuracy']:7.2f}%  {row['train_loss']:10.4f}  "
+            f"{row['seconds']:7.1f}  {row['difference']:26.2e}  "
+            f"{row['first_step_difference']:14.2e}"
+        )
+    lines.append("seconds: one measurement each; on a busy machine, --threads 1 steadies them")
+    return "\n".join(lines)
+
+
+def bench(config: TrainConfig, report: dict) -> str:
+    lines = [
+        f"{describe(config)}; {report['device']}, {report['threads']} threads, "
+        f"{report['epoch_gflop']:.1f} GFLOP of matmuls per epoch",
+        f"{'':30}  {'s/epoch':>8}  {'samples/s':>10}  {'GFLOP/s':>8}  {'x bound':>7}  slowest",
+    ]
+    for row in report["rows"]:
+        slowest = f"{max(row['times']) / row['seconds'] - 1:+7.0%}" if len(row["times"]) > 1 else ""
+        lines.append(
+            f"{row['name']:30}  {row['seconds']:8.3f}  {row['samples_per_second']:10,.0f}  "
+            f"{row['gflops']:8.1f}  {row['ratio_to_bound']:7.2f}  {slowest:>7}"
+        )
+    count = len(report["rows"][0]["times"])
+    if count > 1:
+        lines.append(
+            f"best of {count}, taken in turns; slowest: the slowest of the {count} "
+            "against the best, how much the machine moved meanwhile"
+        )
+    rows = {row["name"]: row["seconds"] for row in report["rows"]}
+    if "module epoch" in rows and "notebook pipeline (batch 64)" in rows:
+        ratio = rows["notebook pipeline (batch 64)"] / rows["module epoch"]
+        lines.append(f"module epoch is {ratio:.1f}x faster than the notebook pipeline")
+    return "\n".join(lines)
