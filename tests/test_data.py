@@ -55,18 +55,80 @@ def test_corrupt_file_is_a_clear_error_and_nothing_is_cached(tmp_path, kind):
     assert not list((tmp_path / "cache").rglob("*.npy"))
 
 
-def test_decoded_cache_is_written_once_and_then_used(tmp_path, tiny):
-    folder, contents = tiny
+def test_decoded_cache_is_written_once_and_then_used(tmp_path, tiny, monkeypatch):
+    folder, _ = tiny
     first = data.load("tiny", folder)
     cached = list((tmp_path / "cache" / "decoded").glob("*.npy"))
     assert len(cached) == 4
-    # Replace a cache entry with different content: a second load must come from the cache.
-    images_sha = sha256(contents["train-images-idx3-ubyte.gz"])
-    marker = np.full(first.train.images.shape, 7, np.uint8)
-    np.save(tmp_path / "cache" / "decoded" / f"{images_sha}.npy", marker)
+    # The second load decodes nothing: every array comes from the cache.
+    monkeypatch.setattr(gzip, "decompress", lambda *_: pytest.fail("decoded again"))
     second = data.load("tiny", folder)
-    assert torch.equal(second.train.images, torch.from_numpy(marker))
+    assert torch.equal(second.train.images, first.train.images)
+
+
+@pytest.mark.parametrize("damage", ["zeros", "labels out of range", "garbage", "truncated"])
+def test_an_altered_cache_entry_is_rebuilt_from_the_verified_file(tmp_path, tiny, caplog, damage):
+    folder, contents = tiny
+    first = data.load("tiny", folder)
+    images = tmp_path / "cache" / "decoded" / f"{sha256(contents['train-images-idx3-ubyte'])}.npy"
+    labels = tmp_path / "cache" / "decoded" / f"{sha256(contents['train-labels-idx1-ubyte'])}.npy"
+    target = labels if damage == "labels out of range" else images
+    if damage == "zeros":
+        np.save(images, np.zeros_like(first.train.images.numpy()))
+    elif damage == "labels out of range":
+        np.save(labels, np.full(len(first.train), 200, np.uint8))
+    elif damage == "garbage":
+        images.write_bytes(b"\x93NUMPY garbage")
+    else:
+        images.write_bytes(images.read_bytes()[:1000])
+    with caplog.at_level("WARNING"):
+        second = data.load("tiny", folder)
+    assert torch.equal(second.train.images, first.train.images)
     assert torch.equal(second.train.labels, first.train.labels)
+    assert f"decoded cache {target} does not match its source" in caplog.text
+    assert target.is_file()  # rebuilt, and good from now on
+    caplog.clear()
+    data.load("tiny", folder)
+    assert "does not match" not in caplog.text
+
+
+def test_the_bytes_parsed_are_the_bytes_verified(tmp_path, tiny):
+    # A file swapped in after it was verified (between hashing and parsing) is refused.
+    folder, contents = tiny
+    name = "t10k-labels-idx1-ubyte.gz"
+    genuine = sha256(contents[name])
+    (folder / name).write_bytes(gzip.compress(idx_bytes(np.zeros(256, np.uint8)), mtime=0))
+    with pytest.raises(DataError, match="changed after it was verified"):
+        data.read_idx(folder / name, genuine, sha256(contents[name.removesuffix(".gz")]))
+    assert not list((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_an_unreadable_file_or_an_overflowing_header_is_a_data_error(tiny, monkeypatch):
+    folder, _ = tiny
+    with pytest.raises(DataError, match="huge.idx: .* expected"):
+        parse_idx(bytes([0, 0, 8, 3]) + b"\xff\xff\xff\xff" * 3, "huge.idx")
+    unreadable = folder / "train-images-idx3-ubyte.gz"
+
+    def guarded_open(path, *args, **kwargs):  # as root, chmod cannot make a file unreadable
+        if Path(path) == unreadable:
+            raise PermissionError(13, "Permission denied")
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(data, "open", guarded_open, raising=False)
+    with pytest.raises(DataError, match="cannot read .*train-images-idx3-ubyte.gz: Permission"):
+        data.load("tiny", folder)
+
+
+def test_a_file_of_another_dataset_is_named_not_called_corrupt(tmp_path, tiny, monkeypatch):
+    folder, contents = tiny
+    other = {name: content for name, content in contents.items()}
+    other["train-images-idx3-ubyte.gz"] = gzip.compress(b"another dataset", mtime=0)
+    other["train-images-idx3-ubyte"] = b"another dataset"
+    monkeypatch.setitem(data.DATASETS, "other", spec_for(other, name="other"))
+    with pytest.raises(DataError) as error:
+        data.load("other", folder)
+    message = str(error.value)
+    assert "is tiny's train-images-idx3-ubyte.gz" in message and "delete" not in message
 
 
 # --- where files are found --------------------------------------------------------------------

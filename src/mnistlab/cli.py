@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import gc
 import json
+import logging
 import os
 import signal
 import sys
@@ -350,6 +351,8 @@ def _message(error: MnistlabError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The library warns through logging (a rebuilt cache, a skipped result line): show it.
+    logging.basicConfig(format="mnistlab: warning: %(message)s", level=logging.WARNING)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

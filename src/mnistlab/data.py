@@ -9,7 +9,9 @@ second load skips gzip and parsing.
 
 import gzip
 import hashlib
+import logging
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,10 @@ import torch
 
 from mnistlab.errors import DataError
 from mnistlab.fetch import download
+from mnistlab.files import atomic_write
 from mnistlab.idx import parse_idx
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -166,15 +171,33 @@ def download_folder(spec: DatasetSpec, data_dir: str | Path | None = None) -> Pa
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror}; check its permissions") from None
     return digest.hexdigest()
+
+
+def identify(digest: str) -> str | None:
+    """Which known file has this sha256 (of its .gz or its uncompressed form), if any."""
+    for spec in DATASETS.values():
+        for file in spec.files.values():
+            if digest in (file.sha256, file.raw_sha256):
+                return f"{spec.name}'s {file.name}"
+    return None
 
 
 def _verified(path: Path, expected: str) -> Path:
     actual = sha256_of(path)
     if actual != expected:
+        known = identify(actual)
+        if known:  # a good file in the wrong place: nothing to delete
+            raise DataError(
+                f"{path} is {known}, not the file expected here (sha256 {expected}); "
+                "point --data-dir at the folder of the dataset you asked for"
+            )
         raise DataError(
             f"{path}: sha256 {actual} does not match the expected {expected}; the file is "
             "corrupt or not the original: delete it and run again to fetch a fresh copy"
@@ -242,30 +265,62 @@ def locate(
     return found
 
 
-def read_idx(path: Path, sha256: str | None = None) -> np.ndarray:
-    """Decode an IDX file (.gz or raw), through the decoded cache when its hash is given."""
-    cached = cache_dir() / "decoded" / f"{sha256}.npy" if sha256 else None
+def read_idx(path: Path, sha256: str | None = None, raw_sha256: str | None = None) -> np.ndarray:
+    """Decode an IDX file (.gz or raw), checking the very bytes it parses against `sha256`
+    (of the file) and `raw_sha256` (of its uncompressed form).
+
+    With `raw_sha256` the decoded array is cached, and a cached array is used only if it
+    encodes back to exactly those uncompressed bytes: a damaged or altered cache entry is
+    rebuilt from the verified file (and a warning says so), never trusted.
+    """
+    cached = cache_dir() / "decoded" / f"{raw_sha256}.npy" if raw_sha256 else None
     if cached is not None and cached.is_file():
-        try:
-            return np.load(cached)
-        except (OSError, ValueError):
-            cached.unlink(missing_ok=True)  # a damaged cache entry is rebuilt below
-    raw = path.read_bytes()
+        array = _cached_array(cached, raw_sha256)
+        if array is not None:
+            return array
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror}; check its permissions") from None
+    if sha256 is not None and hashlib.sha256(content).hexdigest() != sha256:
+        raise DataError(f"{path} changed after it was verified; run again")
+    raw = content
     if path.suffix == ".gz":
         try:
-            raw = gzip.decompress(raw)
+            raw = gzip.decompress(content)
         except (OSError, EOFError) as error:
             raise DataError(f"{path}: not a valid gzip file ({error})") from None
+    if raw_sha256 is not None and hashlib.sha256(raw).hexdigest() != raw_sha256:
+        raise DataError(f"{path}: its uncompressed content does not match sha256 {raw_sha256}")
     array = parse_idx(raw, str(path))
     if cached is not None:
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            partial = cached.with_suffix(f".{os.getpid()}.tmp")
-            with open(partial, "wb") as handle:
-                np.save(handle, array)
-            os.replace(partial, cached)  # atomic: readers see all of it or nothing
+            atomic_write(cached, lambda handle: np.save(handle, array))
         except OSError:
-            pass  # a read-only cache only costs speed
+            pass  # a read-only or full cache only costs speed
+    return array
+
+
+def _idx_digest(array: np.ndarray) -> str | None:
+    """sha256 of the uncompressed IDX file that `array` decodes from (uint8 arrays)."""
+    if array.dtype != np.uint8 or not 1 <= array.ndim <= 255:
+        return None
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    digest = hashlib.sha256(header)
+    digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def _cached_array(cached: Path, raw_sha256: str) -> np.ndarray | None:
+    try:
+        array = np.load(cached, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        array = None
+    if array is None or _idx_digest(array) != raw_sha256:
+        log.warning("the decoded cache %s does not match its source; rebuilt from it", cached)
+        cached.unlink(missing_ok=True)
+        return None
     return array
 
 
@@ -293,12 +348,17 @@ def _split(files: dict[str, Path], spec: DatasetSpec, prefix: str) -> Split:
         key, path = f"{prefix}_{part}", files[f"{prefix}_{part}"]
         file = spec.files[key]
         sha = file.sha256 if path.suffix == ".gz" else file.raw_sha256
-        arrays[part] = read_idx(path, sha)
+        arrays[part] = read_idx(path, sha, file.raw_sha256)
     images, labels = arrays["images"], arrays["labels"]
     if images.dtype != np.uint8 or images.ndim != 3 or labels.ndim != 1:
         raise DataError(f"{files[prefix + '_images']}: unexpected IDX layout {images.shape}")
     if len(images) != len(labels):
         raise DataError(f"{prefix} split: {len(images)} images but {len(labels)} labels")
+    if len(labels) and int(labels.max()) >= len(spec.classes):
+        raise DataError(
+            f"{files[prefix + '_labels']}: a label {int(labels.max())} outside the "
+            f"{len(spec.classes)} classes"
+        )
     return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
 
 

@@ -1,5 +1,7 @@
 """The IDX file format of MNIST: a 4-byte magic, big-endian dimensions, then raw values."""
 
+import math
+
 import numpy as np
 
 from mnistlab.errors import DataError
@@ -20,7 +22,7 @@ def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
         raise DataError(f"{name}: truncated IDX header ({len(data)} bytes, {ndim} dimensions)")
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, offset=4))
     dtype = np.dtype(_TYPES[kind])
-    expected = header + int(np.prod(shape)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if len(data) != expected:
         raise DataError(f"{name}: {len(data)} bytes, expected {expected} for shape {shape}")
     return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
