@@ -63,7 +63,12 @@ def spec_for(contents: dict[str, bytes], name="tiny", mirrors=()) -> data.Datase
         "test_labels": "t10k-labels-idx1-ubyte.gz",
     }
     files = {
-        key: data.FileSpec(file, sha256(contents[file]), sha256(contents[file.removesuffix(".gz")]))
+        key: data.FileSpec(
+            file,
+            sha256(contents[file]),
+            sha256(contents[file.removesuffix(".gz")]),
+            len(contents[file]),
+        )
         for key, file in keys.items()
     }
     return data.DatasetSpec(

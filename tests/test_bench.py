@@ -92,9 +92,7 @@ def test_cuda_training_keeps_the_dataset_on_the_device(tiny):
     from mnistlab import train as training
 
     folder, _ = tiny
-    config = TrainConfig(
-        dataset="tiny", hidden=(32,), batch_size=64, epochs=2
-    )
+    config = TrainConfig(dataset="tiny", hidden=(32,), batch_size=64, epochs=2)
     device = training.resolve_device("cuda")
     tensors = training.prepare(config, data.load("tiny", folder), device)
     assert tensors.x_train.is_cuda and tensors.y_train.is_cuda and tensors.x_test.is_cuda

@@ -2,7 +2,9 @@ import gzip
 import http.server
 import multiprocessing
 import re
+import socket
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 from conftest import idx_bytes, sha256, spec_for, write_dataset
 from mnistlab import data, fetch
 from mnistlab.errors import DataError
+from mnistlab.fetch import Limits
 from mnistlab.idx import parse_idx
 
 # --- the IDX parser ---------------------------------------------------------------------------
@@ -153,6 +156,9 @@ class Mirror(http.server.BaseHTTPRequestHandler):
             return
         if behaviour == "wrong":
             body = bytes(reversed(body))
+        if behaviour in ("drip", "endless", "silent"):
+            self.misbehave(behaviour, body)
+            return
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -162,6 +168,27 @@ class Mirror(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.wfile.write(body)
+
+    def misbehave(self, behaviour, body):
+        """Bounded in time and bytes, as any test server must be."""
+        if behaviour == "silent":  # accepts, then says nothing
+            time.sleep(1.5)
+            return
+        self.send_response(200)
+        if behaviour == "drip":
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for index in range(60):  # at most 3 s of dripping, or 60 x 64 KiB of zeros
+                if behaviour == "drip":
+                    self.wfile.write(body[index : index + 1])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                else:
+                    self.wfile.write(bytes(1 << 16))
+        except OSError:  # the client hung up, as it should
+            pass
+        self.close_connection = True
 
     def log_message(self, *args):
         pass
@@ -245,7 +272,7 @@ def test_an_unreachable_mirror_is_tried_once_not_per_file(tiny, server, monkeypa
         data.locate("tiny", retries=2)
     message = str(error.value)
     assert len(re.findall(r": could not connect$", message, re.MULTILINE)) == 1
-    assert message.count("skipped (could not connect for an earlier file)") == 3
+    assert message.count("skipped (unreachable or too slow for an earlier file)") == 3
     assert message.count("HTTP 403") == 4
 
 
@@ -257,6 +284,110 @@ def test_user_mirror_comes_first(tiny, server, monkeypatch):
     data.locate("tiny", retries=0)
     assert all(path.startswith("/good/") for path in handler.requests)
     assert len(handler.requests) == 4
+
+
+QUICK = Limits(connect=0.5, read=1.0, deadline=1.0, margin=1000, lock_wait=0.5)
+
+
+@pytest.mark.parametrize("behaviour", ["drip", "endless", "silent"])
+def test_a_misbehaving_mirror_is_bounded_and_skipped_for_the_other_files(
+    tmp_path, tiny, server, monkeypatch, behaviour
+):
+    _, contents = tiny
+    base, handler = server
+    use_mirrors(monkeypatch, contents, [f"{base}/{behaviour}/", f"{base}/good/"])
+    started = time.monotonic()
+    files = data.locate("tiny", retries=2, limits=QUICK)
+    assert time.monotonic() - started < 5
+    assert all(path.read_bytes() == contents[path.name] for path in files.values())
+    asked = [path for path in handler.requests if path.startswith(f"/{behaviour}/")]
+    if behaviour == "endless":  # wrong bytes, not a slow mirror: asked for every file
+        assert len(asked) == 4
+    else:  # too slow once: skipped for the other three files, and never retried
+        assert asked == [f"/{behaviour}/train-images-idx3-ubyte.gz"]
+    folder = tmp_path / "cache" / "tiny"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [".mnistlab.lock", *files_of(contents)]
+    )
+
+
+def files_of(contents):
+    return [name for name in contents if name.endswith(".gz")]
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "reason"),
+    [("drip", "too slow"), ("endless", "cut off"), ("silent", "timed out")],
+)
+def test_a_misbehaving_mirror_is_named_with_what_it_did(
+    tiny, server, monkeypatch, behaviour, reason
+):
+    _, contents = tiny
+    base, _ = server
+    use_mirrors(monkeypatch, contents, [f"{base}/{behaviour}/"])
+    with pytest.raises(DataError) as error:
+        data.locate("tiny", retries=0, limits=QUICK)
+    assert f"{base}/{behaviour}/train-images-idx3-ubyte.gz: " in str(error.value)
+    assert reason in str(error.value)
+
+
+def test_a_black_holed_mirror_costs_one_connect_timeout_for_all_files(tiny, server, monkeypatch):
+    # A listening socket whose one-place queue is full: the kernel drops further SYNs, as a
+    # firewall that silently drops packets does.
+    _, contents = tiny
+    base, handler = server
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    fillers = []
+    for _ in range(2):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(hole.getsockname())
+        fillers.append(filler)
+    try:
+        port = hole.getsockname()[1]
+        use_mirrors(monkeypatch, contents, [f"http://127.0.0.1:{port}/", f"{base}/good/"])
+        started = time.monotonic()
+        files = data.locate("tiny", retries=2, limits=QUICK)
+        assert len(files) == 4 and time.monotonic() - started < 3
+        assert len(handler.requests) == 4
+    finally:
+        for filler in fillers:
+            filler.close()
+        hole.close()
+
+
+def test_a_fetch_waiting_on_another_says_so_and_gives_up_after_its_deadline(
+    tmp_path, tiny, server, monkeypatch, caplog
+):
+    from filelock import FileLock
+
+    _, contents = tiny
+    base, _ = server
+    use_mirrors(monkeypatch, contents, [f"{base}/good/"])
+    folder = tmp_path / "cache" / "tiny"
+    folder.mkdir(parents=True)
+    lock = FileLock(str(folder / ".mnistlab.lock"))
+    with lock, caplog.at_level("WARNING"), pytest.raises(DataError) as error:
+        data.locate("tiny", limits=QUICK)
+    assert "waiting for another mnistlab process to finish downloading" in caplog.text
+    assert "gave up after 0.5 s waiting for another mnistlab process" in str(error.value)
+
+
+def test_downloads_are_readable_by_others_and_stale_temporaries_go(
+    tmp_path, tiny, server, monkeypatch
+):
+    _, contents = tiny
+    base, _ = server
+    use_mirrors(monkeypatch, contents, [f"{base}/good/"])
+    folder = tmp_path / "cache" / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "tmpab12cd_9").write_bytes(b"left by a killed download")
+    (folder / "my-notes.txt").write_text("not ours")
+    files = data.locate("tiny", limits=QUICK)
+    assert all(path.stat().st_mode & 0o044 == 0o044 for path in files.values())
+    assert not (folder / "tmpab12cd_9").exists() and (folder / "my-notes.txt").exists()
 
 
 def _fetch_in_process(args):

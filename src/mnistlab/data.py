@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mnistlab.errors import DataError
-from mnistlab.fetch import download
+from mnistlab.fetch import Limits, download
 from mnistlab.files import atomic_write
 from mnistlab.idx import parse_idx
 
@@ -31,6 +31,7 @@ class FileSpec:
     name: str  # the compressed file's name, as the mirrors serve it
     sha256: str  # of the .gz file
     raw_sha256: str  # of its uncompressed form, for folders that hold only that
+    size: int | None = None  # of the .gz file, in bytes: a download is cut off past it
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class DatasetSpec:
     classes: tuple[str, ...]
 
 
-def _files(sha: dict[str, tuple[str, str]]) -> dict[str, FileSpec]:
+def _files(sha: dict[str, tuple[str, str, int]]) -> dict[str, FileSpec]:
     names = {
         "train_images": "train-images-idx3-ubyte.gz",
         "train_labels": "train-labels-idx1-ubyte.gz",
@@ -61,18 +62,22 @@ DATASETS = {
                 "train_images": (
                     "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
                     "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+                    9912422,
                 ),
                 "train_labels": (
                     "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
                     "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+                    28881,
                 ),
                 "test_images": (
                     "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
                     "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+                    1648877,
                 ),
                 "test_labels": (
                     "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
                     "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+                    4542,
                 ),
             }
         ),
@@ -92,18 +97,22 @@ DATASETS = {
                 "train_images": (
                     "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
                     "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                    26421880,
                 ),
                 "train_labels": (
                     "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
                     "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                    29515,
                 ),
                 "test_images": (
                     "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
                     "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                    4422102,
                 ),
                 "test_labels": (
                     "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
                     "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+                    5148,
                 ),
             }
         ),
@@ -213,8 +222,12 @@ def locate(
     download_missing: bool = True,
     progress: bool = False,
     retries: int = 2,
+    limits: Limits | None = None,
 ) -> dict[str, Path]:
-    """Find (or download) and verify the four files of a dataset; returns key -> path."""
+    """Find (or download) and verify the four files of a dataset; returns key -> path.
+
+    `limits` bounds each download's time and size (fetch.Limits: connect and read timeouts,
+    a deadline per file, the wait for another process's download)."""
     spec = get_spec(name)
     folders = search_folders(spec, data_dir)
     found: dict[str, Path] = {}
@@ -241,7 +254,9 @@ def locate(
                 file.sha256,
                 all_mirrors,
                 target,
+                size=file.size,
                 retries=retries,
+                limits=limits or Limits(),
                 progress=progress,
                 unreachable=unreachable,
             )

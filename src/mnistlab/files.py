@@ -43,13 +43,17 @@ def atomic_write(path: str | Path, content: bytes | str | Callable[[BinaryIO], N
                 stream.write(content.encode() if isinstance(content, str) else content)
             stream.flush()
             os.fsync(stream.fileno())
-        # mkstemp makes the file private; the result is an ordinary file like any other.
-        os.chmod(temporary, 0o666 & ~_umask())
+        make_readable(temporary)  # mkstemp makes it private; it is an ordinary file
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def make_readable(path: str | Path) -> None:
+    """The permissions a new file gets by default (0o644 under the usual umask)."""
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def remove_stale_temporaries(folder: str | Path, older_than: float = 0.0) -> int:
