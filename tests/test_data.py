@@ -13,7 +13,7 @@ import torch
 
 from conftest import idx_bytes, sha256, spec_for, write_dataset
 from mnistlab import data, fetch
-from mnistlab.errors import DataError
+from mnistlab.errors import ConfigError, DataError
 from mnistlab.fetch import Limits
 from mnistlab.idx import parse_idx
 
@@ -454,7 +454,7 @@ def test_wrong_local_file_is_never_used(tiny):
 
 
 def test_unknown_dataset_is_a_clear_error():
-    with pytest.raises(DataError, match="unknown dataset 'kmnist2'; choose one of: mnist"):
+    with pytest.raises(ConfigError, match="unknown dataset 'kmnist2'; choose one of: mnist"):
         data.load("kmnist2")
 
 

@@ -134,14 +134,22 @@ def cmd_train(args) -> int:
             print(text.epoch_line(record, run.config.epochs))
         progress = Progress(runtime, run.config)
         with stopping_on_signals(StopFlag()) as stop, contextlib.closing(progress):
-            result = run.fit(
-                runtime,
-                dry_run=args.dry_run,
-                pictures=not args.no_plots,
-                on_batch=progress.on_batch,
-                on_epoch=progress.on_epoch,
-                should_stop=stop,
-            )
+            try:
+                result = run.fit(
+                    runtime,
+                    dry_run=args.dry_run,
+                    pictures=not args.no_plots,
+                    on_batch=progress.on_batch,
+                    on_epoch=progress.on_epoch,
+                    should_stop=stop,
+                )
+            except BrokenPipeError:  # `| head`: each epoch is saved before it is printed
+                print(
+                    f"mnistlab: output closed; the run stopped after its last saved epoch. "
+                    f"Continue with: mnistlab train --resume {run.folder}",
+                    file=sys.stderr,
+                )
+                raise
         if result.interrupted:
             print(
                 f"interrupted at epoch {result.position.epoch + 1}, batch "

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistlab.errors import DataError
+from mnistlab.errors import ConfigError, DataError
 from mnistlab.fetch import Limits, download
 from mnistlab.files import atomic_write
 from mnistlab.idx import parse_idx
@@ -138,7 +138,9 @@ DATASETS = {
 
 def get_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+        raise ConfigError(
+            f"dataset: unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}", "dataset"
+        )
     return DATASETS[name]
 
 

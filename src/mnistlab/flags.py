@@ -22,18 +22,37 @@ from mnistlab.config import (
     recipe,
     split,
 )
+from mnistlab.errors import ConfigError
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (and exit 2), with a guess at what was meant."""
+    """argparse, but a usage mistake is one line (and exit 2), with a guess at what was meant,
+    pointing at the subcommand's own help."""
 
     def error(self, message):
-        if message.startswith("unrecognized arguments:"):
-            known = [o for action in self._actions for o in action.option_strings]
-            for word in message.split(":", 1)[1].split():
-                close = get_close_matches(word.split("=")[0], known, n=1)
-                message += f" (did you mean {close[0]}?)" if close else ""
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def parse_args(self, args=None, namespace=None):
+        args, extras = self.parse_known_args(args, namespace)
+        if extras:  # reported by the subcommand that was given them, with its options
+            parser = self._subcommand(args)
+            known = [option for action in parser._actions for option in action.option_strings]
+            message = f"unrecognized arguments: {' '.join(extras)}"
+            flags = [word.split("=")[0] for word in extras if word.startswith("-")]
+            guesses = [g for flag in flags for g in get_close_matches(flag, known, n=1)]
+            if guesses:
+                message += f" (did you mean {', '.join(guesses)}?)"
+            parser.error(message)
+        return args
+
+    def _subcommand(self, args) -> "Parser":
+        parser = self
+        for dest in ("command", "action"):
+            choices = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            if not choices or getattr(args, dest, None) not in choices[0].choices:
+                break
+            parser = choices[0].choices[getattr(args, dest)]
+        return parser
 
 
 def add_setting_flags(parser, kind=TrainConfig, skip: tuple[str, ...] = ()) -> None:
@@ -75,16 +94,29 @@ def config_from_args(args, base: TrainConfig | None = None) -> TrainConfig:
     """recipe -> TOML file -> flags, each overriding the one before."""
     config = base or recipe(getattr(args, "recipe", None) or "default")
     if getattr(args, "config", None):
-        config = from_dict(split(read_settings(args.config))[0], config)
+        config = _from_file(args.config, lambda values: from_dict(split(values)[0], config))
     return from_dict(given(args), config)
+
+
+def _from_file(path, build):
+    """What `build` makes of a TOML file's settings; its errors name the file and its key
+    (not a flag)."""
+    try:
+        return build(read_settings(path))
+    except ConfigError as error:
+        message = str(error)
+        raise ConfigError(
+            message if message.startswith(("config file", "cannot read")) else f"{path}: {message}"
+        ) from None
 
 
 def runtime_from_args(args) -> Runtime:
     """Flags, over the machine settings of a --config file, over Runtime's defaults."""
-    from_file = split(read_settings(args.config))[1] if getattr(args, "config", None) else {}
-    values = {**from_file, **given(args, Runtime)}
-    values["progress"] = sys.stderr.isatty() and not getattr(args, "quiet", False)
-    return Runtime(**values)
+    base = Runtime()
+    if getattr(args, "config", None):
+        base = _from_file(args.config, lambda values: Runtime(**split(values)[1]))
+    progress = sys.stderr.isatty() and not getattr(args, "quiet", False)
+    return dataclasses.replace(base, **given(args, Runtime), progress=progress)
 
 
 def _data_parsers(commands) -> None:

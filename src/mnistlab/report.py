@@ -152,7 +152,7 @@ def render_sweep(folder: Path) -> str:
             [
                 [
                     sweep.label(r["config"], fields),
-                    r["config"]["seed"],
+                    r["config"].get("seed"),
                     f"{100 * r['test_accuracy']:.2f}%",
                     f"{r['seconds']:.1f}",
                 ]
@@ -176,6 +176,7 @@ def write(folder: str | Path, out: str | Path | None = None) -> Path:
     if not out.parent.is_dir():
         raise ConfigError(f"out: the folder {out.parent} does not exist", "out")
     try:
-        return atomic_write(out, text)
+        # A folder name that is not UTF-8 shows as replacement characters, not an error.
+        return atomic_write(out, text.encode("utf-8", errors="replace"))
     except OSError as error:
         raise ConfigError(f"out: cannot write {out}: {error.strerror}", "out") from None

@@ -145,6 +145,13 @@ def _lock(folder: Path) -> FileLock:
 
 def _check_target(folder: Path) -> None:
     """Refuse, before anything is loaded or written, a folder that cannot hold a run."""
+    try:
+        _check_folder(folder)
+    except OSError as error:  # a name too long, a folder that cannot be listed, ...
+        raise RunError(f"cannot make the run folder {folder}: {error.strerror}") from None
+
+
+def _check_folder(folder: Path) -> None:
     for parent in [folder, *folder.parents]:
         if parent.exists() and not parent.is_dir():
             raise RunError(f"cannot make the run folder {folder}: {parent} is a file")

@@ -137,7 +137,15 @@ def run_key(config: TrainConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-REQUIRED = {"key": str, "config": dict, "test_accuracy": float, "seconds": float}
+NUMBER = (int, float)
+REQUIRED = {
+    "key": str,
+    "config": dict,
+    "test_accuracy": NUMBER,
+    "seconds": NUMBER,
+    "parameters": int,
+    "train_flops": int,
+}
 
 
 def read_results(folder: str | Path, problems: list[str] | None = None) -> list[dict]:
@@ -289,7 +297,7 @@ def varied_fields(records: list[dict]) -> list[str]:
     return [
         name
         for name in fields
-        if len({json.dumps(record["config"][name]) for record in records}) > 1
+        if len({json.dumps(record["config"].get(name)) for record in records}) > 1
     ]
 
 
@@ -301,7 +309,7 @@ def label(config: dict, fields: list[str]) -> str:
 
     if config.get("model") == "logreg":  # no hidden layer: its settings mean nothing here
         fields = [name for name in fields if name not in ("hidden", "activation", "dropout")]
-    return " ".join(f"{name}={show(config[name])}" for name in fields) or "base"
+    return " ".join(f"{name}={show(config.get(name))}" for name in fields) or "base"
 
 
 def summarize(records: list[dict]) -> list[dict]:

@@ -1,0 +1,315 @@
+"""Faults found by trying to break mnistlab as a hostile or unlucky user would: each was
+reproduced on the main of 2026-11 and is held here (the numbers are the hardening issue's)."""
+
+import json
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnistlab import checkpoint, report, sweep
+from mnistlab.cli import main
+from mnistlab.config import TrainConfig
+from mnistlab.errors import CheckpointError
+
+MARKUP = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+
+def cli(capsys, *argv):
+    code = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(code, err, expected_code=2):
+    assert code == expected_code, err
+    assert err.startswith("mnistlab") and err.count("\n") == 1 and "Traceback" not in err
+
+
+# --- 1. no code from the working directory ----------------------------------------------------
+
+
+@pytest.mark.realdata
+def test_a_planted_matplotlib_in_the_working_directory_never_runs(real_data, tmp_path):
+    planted = tmp_path / "work" / "matplotlib"
+    planted.mkdir(parents=True)
+    marker = tmp_path / "ran"
+    (planted / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('pwned')\n")
+    command = Path(sys.executable).with_name("mnistlab")  # the installed command a user runs
+    result = subprocess.run(
+        [command, "train", "--data-dir", real_data, "--epochs", "1", "--hidden", "16"]
+        + ["--out", tmp_path / "run", "--quiet"],
+        cwd=planted.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists()
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000  # pictures were drawn
+
+
+# --- 2 and 4. reports: every value escaped, only the run's own pictures -----------------------
+
+
+class Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def tags_of(path: Path):
+    parser = Tags()
+    parser.feed(path.read_text())
+    return parser.tags
+
+
+def assert_inert(path: Path):
+    tags = tags_of(path)
+    assert not [tag for tag, _ in tags if tag == "script"]
+    assert not [attrs for _, attrs in tags if any(k.startswith("on") for k in attrs)]
+    assert all(a["src"].startswith("data:image/png;base64,") for t, a in tags if t == "img")
+
+
+def test_markup_in_any_run_or_sweep_field_reaches_the_report_as_text(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {**json.loads(json.dumps(TrainConfig().__dict__)), "activation": MARKUP}
+    (run / "config.json").write_text(json.dumps(config))
+    record = {"epoch": MARKUP, "train_loss": MARKUP, "train_accuracy": MARKUP}
+    record |= {"test_loss": 0.1, "test_accuracy": MARKUP, "seconds": MARKUP}
+    (run / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    assert_inert(report.write(run))
+    assert "&lt;script&gt;" in (run / "report.html").read_text()
+
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    lines = []
+    for index, value in enumerate([MARKUP, "relu"]):
+        config = {"activation": value, "seed": MARKUP, "hidden": [MARKUP]}
+        lines.append(
+            {"key": str(index), "config": config, "test_accuracy": 0.9 + index / 100}
+            | {"seconds": 1.0, "parameters": 10, "train_flops": 100}
+        )
+    (folder / "results.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    page = report.write(folder)
+    assert_inert(page)
+    assert "Best:" in page.read_text() and "&lt;img" in page.read_text()
+
+
+def test_a_report_embeds_no_link_and_nothing_that_is_not_a_png(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(TrainConfig().__dict__, default=list))
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the password")
+    (run / "curves.png").symlink_to(secret)
+    (run / "confusion.png").write_text("not a picture either")
+    text = report.write(run).read_text()
+    assert "<img" not in text
+    assert "the password" not in text and "dGhlIHBhc3N3b3Jk" not in text  # nor its base64
+
+
+# --- 11. output paths -------------------------------------------------------------------------
+
+
+def test_output_paths_that_cannot_be_written_are_one_line_errors(capsys, tmp_path, tiny):
+    folder = tiny[0]
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(TrainConfig().__dict__, default=list))
+    cases = [
+        (["report", tmp_path / "run", "--out", tmp_path / "missing" / "r.html"], "does not exist"),
+        (["report", tmp_path / "run", "--out", tmp_path], "is a folder"),
+        (["data", "show", "--dataset", "tiny", "--data-dir", folder, "--out", "grid"], "extension"),
+        (
+            ["data", "show", "--dataset", "tiny", "--data-dir", folder, "--out", "g.xyz"],
+            "extension",
+        ),
+        (["train", "--out", tmp_path / ("x" * 300), "--no-plots"], "cannot make the run folder"),
+        (["train", "--out", tmp_path / "a-file" / "run"], "is a file"),
+    ]
+    for argv, message in cases:
+        code, _, err = cli(capsys, *argv)
+        one_line_error(code, err)
+        assert message in err, (argv, err)
+
+
+def test_data_folders_that_are_files_are_one_line_errors(capsys, tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("x")
+    code, _, err = cli(capsys, "data", "fetch", "--data-dir", tmp_path / "a-file")
+    one_line_error(code, err, 1)
+    assert "cannot make the download folder" in err
+    monkeypatch.setenv("MNISTLAB_CACHE_DIR", str(tmp_path / "a-file"))
+    code, _, err = cli(capsys, "data", "fetch")
+    one_line_error(code, err, 1)
+    assert "cannot make the download folder" in err
+
+
+# --- 13 and 14. values that pass one check and crash later; one validation path -------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--seed", "99999999999999999999"], "--seed must be between 0 and"),
+        (["train", "--batch-size", "1000000000000"], "--batch-size must be between 1 and"),
+        (["params", "--hidden", "10000000000000"], "--hidden widths must be between 1 and"),
+        (["train", "--weight-decay", "nan"], "--weight-decay must be a finite number"),
+        (["train", "--weight-decay", "inf"], "--weight-decay must be a finite number"),
+        (["data", "show", "--rows", "0"], "--rows: must be at least 1"),
+        (["data", "show", "--rows", "-3"], "--rows: must be at least 1"),
+        (["sweep", "--grid", "nesterov=ture"], "cannot read 'ture' as true or false"),
+        (["sweep", "--grid", "hiden=8"], "did you mean hidden?"),
+        (["train", "--hiden", "8"], "mnistlab train: error: unrecognized arguments: --hiden 8"),
+        (["train", "--hiden", "8"], "(did you mean --hidden?) (see 'mnistlab train --help')"),
+        (["train", "--recipie", "best"], "did you mean --recipe?"),
+        (["data", "info", "--dataset", "kmnist"], "unknown dataset 'kmnist'"),
+    ],
+)
+def test_values_that_used_to_crash_are_one_line_errors(capsys, argv, message):
+    code, _, err = cli(capsys, *argv)
+    one_line_error(code, err)
+    assert message in err
+
+
+def test_a_validation_split_that_leaves_nothing_is_a_one_line_error(capsys, tiny):
+    code, _, err = cli(
+        capsys, "train", "--dataset", "tiny", "--data-dir", tiny[0], "--val-split", "0.9999999"
+    )
+    one_line_error(code, err)
+    assert "--val-split 0.9999999 leaves" in err
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('hidden = "abc"', "hidden must be a list of int values"),
+        ('betas = "ab"', "betas must be a list of float values"),
+        ("train = 5", "[train] must be a table"),
+        ("epochs = 1.5", "epochs must be a whole number, got 1.5"),
+        ("batch_size = 700.5", "batch_size must be a whole number"),
+        ("seed = 1.5", "seed must be a whole number"),
+        ("threads = 1.5", "threads must be a whole number"),
+        ("data_dir = 5", "data_dir must be a str, got 5"),
+        ("hidden = [8.7]", "hidden must be a whole number, got 8.7"),
+        ("lr = true", "lr must be a number, got True"),
+        ("nesterov = 1", "nesterov must be true or false"),
+        ("learning_rate = 0.1", "unknown settings: learning_rate;"),
+        ("hiden = [8]", "unknown settings: hiden (did you mean hidden?)"),
+    ],
+)
+def test_toml_values_of_the_wrong_type_are_refused(capsys, tmp_path, toml, message):
+    (tmp_path / "run.toml").write_text(toml + "\n")
+    code, _, err = cli(capsys, "train", "--config", tmp_path / "run.toml")
+    one_line_error(code, err)
+    assert message in err
+
+
+def test_a_toml_file_that_is_not_utf8_is_refused(capsys, tmp_path):
+    (tmp_path / "run.toml").write_bytes(b'activation = "\xff\xfe"\n')
+    code, _, err = cli(capsys, "train", "--config", tmp_path / "run.toml")
+    one_line_error(code, err)
+    assert "not UTF-8" in err or "not valid TOML" in err
+
+
+# --- 15. crafted checkpoints ------------------------------------------------------------------
+
+
+def crafted(payload: dict) -> dict:
+    good = {
+        "format_version": 2,
+        "config": json.loads(json.dumps(TrainConfig().__dict__, default=list)),
+        "model": {"output.bias": torch.zeros(10)},
+        "optimizer": {},
+        "epoch": 1,
+        "batch": 0,
+        "history": [],
+        "normalization": [0.1, 0.3],
+    }
+    return {**good, **payload}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"config": None}, "'config' is missing or not a dict"),
+        ({"model": None}, "'model' is missing or not a dict"),
+        ({"config": [1, 2]}, "'config' is missing or not a dict"),
+        ({"model": {"output.bias": 3}}, "'model' holds something other than tensors"),
+        ({"normalization": [0.1]}, "'normalization' must be two numbers"),
+        ({"history": ["a", "b"]}, "'history' must be a list of per-epoch records"),
+        ({"epoch": "1"}, "'epoch' is missing or not a int"),
+        ({"config": {"hidden": "abc"}}, "its config: hidden must be a list"),
+    ],
+)
+def test_a_crafted_checkpoint_is_not_a_mnistlab_checkpoint(capsys, tmp_path, change, message):
+    torch.save(crafted(change), tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="not a mnistlab checkpoint"):
+        checkpoint.load(tmp_path)
+    code, _, err = cli(capsys, "evaluate", tmp_path)
+    one_line_error(code, err)
+    assert message in err
+
+
+# --- 16. results.jsonl lines that are not records; two sweeps in one folder -------------------
+
+
+def test_lines_that_are_not_records_are_skipped_with_their_line_number(tmp_path, caplog):
+    good = {"key": "a", "config": {"seed": 0}, "test_accuracy": 0.5, "seconds": 1.0}
+    good |= {"parameters": 10, "train_flops": 100}
+    lines = [
+        "[]",
+        "42",
+        "null",
+        "{}",
+        '{"key": "old", "config": {}}',
+        '{"garbled',
+        json.dumps(good),
+    ]
+    (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n")
+    before = (tmp_path / "results.jsonl").read_text()
+    problems = []
+    with caplog.at_level("WARNING"):
+        records = sweep.read_results(tmp_path, problems)
+    assert records == [good]
+    assert [problem.split(":")[1] for problem in problems] == ["1", "2", "3", "4", "5", "6"]
+    assert "results.jsonl:6: not a sweep record" in caplog.text
+    assert (tmp_path / "results.jsonl").read_text() == before  # kept as it was
+    assert report.render_sweep(tmp_path)  # the rest stays readable
+
+
+def test_two_sweeps_cannot_write_one_folder_at_once(tmp_path, tiny):
+    from filelock import FileLock
+
+    from mnistlab.errors import RunError
+
+    (tmp_path / "s").mkdir()
+    with FileLock(str(tmp_path / "s" / ".mnistlab.lock")), pytest.raises(RunError, match="in use"):
+        sweep.run([TrainConfig(dataset="tiny")], tmp_path / "s")
+
+
+# --- 20. misleading messages --------------------------------------------------------------------
+
+
+def test_seeds_given_twice_count_once(capsys, tiny, tmp_path):
+    code, stdout, _ = cli(
+        capsys, "sweep", "--dataset", "tiny", "--data-dir", tiny[0], "--epochs", 1,
+        "--hidden", 8, "--seeds", 0, 0, 0, "--out", tmp_path / "s", "--no-plots",
+    )  # fmt: skip
+    assert code == 0 and "1 configuration x 1 seed = 1 runs" in stdout
+    assert "| 1 |" in stdout  # n = 1, not 3
+
+
+def test_non_finite_numbers_are_written_as_json_null(tmp_path):
+    from mnistlab import runs
+
+    runs.write_metrics(tmp_path, [{"epoch": 1, "test_loss": float("nan")}])
+    line = (tmp_path / "metrics.jsonl").read_text()
+    assert json.loads(line) == {"epoch": 1, "test_loss": None} and "NaN" not in line
