@@ -144,16 +144,22 @@ def test_resume_refuses_other_settings_and_lists_them(capsys, tiny, tmp_path):
     assert code == 0 and "epoch 2/2" in stdout
 
 
-def test_sigterm_leaves_a_checkpoint_that_resumes_to_the_same_weights(tiny, tmp_path):
-    # The child slows every batch so that the signal lands mid-run, then runs the real CLI.
-    folder = tiny[0]
-    child = (
-        f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent)!r}); import conftest; "
-        f"from mnistlab import data; conftest.register_tiny({str(folder)!r}); "
+def slowed_cli(folder) -> str:
+    """Python code for `python -c CODE ARGS...`: the CLI on the synthetic data set in
+    `folder`, each batch slowed by 50 ms so that a test can act while it trains."""
+    return (
+        f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import conftest; from mnistlab import data; conftest.register_tiny({str(folder)!r}); "
         "batches = data.batches; "
         "data.batches = lambda *a, **k: (time.sleep(0.05) or b for b in batches(*a, **k)); "
         "from mnistlab.cli import main; sys.exit(main(sys.argv[1:]))"
     )
+
+
+def test_sigterm_leaves_a_checkpoint_that_resumes_to_the_same_weights(tiny, tmp_path):
+    # The child slows every batch so that the signal lands mid-run, then runs the real CLI.
+    folder = tiny[0]
+    child = slowed_cli(folder)
     common = ["--dataset", "tiny", "--data-dir", str(folder), *SMALL, "--epochs", "3", "--quiet"]
     command = [sys.executable, "-c", child, "train", *common, "--dropout", "0.2"]
     out, whole = tmp_path / "stopped", tmp_path / "whole"
@@ -279,3 +285,21 @@ def test_leftover_temporaries_of_a_killed_run_are_removed_on_its_next_start(tiny
     os.utime(leftover, (0, 0))
     with Run.open(out, {"epochs": 2}):
         assert not leftover.exists()
+
+
+def test_a_closed_output_pipe_stops_the_run_with_how_to_resume(tiny, tmp_path):
+    child = slowed_cli(tiny[0])
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-c", child, "train", "--dataset", "tiny", "--data-dir", str(tiny[0])]
+        + [*SMALL, "--epochs", "3", "--quiet", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout.readline().startswith("training")  # then the reader goes away
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 141
+    assert f"Continue with: mnistlab train --resume {out}" in stderr and "Traceback" not in stderr
+    assert checkpoint.load(out)["epoch"] >= 1
