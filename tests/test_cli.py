@@ -121,8 +121,9 @@ def test_assignment_recipe_is_one_flag_away(capsys, tiny, tmp_path):
         "--no-plots",
     )
     config = json.loads((out / "config.json").read_text())
-    assert code == 0 and "sgd lr 0.01 constant, batch 64" in stdout
+    assert code == 0 and "sgd lr 0.01 constant, inputs scaled half, batch 64" in stdout
     assert (config["optimizer"], config["lr"], config["batch_size"]) == ("sgd", 0.01, 64)
+    assert config["normalize"] == "half"  # the notebook's Normalize((0.5,), (0.5,))
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,7 @@ def cmd_data(args) -> int:
     if args.action == "show":
         from mnistlab import plots
 
-        out = _picture_path(args.out)
+        out = _picture_path(args.out or Path(tempfile.mkdtemp(prefix="mnistlab-")) / "samples.png")
         dataset = data.load(args.dataset, runtime.data_dir, **options)
         split_ = dataset.train if args.split == "train" else dataset.test
         path = plots.samples(split_, dataset.classes, out, per_class=args.rows, seed=args.seed)
@@ -59,7 +59,7 @@ def cmd_data(args) -> int:
     return 0
 
 
-def _picture_path(out: str) -> Path:
+def _picture_path(out: str | Path) -> Path:
     path = Path(out)
     if path.suffix.lower() not in (".png", ".pdf", ".svg", ".jpg", ".jpeg"):
         raise ConfigError(f"out: {out} needs a picture extension: .png, .pdf, .svg or .jpg", "out")
@@ -328,7 +328,9 @@ def cmd_plot(args) -> int:
         saved = runs.load(folder, runtime_from_args(args))
         if not saved.history:
             raise RunError(f"{saved.folder}: the run has no finished epoch to plot")
-        written = plots.run_pictures(saved.folder, saved.model, saved.tensors, saved.history)
+        written = plots.run_pictures(
+            saved.folder, saved.model, saved.tensors, saved.history, title=describe(saved.config)
+        )
     print("wrote " + ", ".join(str(path) for path in written))
     return 0
 
@@ -336,12 +338,12 @@ def cmd_plot(args) -> int:
 def cmd_report(args) -> int:
     from mnistlab import report, runs
 
-    folder = Path(args.folder)
-    if not report.is_sweep(folder) and not (folder / runs.CONFIG).is_file():
-        raise RunError(
-            f"{folder} is neither a run folder (config.json) nor a sweep folder (results.jsonl)"
-        )
-    print(f"wrote {report.write(folder, args.out)}")
+    folders = [Path(folder) for folder in args.folder]
+    for folder in folders:
+        if not (report.is_sweep(folder) and len(folders) == 1) and not runs.is_run(folder):
+            kind = "a run folder" if len(folders) > 1 else "a run folder or a sweep folder"
+            raise RunError(f"{folder} is not {kind} (config.json, results.jsonl)")
+    print(f"wrote {report.write(folders, args.out)}")
     return 0
 
 

@@ -33,6 +33,7 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
 AUGMENTATIONS = ("none", "shift", "affine", "elastic")
+NORMALIZATIONS = ("standard", "half")
 
 # Upper limits that keep a mistyped number from reaching torch as an allocation or overflow.
 MAX_SEED = 2**63 - 1
@@ -100,6 +101,14 @@ class TrainConfig:
     augment: str = field(default="none", metadata=_note("whole-batch augmentation", AUGMENTATIONS))
     precision: str = field(
         default="fp32", metadata=_note("fp32, or bf16 autocast for matmuls", PRECISIONS)
+    )
+    normalize: str = field(
+        default="standard",
+        metadata=_note(
+            "input scaling: standard (the training pixels' mean and std) or half (pixels to "
+            "[-1, 1], the notebook's Normalize((0.5,), (0.5,)))",
+            NORMALIZATIONS,
+        ),
     )
 
     def __post_init__(self):
@@ -291,18 +300,22 @@ def from_dict(values: dict, base: TrainConfig | None = None) -> TrainConfig:
 
 
 def from_saved(values: dict) -> TrainConfig:
-    """A config saved by any version: its machine settings (format 1) are dropped, and a run
-    saved before label smoothing existed trained without it."""
+    """A config saved by any version: its machine settings (format 1) are dropped, a run
+    saved before label smoothing existed trained without it, and one saved before the
+    normalisation was a setting standardised its inputs."""
     if not isinstance(values, dict):
         raise ConfigError(f"a saved config must be a table of settings, got {values!r}")
     kept = {key: value for key, value in values.items() if key not in MACHINE_KEYS}
-    return from_dict({"label_smoothing": 0.0, **kept})
+    return from_dict({"label_smoothing": 0.0, "normalize": "standard", **kept})
 
 
 def read_settings(path: str | Path) -> dict:
-    """The settings of a TOML file (top level or a [train] table)."""
+    """The settings of a TOML file (top level or a [train] table), or of a run's config.json
+    (which holds every setting of the run it came from)."""
     try:
         with open(path, "rb") as handle:
+            if str(path).endswith(".json"):
+                return _json_settings(path, handle.read())
             values = tomllib.load(handle)
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
@@ -316,10 +329,22 @@ def read_settings(path: str | Path) -> dict:
     return values
 
 
+def _json_settings(path, content: bytes) -> dict:
+    import json
+
+    try:
+        values = json.loads(content)
+    except ValueError as error:
+        raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object of settings")
+    return {key: value for key, value in values.items() if key not in MACHINE_KEYS}
+
+
 # Named starting points; flags and files given with them override them.
 RECIPES = {
     "default": {},
-    # The course notebook's own setting.
+    # The course notebook's own setting: its optimizer, batch size, epochs and input scaling.
     "assignment": dict(
         optimizer="sgd",
         lr=0.01,
@@ -327,6 +352,7 @@ RECIPES = {
         epochs=5,
         schedule="constant",
         label_smoothing=0.0,
+        normalize="half",
     ),
     # An MLP past 99%: wider, two layers, dropout, elastic distortions of every batch, AdamW.
     "best": dict(
@@ -353,6 +379,32 @@ def recipe(name: str = "default") -> TrainConfig:
     return TrainConfig(**RECIPES[name])
 
 
+def applicable(values: dict) -> dict:
+    """A config's settings less those that mean nothing for it (betas for SGD, momentum for
+    Adam, warm-up without one-cycle, hidden layers for logistic regression)."""
+    unused = set()
+    if values.get("optimizer") == "sgd":
+        unused.add("betas")
+    else:
+        unused |= {"momentum", "nesterov"}
+    if values.get("schedule") != "onecycle":
+        unused.add("warmup")
+    if values.get("model") == "logreg":
+        unused |= {"hidden", "activation", "dropout"}
+    return {key: value for key, value in values.items() if key not in unused}
+
+
+def show(value) -> str:
+    """A setting as a person writes it: 1024x1024, 0.9 0.95, relu, 0.001."""
+    if isinstance(value, list | tuple):
+        return (
+            "x".join(map(str, value))
+            if all(isinstance(v, int) for v in value)
+            else " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        )
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def model_name(config: TrainConfig) -> str:
     """'MLP 784-500-10 (relu)' or 'logistic regression 784-10'."""
     if config.model == "logreg":
@@ -363,6 +415,8 @@ def model_name(config: TrainConfig) -> str:
 def describe(config: TrainConfig) -> str:
     """One line: the model and how it is trained."""
     smoothing = f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else ""
+    if config.normalize != "standard":
+        smoothing += f", inputs scaled {config.normalize}"
     epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
     return (
         f"{model_name(config)}, impl {config.impl}, {config.optimizer} lr {config.lr:g} "

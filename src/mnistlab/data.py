@@ -153,10 +153,16 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("mnistlab"))
 
 
-def user_mirrors(extra: tuple[str, ...] = ()) -> list[str]:
-    """Mirrors the user adds (option first, then $MNISTLAB_MIRROR, comma- or space-separated)."""
-    from_env = os.environ.get("MNISTLAB_MIRROR", "").replace(",", " ").split()
-    return [*extra, *from_env]
+def user_mirrors(extra: tuple[str, ...] = (), dataset: str | None = None) -> list[str]:
+    """Mirrors the user adds: the option's first, then $MNISTLAB_MIRROR's (comma- or
+    space-separated). A mirror is the URL of a folder holding a dataset's four .gz files; an
+    entry of the variable written DATASET=URL applies to that dataset only."""
+    mirrors = list(extra)
+    for entry in os.environ.get("MNISTLAB_MIRROR", "").replace(",", " ").split():
+        name, _, url = entry.partition("=") if "=" in entry.split("/")[0] else ("", "", entry)
+        if not name or name == dataset:
+            mirrors.append(url)
+    return mirrors
 
 
 def search_folders(spec: DatasetSpec, data_dir: str | Path | None = None) -> list[Path]:
@@ -247,7 +253,7 @@ def locate(
             missing[key] = [f"{folder}: not found" for folder in folders]
     if missing and download_missing:
         target = download_folder(spec, data_dir)
-        all_mirrors = [*user_mirrors(mirrors), *spec.mirrors]
+        all_mirrors = [*user_mirrors(mirrors, spec.name), *spec.mirrors]
         unreachable: set[str] = set()  # shared across the files: offline fails fast
         for key in list(missing):
             file = spec.files[key]

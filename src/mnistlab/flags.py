@@ -119,8 +119,13 @@ def runtime_from_args(args) -> Runtime:
     return dataclasses.replace(base, **given(args, Runtime), progress=progress)
 
 
+def _command(commands, name: str, text: str) -> "Parser":
+    """A subcommand whose one-line description shows in its own --help and in the list."""
+    return commands.add_parser(name, help=text, description=text)
+
+
 def _data_parsers(commands) -> None:
-    data_parser = commands.add_parser("data", help="fetch, check and look at the datasets")
+    data_parser = _command(commands, "data", "fetch, check and look at the datasets")
     actions = data_parser.add_subparsers(dest="action", required=True, parser_class=Parser)
     for name, summary in (
         ("fetch", "find or download the files, verified"),
@@ -131,7 +136,7 @@ def _data_parsers(commands) -> None:
         sub.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
         add_setting_flags(sub, Runtime, skip=("device", "threads"))
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
-    sub.add_argument("--out", default="samples.png", help="picture file to write (.png)")
+    sub.add_argument("--out", help="picture file to write (default: a new temporary folder)")
     sub.add_argument("--split", choices=("train", "test"), default="train")
     sub.add_argument("--rows", type=_positive, default=8, help="images per class")
     sub.add_argument("--seed", type=int, default=0)
@@ -145,7 +150,7 @@ def _positive(text: str) -> int:
 
 
 def _training_parser(commands, name, text, skip=()):
-    sub = commands.add_parser(name, help=text, description=text)
+    sub = _command(commands, name, text)
     if "recipe" not in skip:
         sub.add_argument("--recipe", choices=list(RECIPES), help="a named starting config")
     sub.add_argument("--config", help="TOML file of settings (top level or a [train] table)")
@@ -171,11 +176,11 @@ def build_parser() -> Parser:
     )
     train.add_argument("--no-plots", action="store_true", help="skip the run's pictures")
 
-    params = commands.add_parser("params", help="count trainable parameters, layer by layer")
+    params = _command(commands, "params", "count trainable parameters, layer by layer")
     params.add_argument("--hidden", nargs="*", type=int, default=argparse.SUPPRESS, help="widths")
     params.add_argument("--model", choices=("mlp", "logreg"), default=argparse.SUPPRESS)
 
-    evaluate = commands.add_parser("evaluate", help="test a saved run or checkpoint")
+    evaluate = _command(commands, "evaluate", "test a saved run or checkpoint")
     evaluate.add_argument("run", help="run folder or checkpoint.pt")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     add_setting_flags(evaluate, Runtime, skip=("threads",))
@@ -195,12 +200,14 @@ def build_parser() -> Parser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
 
     _sweep_parser(commands)
-    plot = commands.add_parser("plot", help="draw the pictures of a run or a sweep")
+    plot = _command(commands, "plot", "draw the pictures of a run or a sweep")
     plot.add_argument("folder", help="run folder or sweep folder")
     add_setting_flags(plot, Runtime, skip=("threads",))
 
-    report = commands.add_parser("report", help="one self-contained HTML page of a run/sweep")
-    report.add_argument("folder", help="run folder or sweep folder")
+    report = _command(
+        commands, "report", "one self-contained HTML page of a run or a sweep, or runs side by side"
+    )
+    report.add_argument("folder", nargs="+", help="run folder or sweep folder, or several runs")
     report.add_argument("--out", help="HTML file (default: FOLDER/report.html)")
     return parser
 

@@ -121,12 +121,19 @@ def samples(split, classes, path, per_class: int = 8, seed: int = 0) -> Path:
     return image_grid(chosen, titles, path, columns=len(classes), limits=(0, 255))
 
 
-def curves(history: list[dict], path) -> Path:
+SPLIT_NAMES = {
+    "train": "train (average over the epoch, while learning)",
+    "val": "validation",
+    "test": "test (after the epoch)",
+}
+
+
+def curves(history: list[dict], path, title: str = "") -> Path:
     """Loss and accuracy per epoch, train and test (and validation when there is one)."""
     from matplotlib.ticker import MaxNLocator
 
     epochs = [record["epoch"] for record in history]
-    figure = _figure(10, 3.8)
+    figure = _figure(10, 4.2)
     for column, (metric, label) in enumerate(
         (("loss", "cross-entropy loss"), ("accuracy", "accuracy (%)"))
     ):
@@ -134,17 +141,25 @@ def curves(history: list[dict], path) -> Path:
         for split in ("train", "val", "test"):
             key = f"{split}_{metric}"
             if key in history[0]:
-                values = [record[key] * (100 if metric == "accuracy" else 1) for record in history]
-                axes.plot(epochs, values, marker="o", label=split)
+                values = [_scaled(record.get(key), metric) for record in history]
+                axes.plot(epochs, values, marker="o", label=SPLIT_NAMES[split])
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(label)
         axes.grid(alpha=0.3)
-        axes.legend()
+        axes.legend(fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=9)
     # Fixed margins that fit these labels: tight_layout would measure every text first, a
     # sizeable share of the time `train` spends on its pictures.
-    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.96, wspace=0.22)
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.9, wspace=0.22)
     return _save(figure, path)
+
+
+def _scaled(value, metric: str) -> float:
+    if value is None:  # a non-finite loss, written as null
+        return float("nan")
+    return value * (100 if metric == "accuracy" else 1)
 
 
 def confusion(matrix, classes, path) -> Path:
@@ -152,53 +167,78 @@ def confusion(matrix, classes, path) -> Path:
     matrix = np.asarray(matrix)
     figure = _figure(7, 6)
     axes = figure.add_subplot(1, 1, 1)
-    # Colour by the share of each true class, so small classes are as visible as large ones.
+    # Colour the mistakes only, by the share of each true class, on a scale set by the largest
+    # mistake: on the full 0-1 scale the diagonal's ~99% would leave every error white.
     shares = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    errors = np.where(np.eye(len(matrix), dtype=bool), np.nan, shares)
+    top = float(np.nanmax(errors)) if np.any(errors > 0) else 1.0
+    image = axes.imshow(errors, cmap="Reds", vmin=0, vmax=top)
     for row in range(len(matrix)):
         for column in range(len(matrix)):
+            count = matrix[row, column]
+            diagonal = row == column
             axes.text(
                 column,
                 row,
-                str(matrix[row, column]),
+                str(count),
                 ha="center",
                 va="center",
                 fontsize=7,
-                color="white" if shares[row, column] > 0.5 else "black",
+                fontweight="bold" if diagonal else "normal",
+                color="white" if not diagonal and errors[row, column] > top / 2 else "black",
             )
+    accuracy = matrix.trace() / max(matrix.sum(), 1)
+    axes.set_title(
+        f"test accuracy {100 * accuracy:.2f}% ({matrix.sum() - matrix.trace():,} mistakes of "
+        f"{matrix.sum():,})",
+        fontsize=10,
+    )
     axes.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
     axes.set_yticks(range(len(classes)), classes, fontsize=8)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    figure.colorbar(image, ax=axes, label="share of the true class")
+    figure.colorbar(image, ax=axes, label="mistakes: share of the true class")
     # Margins from the longest class name (8-point, the x labels slanted at 45°), in inches.
     label_inches = 0.5 + 0.065 * max(map(len, classes))
     figure.subplots_adjust(
-        left=label_inches / 7, bottom=(0.2 + 0.75 * label_inches) / 6, right=0.97, top=0.97
+        left=label_inches / 7, bottom=(0.2 + 0.75 * label_inches) / 6, right=0.97, top=0.93
     )
     return _save(figure, path)
 
 
 def confident_mistakes(images, titles, path) -> Path:
     """The test images the model gets wrong with the highest confidence, titled
-    "true →\npredicted (confidence)" (chosen by `run_picture_data`)."""
+    "true X\nsaid Y, N%" (chosen by `run_picture_data`)."""
     return image_grid(
         images,
         titles,
         path,
         columns=5,
-        suptitle="most confident mistakes (true → predicted)",
+        suptitle="the test images the model gets wrong most confidently",
         color="firebrick",
         limits=(0, 1),
     )
 
 
-def first_layer(weight, path, count: int = 64) -> Path:
-    """Rows of the first layer's weight (H, 784) as 28x28 images: what each unit looks for."""
+def first_layer(weight, path, count: int = 64, classes=None) -> Path:
+    """Rows of the first layer's weight (H, 784) as 28x28 images: what each unit looks for.
+
+    With `classes`, the weight is logistic regression's (10, 784): one template per class,
+    labelled, the key picture of a linear classifier."""
     if hasattr(weight, "detach"):  # a torch parameter
         weight = weight.detach().float().cpu().numpy()
     weight = np.asarray(weight, dtype=np.float32)[:count]
     limit = float(np.abs(weight).max()) or 1.0
+    if classes is not None:
+        return image_grid(
+            weight.reshape(-1, 28, 28),
+            list(classes),
+            path,
+            columns=len(classes),
+            suptitle="logistic regression: each class's weight template (red +, blue -)",
+            cmap="RdBu_r",
+            limits=(-limit, limit),
+        )
     columns = 10 if len(weight) <= 10 else 8
     rows = -(-len(weight) // columns)
     figure = _figure(columns * 1.0, rows * 1.0 + 0.5)
@@ -217,7 +257,9 @@ def first_layer(weight, path, count: int = 64) -> Path:
     return _save(figure, path)
 
 
-def run_picture_data(model, tensors, history, logits=None, mistakes: int = 20) -> dict:
+def run_picture_data(
+    model, tensors, history, logits=None, mistakes: int = 20, title: str = ""
+) -> dict:
     """What a run's pictures show, as plain lists and numpy arrays: worked out here with
     torch, drawn by `draw_run_pictures`, which needs only numpy and matplotlib.
 
@@ -239,14 +281,17 @@ def run_picture_data(model, tensors, history, logits=None, mistakes: int = 20) -
     images = (tensors.x_test[order] * std + mean).reshape(-1, 28, 28).clamp(0, 1)
     classes = list(tensors.classes)
     parameters = dict(model.named_parameters())
-    weight = parameters.get("hidden.0.weight", parameters["output.weight"])
+    linear = "hidden.0.weight" not in parameters  # logistic regression: one layer
+    weight = parameters["output.weight" if linear else "hidden.0.weight"]
     return {
+        "title": title,
+        "linear": linear,
         "history": list(history),
         "classes": classes,
         "confusion": result.confusion.numpy(),
         "mistakes": images.float().cpu().numpy(),
         "mistake_titles": [
-            f"{classes[labels[i]]} →\n{classes[predicted[i]]} ({100 * confidence[i]:.0f}%)"
+            f"true {classes[labels[i]]}\nsaid {classes[predicted[i]]}, {100 * confidence[i]:.0f}%"
             for i in order.tolist()
         ],
         "weights": weight.detach()[:64].float().cpu().numpy(),
@@ -257,18 +302,23 @@ def draw_run_pictures(picture_data: dict, folder) -> list[Path]:
     """Every picture of a finished run, written into its folder."""
     folder = Path(folder)
     return [
-        curves(picture_data["history"], folder / "curves.png"),
+        curves(picture_data["history"], folder / "curves.png", picture_data.get("title", "")),
         confusion(picture_data["confusion"], picture_data["classes"], folder / "confusion.png"),
         confident_mistakes(
             picture_data["mistakes"], picture_data["mistake_titles"], folder / "mistakes.png"
         ),
-        first_layer(picture_data["weights"], folder / "weights.png"),
+        first_layer(
+            picture_data["weights"],
+            folder / "weights.png",
+            classes=picture_data["classes"] if picture_data.get("linear") else None,
+        ),
     ]
 
 
-def run_pictures(folder, model, tensors, history, logits=None) -> list[Path]:
+def run_pictures(folder, model, tensors, history, logits=None, title: str = "") -> list[Path]:
     """Work out and draw every picture of a finished run, in this process."""
-    return draw_run_pictures(run_picture_data(model, tensors, history, logits), folder)
+    content = run_picture_data(model, tensors, history, logits, title=title)
+    return draw_run_pictures(content, folder)
 
 
 SWEEP_AXES = {
@@ -288,19 +338,23 @@ def sweep_plot(rows: list[dict], axis: str, path) -> Path:
     x = np.array([row[key] * scale for row in rows])
     y = np.array([100 * row["accuracy_mean"] for row in rows])
     error = np.array([100 * row["accuracy_std"] for row in rows])
-    axes.errorbar(
-        x,
-        y,
-        yerr=error,
-        fmt="o",
-        color="tab:blue",
-        ecolor="gray",
-        capsize=3,
-        label="configuration (error bar: std over seeds)",
-    )
-    for row, px, py in zip(rows, x, y, strict=True):
+    seeds = max(row["n"] for row in rows)
+    if seeds > 1:
+        axes.errorbar(x, y, yerr=error, fmt="o", color="tab:blue", ecolor="gray", capsize=3,
+                      label="configuration (error bar: std over seeds)")  # fmt: skip
+    else:  # one seed each: no spread to show
+        axes.plot(x, y, "o", color="tab:blue", label="configuration (one seed each)")
+    # Labels alternate above and below their points, in order of x, so neighbours part.
+    for rank, index in enumerate(np.argsort(x, kind="stable")):
+        above = rank % 2 == 0
         axes.annotate(
-            row["config"], (px, py), textcoords="offset points", xytext=(4, 4), fontsize=7
+            rows[index]["config"],
+            (x[index], y[index]),
+            textcoords="offset points",
+            xytext=(0, 7 if above else -11),
+            ha="center",
+            va="bottom" if above else "top",
+            fontsize=7,
         )
     frontier = [index for index, row in enumerate(rows) if on_frontier(row, rows, key)]
     frontier.sort(key=lambda index: x[index])

@@ -1,5 +1,9 @@
-"""One self-contained HTML page for a run or a sweep: tables and pictures (embedded as data
-URIs), readable offline and easy to send to someone."""
+"""One self-contained HTML page for a run, a sweep, or several runs side by side: tables and
+pictures (embedded as data URIs), readable offline and easy to hand in or send.
+
+Every value that reaches the page is escaped, whatever file it came from, and only the run's
+own PNG files are embedded (never a link, never another kind of file).
+"""
 
 import base64
 import html
@@ -7,7 +11,8 @@ import json
 from pathlib import Path
 
 from mnistlab import runs, sweep
-from mnistlab.errors import ConfigError
+from mnistlab.config import applicable, from_saved, model_name, show
+from mnistlab.errors import ConfigError, MnistlabError
 from mnistlab.files import atomic_write
 
 STYLE = """
@@ -21,19 +26,19 @@ img { max-width: 100%; display: block; margin: 1em 0; }
 
 RUN_PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
 SWEEP_PICTURES = ("accuracy_vs_flops.png", "accuracy_vs_seconds.png", "accuracy_vs_parameters.png")
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
-        for row in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
+LOGISTIC_REGRESSION = 7_850  # 784 x 10 weights + 10 biases: the assignment's baseline
 
 
 def _esc(value) -> str:
     return html.escape(str(value))
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{_esc(cell)}</th>" for cell in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_esc(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _images(folder: Path, names) -> list[str]:
@@ -54,8 +59,8 @@ def _images(folder: Path, names) -> list[str]:
 
 def _page(title: str, parts: list[str]) -> str:
     return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-        f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(title)}"
+        f"</title><style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>"
         + "\n".join(parts)
         + "</body></html>\n"
     )
@@ -69,20 +74,83 @@ def _number(value, form: str) -> str:
     return format(value, form) if isinstance(value, int | float) else "n/a"
 
 
-def render_run(folder: Path) -> str:
-    config = json.loads((folder / runs.CONFIG).read_text())
-    if not isinstance(config, dict):
-        config = {}
-    history = [r for r in runs.read_metrics(folder) if isinstance(r, dict)]
-    parts = []
-    if history:
-        final = history[-1]
-        seconds = sum(r["seconds"] for r in history if isinstance(r.get("seconds"), int | float))
-        parts.append(
-            f"<p class='summary'>Test accuracy <b>{_esc(_percent(final.get('test_accuracy')))}"
-            f"</b> after {_esc(final.get('epoch'))} epochs, {seconds:.1f} s of training.</p>"
+def _json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class _Run:
+    """What a report shows of one run folder, read defensively (any file may be crafted)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        values = _json(folder / runs.CONFIG)
+        self.settings = values if isinstance(values, dict) else {}
+        try:
+            self.config = from_saved(self.settings)
+        except MnistlabError:
+            self.config = None
+        self.history = runs.read_metrics(folder)
+        evaluation = _json(folder / runs.EVALUATION)
+        self.evaluation = evaluation if isinstance(evaluation, dict) else {}
+
+    @property
+    def model(self) -> str:
+        return model_name(self.config) if self.config else "unknown model"
+
+    @property
+    def parameters(self) -> int | None:
+        from mnistlab.models import count_parameters
+
+        return count_parameters(self.config.layer_sizes) if self.config else None
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+    @property
+    def seconds(self) -> float:
+        return sum(r["seconds"] for r in self.history if isinstance(r.get("seconds"), int | float))
+
+    def per_class(self) -> list[tuple[str, float]]:
+        classes, accuracy = (
+            self.evaluation.get("classes"),
+            self.evaluation.get("per_class_accuracy"),
         )
+        if not isinstance(classes, list) or not isinstance(accuracy, list):
+            return []
+        return list(zip(classes, accuracy, strict=False))
+
+
+def _lead(run: _Run) -> str:
+    """The model, its trainable parameters beside logistic regression's (the assignment's
+    short answer), and the result."""
+    parts = [f"<p class='summary'><b>{_esc(run.model)}</b>"]
+    if run.parameters is not None:
+        ratio = run.parameters / LOGISTIC_REGRESSION
+        parts.append(
+            f": {run.parameters:,} trainable parameters, against logistic regression's "
+            f"{LOGISTIC_REGRESSION:,} ({ratio:.1f}x as many)"
+        )
+    if run.history:
+        parts.append(
+            f". Test accuracy <b>{_esc(_percent(run.final.get('test_accuracy')))}</b> after "
+            f"{_esc(run.final.get('epoch'))} epochs, {run.seconds:.1f} s of training."
+        )
+    return "".join(parts) + "</p>"
+
+
+def render_run(folder: Path) -> str:
+    run = _Run(folder)
+    parts = [_lead(run)]
+    if run.history:
         parts.append("<h2>Metrics per epoch</h2>")
+        parts.append(
+            "<p>train: the average over the epoch's batches while the model learned; "
+            "test: the whole test set after the epoch.</p>"
+        )
         parts.append(
             _table(
                 ["epoch", "train loss", "train acc", "test loss", "test acc", "seconds"],
@@ -95,28 +163,88 @@ def render_run(folder: Path) -> str:
                         _percent(r.get("test_accuracy")),
                         _number(r.get("seconds"), ".2f"),
                     ]
-                    for r in history
+                    for r in run.history
                 ],
             )
         )
+    if run.per_class():
+        parts.append("<h2>Accuracy per class</h2>")
+        parts.append(
+            _table(["class", "test accuracy"], [[c, _percent(a)] for c, a in run.per_class()])
+        )
     parts.append("<h2>Pictures</h2>")
     parts += _images(folder, RUN_PICTURES)
-    parts.append("<h2>Configuration</h2>")
+    parts.append("<h2>Settings</h2>")
     parts.append(
-        _table(["setting", "value"], [[key, json.dumps(value)] for key, value in config.items()])
+        _table(["setting", "value"], [[k, show(v)] for k, v in applicable(run.settings).items()])
     )
     return _page(f"mnistlab run {folder.name}", parts)
+
+
+def render_runs(folders: list[Path]) -> str:
+    """Several runs side by side: the assignment's MLP against logistic regression, say."""
+    loaded = [_Run(folder) for folder in folders]
+    parts = [
+        "<h2>Runs</h2>",
+        _table(
+            ["run", "model", "parameters", "epochs", "test accuracy", "seconds"],
+            [
+                [
+                    run.folder.name,
+                    run.model,
+                    f"{run.parameters:,}" if run.parameters is not None else "n/a",
+                    run.final.get("epoch", "n/a"),
+                    _percent(run.final.get("test_accuracy")),
+                    f"{run.seconds:.1f}",
+                ]
+                for run in loaded
+            ],
+        ),
+    ]
+    classes = next((run.per_class() for run in loaded if run.per_class()), [])
+    if classes:
+        parts.append("<h2>Accuracy per class</h2>")
+        table = {run.folder.name: dict(run.per_class()) for run in loaded}
+        parts.append(
+            _table(
+                ["class", *table],
+                [[name, *(_percent(t.get(name)) for t in table.values())] for name, _ in classes],
+            )
+        )
+    settings = [applicable(run.settings) for run in loaded]
+    keys = list(dict.fromkeys(key for values in settings for key in values))
+    differing = [k for k in keys if len({json.dumps(v.get(k)) for v in settings}) > 1]
+    if differing:
+        parts.append("<h2>Settings that differ</h2>")
+        parts.append(
+            _table(
+                ["setting", *(run.folder.name for run in loaded)],
+                [[k, *(show(v[k]) if k in v else "-" for v in settings)] for k in differing],
+            )
+        )
+    for run in loaded:
+        parts.append(f"<h2>{_esc(run.folder.name)}</h2>")
+        parts += _images(run.folder, ("curves.png", "weights.png"))
+    return _page(f"mnistlab: {len(loaded)} runs side by side", parts)
 
 
 def render_sweep(folder: Path) -> str:
     records = sweep.read_results(folder)
     rows = sweep.summarize(records)
+    fields = sweep.varied_fields(records)
+    base = {
+        key: value
+        for key, value in applicable(records[0]["config"] if records else {}).items()
+        if key not in fields and key != "seed"
+    }
     parts = [
         f"<p class='summary'>{len(records)} runs, {len(rows)} configurations. Best: "
         f"<b>{_esc(rows[0]['config'])}</b> at {100 * rows[0]['accuracy_mean']:.2f}% "
         f"(n = {rows[0]['n']}).</p>"
         if rows
         else "<p>No finished runs.</p>",
+        f"<p>Varied: {_esc(', '.join(fields) or 'nothing but the seed')}; every other setting "
+        "as in the table of base settings below.</p>",
         "<h2>Summary</h2>",
         _table(
             [
@@ -144,7 +272,6 @@ def render_sweep(folder: Path) -> str:
         "<h2>Pictures</h2>",
     ]
     parts += _images(folder, SWEEP_PICTURES)
-    fields = sweep.varied_fields(records)
     parts.append("<h2>Every run</h2>")
     parts.append(
         _table(
@@ -160,6 +287,8 @@ def render_sweep(folder: Path) -> str:
             ],
         )
     )
+    parts.append("<h2>Base settings</h2>")
+    parts.append(_table(["setting", "value"], [[k, show(v)] for k, v in base.items()]))
     return _page(f"mnistlab sweep {folder.name}", parts)
 
 
@@ -167,10 +296,17 @@ def is_sweep(folder: Path) -> bool:
     return (folder / sweep.RESULTS).is_file()
 
 
-def write(folder: str | Path, out: str | Path | None = None) -> Path:
-    folder = Path(folder)
-    text = render_sweep(folder) if is_sweep(folder) else render_run(folder)
-    out = Path(out) if out else folder / "report.html"
+def write(folder: str | Path | list, out: str | Path | None = None) -> Path:
+    """The report of a run or sweep folder (FOLDER/report.html), or of several runs side by
+    side (`out` needed)."""
+    folders = [Path(f) for f in folder] if isinstance(folder, list | tuple) else [Path(folder)]
+    if len(folders) > 1:
+        if out is None:
+            raise ConfigError("out: give the HTML file to write for several runs", "out")
+        text = render_runs(folders)
+    else:
+        text = render_sweep(folders[0]) if is_sweep(folders[0]) else render_run(folders[0])
+    out = Path(out) if out else folders[0] / "report.html"
     if out.is_dir():
         raise ConfigError(f"out: {out} is a folder; give the HTML file to write", "out")
     if not out.parent.is_dir():

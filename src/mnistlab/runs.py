@@ -29,13 +29,14 @@ from filelock import FileLock, Timeout
 
 from mnistlab import __version__, checkpoint, data
 from mnistlab import train as training
-from mnistlab.config import Runtime, TrainConfig, from_saved
+from mnistlab.config import Runtime, TrainConfig, describe, from_saved
 from mnistlab.errors import CheckpointError, MnistlabError, RunError
 from mnistlab.files import atomic_write, remove_stale_temporaries
 
 CONFIG = "config.json"
 MACHINE = "machine.json"
 METRICS = "metrics.jsonl"
+EVALUATION = "evaluation.json"
 LOCK = ".mnistlab.lock"
 PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
 # Settings a resumed run may change: more epochs, and another of the three implementations.
@@ -302,9 +303,18 @@ class Run:
         self._state = (model, optimizer, result.position)
         if result.interrupted and result.position.batch:  # finished epochs are saved already
             self._save(model, optimizer, result.position, tensors.normalization)
+        if not result.interrupted and result.test_logits is not None:
+            self._write_evaluation(result, tensors)
         if pictures and not result.interrupted:
             self.draw_pictures(result, tensors)
         return result
+
+    def _write_evaluation(self, result, tensors) -> None:
+        """The final test evaluation (per-class accuracy, confusion matrix) for reports."""
+        from mnistlab.evaluate import score
+
+        evaluation = score(result.test_logits, tensors.y_test, len(tensors.classes))
+        write_json(self.folder / EVALUATION, evaluation.as_dict(tensors.classes))
 
     def load_tensors(self, runtime: Runtime) -> training.Tensors:
         """The run's data set on the runtime's device, normalised as the run trains on it."""
@@ -323,7 +333,12 @@ class Run:
 
         try:
             self.pictures = plots.run_pictures(
-                self.folder, result.model, tensors, self.history, result.test_logits
+                self.folder,
+                result.model,
+                tensors,
+                self.history,
+                result.test_logits,
+                title=describe(self.config),
             )
         except OSError as error:
             raise PictureError(

@@ -51,7 +51,7 @@ class Tensors:
     y_test: torch.Tensor
     x_val: torch.Tensor | None
     y_val: torch.Tensor | None
-    normalization: tuple[float, float]  # mean, std of the training pixels in [0, 1]
+    normalization: tuple[float, float]  # mean, std applied to pixels in [0, 1]
     classes: tuple[str, ...]
 
 
@@ -73,7 +73,10 @@ def prepare(
                 "fraction that keeps both",
                 "val_split",
             )
-    mean, std = normalization or data.normalization(train_split)
+    if normalization is None:
+        standard = config.normalize == "standard"
+        normalization = data.normalization(train_split) if standard else (0.5, 0.5)
+    mean, std = normalization
 
     def inputs(split):
         return data.to_inputs(split.images, mean, std, device)
