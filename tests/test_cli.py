@@ -350,3 +350,55 @@ def test_default_train_reaches_98_percent_without_importing_torch_dynamo(real_da
     assert history[-1]["test_accuracy"] >= 0.98, history[-1]
     for picture in ("curves", "confusion", "mistakes", "weights"):
         assert (out / f"{picture}.png").stat().st_size > 1000
+
+
+def test_version_and_one_line_descriptions(capsys):
+    from mnistlab import __version__
+
+    code, stdout, _ = run(capsys, "--version")
+    assert code == 0 and stdout.strip() == f"mnistlab {__version__}"
+    code, stdout, _ = run(capsys, "params", "--help")
+    assert code == 0 and "count trainable parameters, layer by layer" in stdout
+
+
+def test_compare_takes_a_recipe(capsys, tiny):
+    folder, _ = tiny
+    code, stdout, _ = run(
+        capsys, "compare", "--recipe", "assignment", *on_tiny(folder), "--epochs", 1
+    )
+    assert code == 0 and "sgd lr 0.01 constant, inputs scaled half, batch 64, 1 epoch:" in stdout
+    assert "one measurement each" in stdout
+
+
+def test_a_runs_config_json_reproduces_the_run(capsys, tiny, tmp_path):
+    folder, _ = tiny
+    first, second = tmp_path / "first", tmp_path / "second"
+    flags = ("--hidden", 24, "--lr", 0.003, "--seed", 4, "--epochs", 1, "--no-plots", "--quiet")
+    assert run(capsys, "train", *on_tiny(folder), *flags, "--out", first)[0] == 0
+    code, _, err = run(
+        capsys, "train", "--config", first / "config.json", "--data-dir", folder, "--out", second
+    )
+    assert code == 0, err
+    assert (first / "config.json").read_text() == (second / "config.json").read_text()
+    metrics = [json.loads((f / "metrics.jsonl").read_text()) for f in (first, second)]
+    assert metrics[0]["test_accuracy"] == metrics[1]["test_accuracy"]
+
+
+def test_the_run_report_leads_with_the_parameter_counts_and_per_class_accuracy(
+    capsys, tiny, tmp_path
+):
+    folder, _ = tiny
+    mlp, logreg = tmp_path / "mlp", tmp_path / "logreg"
+    for out, extra in ((mlp, ()), (logreg, ("--model", "logreg"))):
+        code = run(capsys, "train", *on_tiny(folder), "--epochs", 1, "--out", out, *extra)[0]
+        assert code == 0
+    assert run(capsys, "report", mlp)[0] == 0
+    page = (mlp / "report.html").read_text()
+    assert "MLP 784-500-10 (relu)</b>: 397,510 trainable parameters" in page
+    assert "against logistic regression's 7,850 (50.6x as many)" in page
+    assert "<h2>Accuracy per class</h2>" in page and page.count("<tr><td>") >= 10
+    assert "betas" in page and "momentum" not in page  # adam: no SGD settings shown
+    code, stdout, _ = run(capsys, "report", mlp, logreg, "--out", tmp_path / "both.html")
+    both = (tmp_path / "both.html").read_text()
+    assert code == 0 and "397,510" in both and "7,850" in both
+    assert "<td>model</td><td>mlp</td><td>logreg</td>" in both

@@ -230,6 +230,9 @@ def first_layer(weight, path, count: int = 64, classes=None) -> Path:
     weight = np.asarray(weight, dtype=np.float32)[:count]
     limit = float(np.abs(weight).max()) or 1.0
     if classes is not None:
+        # A few border pixels seen by almost no digit get the largest weights: scale the
+        # colours by the bulk of the template instead, so that the strokes show.
+        limit = float(np.percentile(np.abs(weight), 99)) or limit
         return image_grid(
             weight.reshape(-1, 28, 28),
             list(classes),
