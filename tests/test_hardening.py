@@ -304,7 +304,7 @@ def test_seeds_given_twice_count_once(capsys, tiny, tmp_path):
         capsys, "sweep", "--dataset", "tiny", "--data-dir", tiny[0], "--epochs", 1,
         "--hidden", 8, "--seeds", 0, 0, 0, "--out", tmp_path / "s", "--no-plots",
     )  # fmt: skip
-    assert code == 0 and "1 configuration x 1 seed = 1 runs" in stdout
+    assert code == 0 and "1 configuration x 1 seed = 1 run in" in stdout
     assert "| 1 |" in stdout  # n = 1, not 3
 
 

@@ -287,8 +287,8 @@ def cmd_sweep(args) -> int:
     fields = sweep.varied_fields([{"config": dataclasses.asdict(c)} for c in configs])
     seeds = len(dict.fromkeys(args.seeds))
     print(
-        f"sweep of {len(variants)} configuration{'s' if len(variants) != 1 else ''} x {seeds} "
-        f"seed{'s' if seeds != 1 else ''} = {len(configs)} runs in {out}"
+        f"sweep of {text.plural(len(variants), 'configuration')} x {text.plural(seeds, 'seed')}"
+        f" = {text.plural(len(configs), 'run')} in {out}"
     )
     count = iter(range(1, len(configs) + 1))
 

@@ -39,7 +39,7 @@ class Parser(argparse.ArgumentParser):
             known = [option for action in parser._actions for option in action.option_strings]
             message = f"unrecognized arguments: {' '.join(extras)}"
             flags = [word.split("=")[0] for word in extras if word.startswith("-")]
-            guesses = [g for flag in flags for g in get_close_matches(flag, known, n=1)]
+            guesses = [g for f in flags for g in get_close_matches(f, known, n=1, cutoff=0.75)]
             if guesses:
                 message += f" (did you mean {', '.join(guesses)}?)"
             parser.error(message)

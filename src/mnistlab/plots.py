@@ -367,7 +367,8 @@ def sweep_plot(rows: list[dict], axis: str, path) -> Path:
     axes.set_xlabel(f"{title} ({unit}, log scale)")
     axes.set_ylabel("test accuracy (%)")
     n = sorted({row["n"] for row in rows})
-    axes.set_title(f"test accuracy against {title} (n = {', '.join(map(str, n))} seeds)")
+    seeds = "seed" if n == [1] else "seeds"
+    axes.set_title(f"test accuracy against {title} (n = {', '.join(map(str, n))} {seeds})")
     axes.grid(alpha=0.3, which="both")
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
