@@ -265,3 +265,14 @@ def test_augmented_training_leaves_the_datasets_untouched(tiny):
     training.train(config, tensors)
     assert torch.equal(tensors.x_train, train_before)
     assert torch.equal(tensors.x_test, test_before)
+
+
+def test_a_sweep_folder_reused_with_other_settings_says_so(capsys, tiny, tmp_path):
+    common = ["sweep", "--dataset", "tiny", "--data-dir", str(tiny[0]), "--epochs", "1"]
+    common += ["--out", str(tmp_path / "s"), "--no-plots"]
+    assert main([*common, "--hidden", "8"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--hidden", "16"]) == 0
+    stdout = capsys.readouterr().out
+    assert "also holds 1 run of other settings" in stdout
+    assert "| base |" in stdout and stdout.count("| base |") == 1

@@ -302,6 +302,12 @@ def cmd_sweep(args) -> int:
 
     with stopping_on_signals(StopFlag()) as stop:
         records = sweep.run(configs, out, runtime, on_record=on_record, should_stop=stop)
+    others = len({r["key"] for r in sweep.read_results(out)} - {sweep.run_key(c) for c in configs})
+    if others:
+        print(
+            f"note: {out} also holds {text.plural(others, 'run')} of other settings; this "
+            "summary shows this sweep's only (mnistlab report shows them all)"
+        )
     rows = sweep.summarize(records)
     if rows:
         sweep.write_summary(out, rows)
