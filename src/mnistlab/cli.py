@@ -341,6 +341,20 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    from mnistlab import check, data
+    from mnistlab.runs import plain
+
+    model = check.load_target(args.target)
+    runtime = runtime_from_args(args)
+    dataset = data.load(
+        args.dataset, runtime.data_dir, mirrors=runtime.mirrors, progress=runtime.progress
+    )
+    report = check.check(model, *check.batch(dataset))
+    print(json.dumps(plain(report.as_dict())) if args.json else text.check_report(report))
+    return 0 if report.passed else 1
+
+
 def cmd_report(args) -> int:
     from mnistlab import report, runs
 
@@ -384,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep": cmd_sweep,
         "plot": cmd_plot,
         "report": cmd_report,
+        "check": cmd_check,
     }
     try:
         return handlers[args.command](args)

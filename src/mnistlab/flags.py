@@ -204,6 +204,15 @@ def build_parser() -> Parser:
     plot.add_argument("folder", help="run folder or sweep folder")
     add_setting_flags(plot, Runtime, skip=("threads",))
 
+    check = _command(
+        commands, "check", "diagnose a model you wrote: leaves, gradients, logits, scale, agreement"
+    )
+    check.add_argument("target", metavar="FILE.py:NAME", help="a model class or object in a file")
+    check.add_argument("--dataset", default="mnist", help="the batch's data set (default mnist)")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_setting_flags(check, Runtime, skip=("device", "threads"))
+
     report = _command(
         commands, "report", "one self-contained HTML page of a run or a sweep, or runs side by side"
     )

@@ -108,3 +108,20 @@ def bench(config: TrainConfig, report: dict) -> str:
         ratio = rows["notebook pipeline (batch 64)"] / rows["module epoch"]
         lines.append(f"module epoch is {ratio:.1f}x faster than the notebook pipeline")
     return "\n".join(lines)
+
+
+def check_report(report) -> str:
+    """Each finding on a line (PASS, FAIL with its fix beneath, or INFO), then the verdict."""
+    marks = {True: "PASS", False: "FAIL", None: "INFO"}
+    lines = []
+    for finding in report.findings:
+        lines.append(f"{marks[finding.passed]}  {finding.check}: {finding.message}")
+        if finding.passed is False and finding.fix:
+            lines.append(f"      fix: {finding.fix}")
+    failed = list(dict.fromkeys(report.failed()))
+    lines.append(
+        "all checks passed"
+        if not failed
+        else f"{plural(len(failed), 'check')} failed: {', '.join(failed)}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,446 @@
+"""Diagnose a model someone wrote: the mistakes that cost a student an evening, named with
+their fix.
+
+`check(model, x, y)` takes an nn.Module, or any object with `forward` (or `__call__`) from
+(N, 784) to (N, 10) logits and a list of parameter tensors (a `parameters()` method, or tensor
+attributes), and runs, on one real batch:
+- every parameter a leaf that requires grad (the course notebook's `torch.randn(...,
+  requires_grad=True) * 0.01` is not a leaf and never learns), and every one reached by the
+  gradient of the loss;
+- the output's shape and dtype, and whether it already looks like probabilities
+  (CrossEntropyLoss wants logits);
+- the trainable parameter count beside the 784-500-10 MLP's and logistic regression's;
+- the initial loss against ln 10, what a fresh classifier of 10 classes starts near;
+- a float64 finite-difference check of a few gradient coordinates;
+- whether it can overfit one batch of 64 within 200 steps;
+- when its parameter shapes are a mnistlab MLP's: the same weights in mnistlab's MLP give the
+  same logits.
+Nothing of the user's model is changed: the checks that train or convert it use copies.
+"""
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from mnistlab import models, optim
+from mnistlab.config import ACTIVATIONS
+
+MLP_PARAMETERS, LOGISTIC_PARAMETERS = 397_510, 7_850
+LN10 = math.log(10)
+
+
+@dataclass
+class Finding:
+    check: str  # leaf, gradient, output, logits, count, initial_loss, gradients, overfit, agrees
+    passed: bool | None  # None: for information, neither passed nor failed
+    message: str
+    fix: str = ""
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(finding.passed is not False for finding in self.findings)
+
+    def failed(self) -> list[str]:
+        return [finding.check for finding in self.findings if finding.passed is False]
+
+    def as_dict(self) -> dict:
+        return {"passed": self.passed, "findings": [asdict(f) for f in self.findings]}
+
+    def add(self, check, passed, message, fix=""):
+        self.findings.append(Finding(check, passed, message, fix))
+
+
+def named_parameters(model) -> list[tuple[str, torch.Tensor]]:
+    """The model's parameter tensors with the names a person would know them by."""
+    if isinstance(model, torch.nn.Module) or hasattr(model, "named_parameters"):
+        return list(model.named_parameters())
+    attributes = [(k, v) for k, v in vars(model).items() if isinstance(v, torch.Tensor)]
+    if callable(getattr(model, "parameters", None)):
+        listed = list(model.parameters())
+        names = {id(value): name for name, value in attributes}
+        return [(names.get(id(p), f"parameters()[{i}]"), p) for i, p in enumerate(listed)]
+    return attributes
+
+
+def _call(model, x):
+    return model.forward(x) if hasattr(model, "forward") else model(x)
+
+
+def check(model, x: torch.Tensor, y: torch.Tensor) -> Report:
+    """Run every check on `model` with the batch x (N, 784) float, y (N,) int64."""
+    report = Report()
+    parameters = named_parameters(model)
+    if not parameters:
+        report.add(
+            "leaf",
+            False,
+            "no parameter tensors found",
+            "give the model a parameters() method that returns its weight tensors",
+        )
+        return report
+    learnable = _leaves(report, parameters)
+    logits = _output(report, model, x)
+    if logits is None:
+        return report
+    total = sum(p.numel() for _, p in parameters)
+    trainable = sum(p.numel() for name, p in parameters if name in learnable)
+    of = f" of its {total:,}" if trainable != total else ""
+    report.add(
+        "count",
+        None,
+        f"{trainable:,} trainable parameters{of} (the 784-500-10 MLP has {MLP_PARAMETERS:,}, "
+        f"logistic regression {LOGISTIC_PARAMETERS:,})",
+    )
+    loss = F.cross_entropy(logits.float(), y)
+    _gradients(report, parameters, learnable, loss)
+    _initial_loss(report, loss.item())
+    if learnable:
+        _finite_differences(report, model, x, y)
+    _overfit(report, model, x, y)
+    _agreement(report, model, parameters, x)
+    return report
+
+
+def _leaves(report, parameters) -> list[str]:
+    learnable = []
+    for name, value in parameters:
+        if not value.is_leaf:
+            report.add(
+                "leaf",
+                False,
+                f"{name} is not a leaf tensor: it was computed from another tensor (as "
+                "torch.randn(..., requires_grad=True) * 0.01 is), so it never receives a .grad "
+                "and never learns",
+                f"create it first, then mark it: {name} = (torch.randn(...) * 0.01)"
+                ".requires_grad_()",
+            )
+        elif not value.requires_grad:
+            report.add(
+                "leaf",
+                False,
+                f"{name} does not require grad: the optimizer will never change it (frozen)",
+                f"call {name}.requires_grad_() (or leave requires_grad at its default)",
+            )
+        else:
+            learnable.append(name)
+    if len(learnable) == len(parameters):
+        report.add("leaf", True, f"all {len(parameters)} parameters are leaves that require grad")
+    return learnable
+
+
+def _output(report, model, x):
+    try:
+        logits = _call(model, x)
+    except Exception as error:  # noqa: BLE001 - the user's code: any failure is a finding
+        report.add(
+            "output",
+            False,
+            f"forward on a (64, 784) batch raised {error!r}",
+            "forward must take (N, 784) float images",
+        )
+        return None
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(x), 10):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        report.add(
+            "output",
+            False,
+            f"the output is {shape}, not ({len(x)}, 10)",
+            "the last layer must map to 10 classes, one row per image",
+        )
+        return None
+    if not logits.is_floating_point():
+        report.add(
+            "output",
+            False,
+            f"the output is {logits.dtype}, not floating point",
+            "return the last layer's scores as floats",
+        )
+        return None
+    report.add("output", True, f"the output is ({len(x)}, 10) {logits.dtype}")
+    rows = logits.detach().float()
+    if bool((rows >= 0).all()) and torch.allclose(rows.sum(1), torch.ones(len(rows)), atol=1e-4):
+        report.add(
+            "logits",
+            False,
+            "the outputs are already probabilities (non-negative, each row sums to 1), but "
+            "CrossEntropyLoss applies softmax itself: it expects logits",
+            "return the scores before the softmax",
+        )
+    else:
+        report.add("logits", True, "the outputs are logits, as CrossEntropyLoss expects")
+    return logits
+
+
+def _gradients(report, parameters, learnable, loss) -> None:
+    values = dict(parameters)
+    for name in learnable:
+        values[name].grad = None
+    try:
+        loss.backward()
+    except RuntimeError as error:
+        report.add(
+            "gradient",
+            False,
+            f"backward failed: {error}".splitlines()[0],
+            "make the parameters leaves that require grad",
+        )
+        return
+    missing = [n for n in learnable if values[n].grad is None or not values[n].grad.any()]
+    for name in missing:
+        report.add(
+            "gradient",
+            False,
+            f"{name} receives no gradient: the loss does not depend on it",
+            f"use {name} in forward (a layer defined but never applied?)",
+        )
+    for name in learnable:
+        values[name].grad = None  # leave the model as it came
+    if learnable and not missing:
+        report.add("gradient", True, "every learnable parameter receives a gradient")
+
+
+def _initial_loss(report, loss: float) -> None:
+    if not math.isfinite(loss) or loss > 2 * LN10:
+        report.add(
+            "initial_loss",
+            False,
+            f"the initial loss is {loss:.3g}, far above ln 10 = {LN10:.3f}, where a fresh "
+            "10-class model starts: the initial weights are too large",
+            "scale the random weights down, e.g. by 1/sqrt(fan_in) (nn.Linear's default) or 0.01",
+        )
+    else:
+        report.add("initial_loss", True, f"the initial loss is {loss:.3f} (ln 10 = {LN10:.3f})")
+
+
+def _copy(model, dtype: torch.dtype | None = None):
+    """A copy to train or convert, leaving the user's model as it is. A plain object's tensors
+    are cloned; a non-leaf one cannot learn in the copy either, unless the copy is converted
+    (for the gradient check), where it becomes a leaf of the new dtype."""
+    if isinstance(model, torch.nn.Module):
+        twin = copy.deepcopy(model)
+        return twin.to(dtype) if dtype is not None else twin
+    twin = copy.copy(model)
+    for key, value in vars(model).items():
+        if isinstance(value, torch.Tensor):
+            clone = value.detach().clone().to(dtype or value.dtype)
+            # A non-leaf stays unable to learn in a plain copy; converted, it is checked too.
+            learns = value.requires_grad and (value.is_leaf or dtype is not None)
+            setattr(twin, key, clone.requires_grad_(learns))
+    return twin
+
+
+def _finite_differences(report, model, x, y, coordinates: int = 3, eps: float = 1e-6) -> None:
+    try:
+        twin = _copy(model, torch.float64)
+    except Exception:  # noqa: BLE001 - a model that cannot be copied is skipped, and said so
+        report.add("gradients", None, "skipped: the model could not be copied to float64")
+        return
+    parameters = [(n, p) for n, p in named_parameters(twin) if p.requires_grad and p.is_leaf]
+    x64 = x.double()
+
+    def loss():
+        return F.cross_entropy(_call(twin, x64), y)
+
+    for _, value in parameters:
+        value.grad = None
+    loss().backward()
+    generator = torch.Generator().manual_seed(0)
+    worst, where = 0.0, ""
+    for name, value in parameters:
+        if value.grad is None:
+            continue
+        for index in torch.randint(value.numel(), (coordinates,), generator=generator).tolist():
+            flat = value.data.view(-1)
+            original = flat[index].item()
+            with torch.no_grad():
+                flat[index] = original + eps
+                above = loss().item()
+                flat[index] = original - eps
+                below = loss().item()
+                flat[index] = original
+            numeric = (above - below) / (2 * eps)
+            analytic = value.grad.view(-1)[index].item()
+            error = abs(numeric - analytic) / max(1e-8, abs(numeric) + abs(analytic))
+            if error > worst:
+                worst, where = error, f"{name}[{index}]"
+    if worst > 1e-4:
+        report.add(
+            "gradients",
+            False,
+            f"the gradient disagrees with finite differences at {where} "
+            f"(relative error {worst:.2g})",
+            "a hand-written backward or a non-differentiable step is wrong",
+        )
+    else:
+        report.add(
+            "gradients",
+            True,
+            f"gradients agree with float64 finite differences (worst relative error {worst:.1g})",
+        )
+
+
+def _overfit(report, model, x, y, steps: int = 200, target: float = 0.05) -> None:
+    """Can it drive the loss on one batch near zero? A model that cannot is broken."""
+    if not any(p.requires_grad and p.is_leaf for _, p in named_parameters(model)):
+        report.add(
+            "overfit",
+            False,
+            "it cannot learn at all: no parameter is a leaf that "
+            "requires grad, so no optimizer step changes anything",
+            "fix the parameters named above",
+        )
+        return
+    twin = _copy(model)
+    parameters = [p for _, p in named_parameters(twin) if p.requires_grad and p.is_leaf]
+    loss = float("inf")
+    if parameters:
+        optimizer = optim.Adam(parameters, lr=1e-3, fused=False)
+        for step in range(steps):
+            optimizer.zero_grad()
+            value = F.cross_entropy(_call(twin, x).float(), y)
+            value.backward()
+            optimizer.step()
+            loss = value.item()
+            if loss < target:
+                report.add(
+                    "overfit",
+                    True,
+                    f"it overfits one batch of {len(x)}: loss "
+                    f"{loss:.3f} after {step + 1} steps of Adam",
+                )
+                return
+    report.add(
+        "overfit",
+        False,
+        f"it cannot overfit one batch of {len(x)}: loss {loss:.3g} after {steps} steps "
+        "of Adam at 1e-3",
+        "fix the findings above; a model that learns drives one batch's loss to ~0",
+    )
+
+
+def _agreement(report, model, parameters, x) -> None:
+    """Same weights in mnistlab's MLP, same logits? Shapes matched in order, (in, out) weights
+    transposed to nn.Linear's (out, in)."""
+    shapes = [tuple(p.shape) for _, p in parameters]
+    if len(shapes) < 2 or len(shapes) % 2 or any(len(s) != 2 for s in shapes[::2]):
+        return
+    sizes, state, mapping = [784], {}, []
+    depth = len(shapes) // 2 - 1
+    layers = [f"hidden.{index}" for index in range(depth)] + ["output"]
+    names = [f"{layer}.{kind}" for layer in layers for kind in ("weight", "bias")]
+    for index in range(0, len(shapes), 2):
+        (weight_name, weight), (bias_name, bias) = parameters[index], parameters[index + 1]
+        fan_in = sizes[-1]
+        if weight.shape[1] == fan_in:
+            out, transposed = weight.shape[0], False
+        elif weight.shape[0] == fan_in:
+            out, transposed = weight.shape[1], True
+        else:
+            return
+        if tuple(bias.shape) != (out,):
+            return
+        sizes.append(out)
+        ours_weight, ours_bias = names[index], names[index + 1]
+        state[ours_weight] = (weight.T if transposed else weight).detach().float()
+        state[ours_bias] = bias.detach().float()
+        mapping.append(f"{weight_name} -> {ours_weight}{' (transposed)' if transposed else ''}")
+        mapping.append(f"{bias_name} -> {ours_bias}")
+    if sizes[-1] != 10:
+        return
+    was_training = getattr(model, "training", None)
+    if isinstance(model, torch.nn.Module):
+        model.eval()  # no dropout while comparing
+    with torch.no_grad():
+        theirs = _call(model, x).float()
+    if was_training is not None and isinstance(model, torch.nn.Module):
+        model.train(was_training)
+    # A model that ends in a softmax is compared after one (its own finding says to drop it).
+    softmax = bool((theirs >= 0).all()) and torch.allclose(theirs.sum(1), torch.ones(len(x)))
+    with torch.no_grad():
+        differences = {}
+        for activation in ACTIVATIONS:
+            kind = "mlp" if len(sizes) > 2 else "logreg"
+            # Its own generator: the weights are replaced below, torch's global one untouched.
+            ours = models.build(kind, "module", tuple(sizes), activation, 0.0, torch.Generator())
+            ours.load_state_dict(state)
+            logits = ours.eval()(x)
+            logits = logits.softmax(1) if softmax else logits
+            differences[activation] = (logits - theirs).abs().max().item()
+    best = min(differences, key=differences.get)
+    shape = "-".join(map(str, sizes)) + (" and a softmax" if softmax else "")
+    # float32 sums in another order differ by rounding, in proportion to the logits' size.
+    if differences[best] <= 1e-5 * max(1.0, theirs.abs().max().item()):
+        report.add(
+            "agrees",
+            True,
+            f"the same weights in mnistlab's MLP {shape} ({best}) give the same logits "
+            f"(largest difference {differences[best]:.1g}); names: {'; '.join(mapping)}",
+        )
+    else:
+        report.add(
+            "agrees",
+            False,
+            f"with the same weights, mnistlab's MLP {shape} gives other logits under every "
+            f"activation (closest: {best}, largest difference {differences[best]:.3g}); "
+            f"names: {'; '.join(mapping)}",
+            "check forward: the order of layers, the activation between them, x @ W against W.T",
+        )
+
+
+def batch(dataset, size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`size` training images (N, 784) scaled to [-1, 1] as the course notebook's
+    Normalize((0.5,), (0.5,)) does, and their labels; the same seed, the same batch."""
+    from mnistlab.data import to_inputs
+
+    order = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(seed))
+    chosen = order[:size]
+    x = to_inputs(dataset.train.images[chosen], 0.5, 0.5)
+    return x, dataset.train.labels[chosen]
+
+
+def load_target(target: str):
+    """FILE.py:NAME -> the model: NAME is a class (made with no arguments) or an object.
+
+    This runs the file, as `python FILE.py` would: give only files you trust."""
+    import importlib.util
+    from pathlib import Path
+
+    from mnistlab.errors import ConfigError
+
+    path, _, name = target.rpartition(":")
+    if not path or not name:
+        raise ConfigError(f"{target}: write FILE.py:NAME, e.g. my_model.py:BasicMLP")
+    if not Path(path).is_file():
+        raise ConfigError(f"{path}: no such file")
+    spec = importlib.util.spec_from_file_location(f"mnistlab_checked_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # noqa: BLE001 - the user's file: say what it raised
+        raise ConfigError(f"{path} raised {error!r} when it was run") from None
+    if not hasattr(module, name):
+        found = [
+            k
+            for k, v in vars(module).items()
+            if isinstance(v, type) and v.__module__ == module.__name__
+        ]
+        raise ConfigError(f"{path} has no {name}; it defines: {', '.join(found) or 'no class'}")
+    model = getattr(module, name)
+    if isinstance(model, type):
+        try:
+            model = model()
+        except Exception as error:  # noqa: BLE001
+            raise ConfigError(
+                f"{name}() raised {error!r}; check makes it with no arguments"
+            ) from None
+    if not callable(model) and not hasattr(model, "forward"):
+        raise ConfigError(f"{name} has neither forward nor __call__: it is not a model")
+    return model

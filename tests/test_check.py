@@ -1,0 +1,83 @@
+"""`mnistlab check` names each mistake of a folder of user-style models, and passes a correct
+one; exit 0, 1 or 2 as an autograder needs."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnistlab import check, data
+from mnistlab.cli import main
+
+MODELS = Path(__file__).parent / "user_models"
+
+
+@pytest.mark.parametrize(
+    ("target", "failed", "says"),
+    [
+        ("correct.py:BasicMLP", set(), "all checks passed"),
+        (
+            "assignment_basic.py:BasicMLP",
+            {"leaf", "overfit"},
+            "W1 is not a leaf tensor",
+        ),
+        ("softmax.py:MLP", {"logits", "overfit"}, "CrossEntropyLoss applies softmax itself"),
+        ("frozen.py:MLP", {"leaf"}, "fc1.weight does not require grad"),
+        ("unused_layer.py:MLP", {"gradient", "agrees"}, "fc2.weight receives no gradient"),
+        ("wrong_output.py:model", {"output"}, "the output is (64, 5), not (64, 10)"),
+        ("unscaled.py:BasicMLP", {"initial_loss"}, "far above ln 10"),
+    ],
+)
+def test_each_mistake_is_named_with_its_fix(capsys, tiny, target, failed, says):
+    code = main(
+        ["check", str(MODELS / target), "--dataset", "tiny", "--data-dir", str(tiny[0]), "--json"]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert code == (1 if failed else 0)
+    assert {f["check"] for f in report["findings"] if f["passed"] is False} == failed
+    assert report["passed"] == (not failed)
+    assert any(says in f["message"] for f in report["findings"]) or says == "all checks passed"
+    assert all(f["fix"] for f in report["findings"] if f["passed"] is False)
+    code = main(["check", str(MODELS / target), "--dataset", "tiny", "--data-dir", str(tiny[0])])
+    text = capsys.readouterr().out
+    assert says in text and code == (1 if failed else 0)
+
+
+def test_the_assignments_mistake_gets_the_fix_and_the_name_mapping(capsys, tiny):
+    main(["check", str(MODELS / "assignment_basic.py:BasicMLP"), "--dataset", "tiny",
+          "--data-dir", str(tiny[0])])  # fmt: skip
+    text = capsys.readouterr().out
+    assert (
+        "fix: create it first, then mark it: W1 = (torch.randn(...) * 0.01).requires_grad_()"
+        in text
+    )
+    assert "W1 -> hidden.0.weight (transposed); b1 -> hidden.0.bias" in text
+    assert "397,510 trainable parameters" not in text  # W1 and W2 cannot train
+    assert "510 trainable parameters of its 397,510" in text
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("nowhere.py:Model", "no such file"),
+        ("correct.py", "write FILE.py:NAME"),
+        ("correct.py:Missing", "has no Missing; it defines: BasicMLP"),
+    ],
+)
+def test_usage_mistakes_exit_2(capsys, tiny, target, message):
+    code = main(["check", str(MODELS / target), "--dataset", "tiny", "--data-dir", str(tiny[0])])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_check_leaves_the_model_and_the_global_generator_as_they_were(tiny):
+    model = check.load_target(str(MODELS / "correct.py:BasicMLP"))
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = check.batch(data.load("tiny", tiny[0]))
+    state = torch.random.get_rng_state()
+    report = check.check(model, x, y)
+    assert report.passed
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert all(p.grad is None for p in model.parameters())
