@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnistlab import check, data
+from mnistlab import data, diagnose
 from mnistlab.cli import main
 
 MODELS = Path(__file__).parent / "user_models"
@@ -72,11 +72,11 @@ def test_usage_mistakes_exit_2(capsys, tiny, target, message):
 
 
 def test_check_leaves_the_model_and_the_global_generator_as_they_were(tiny):
-    model = check.load_target(str(MODELS / "correct.py:BasicMLP"))
+    model = diagnose.load_target(str(MODELS / "correct.py:BasicMLP"))
     before = [p.detach().clone() for p in model.parameters()]
-    x, y = check.batch(data.load("tiny", tiny[0]))
+    x, y = diagnose.batch(data.load("tiny", tiny[0]))
     state = torch.random.get_rng_state()
-    report = check.check(model, x, y)
+    report = diagnose.check(model, x, y)
     assert report.passed
     assert torch.equal(torch.random.get_rng_state(), state)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

@@ -1,7 +1,36 @@
 """mnistlab: multi-layer perceptrons and logistic regression on MNIST, with PyTorch.
 
-Importing the package does nothing but define names: no download, no device choice, no
-global setting. Start from `mnistlab.data.load`, `mnistlab.train.train` or the CLI.
+The entry points for a notebook (mnistlab.api), each returning values and changing no global
+state:
+
+    load_data(dataset="mnist", data_dir=None)      the data set, found or fetched, verified
+    build_model(model="mlp", impl="module", ...)   a model: module, scratch or manual
+    count_parameters(model)                        397,510 for the MLP, 7,850 for logreg
+    fit(config=None, recipe="default", folder=None, **settings) -> Run   train and save a run
+    evaluate_run(run)                              test loss, accuracy, per class, confusion
+    show(run)                                      the run's pictures, inline
+    check(model)                                   what is wrong with a model you wrote
+
+Underneath: mnistlab.runs.Run (create, open, fit), mnistlab.config.TrainConfig and Runtime,
+mnistlab.train.train, mnistlab.sweep. Importing the package does nothing but define names:
+no download, no device choice, no torch import until a function is called.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+API = ("load_data", "build_model", "count_parameters", "fit", "evaluate_run", "show", "check")
+__all__ = [*API, "__version__"]
+
+
+def __getattr__(name: str):
+    # The API is imported on first use, so that `import mnistlab` (and the CLI's --help and
+    # --version) stays free of torch's import.
+    if name in API:
+        from mnistlab import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *API])

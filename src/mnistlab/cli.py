@@ -342,15 +342,15 @@ def cmd_plot(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from mnistlab import check, data
+    from mnistlab import data, diagnose
     from mnistlab.runs import plain
 
-    model = check.load_target(args.target)
+    model = diagnose.load_target(args.target)
     runtime = runtime_from_args(args)
     dataset = data.load(
         args.dataset, runtime.data_dir, mirrors=runtime.mirrors, progress=runtime.progress
     )
-    report = check.check(model, *check.batch(dataset))
+    report = diagnose.check(model, *diagnose.batch(dataset))
     print(json.dumps(plain(report.as_dict())) if args.json else text.check_report(report))
     return 0 if report.passed else 1
 

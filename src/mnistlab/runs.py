@@ -445,7 +445,9 @@ def load(path: str | Path, runtime: Runtime | None = None) -> Saved:
     saved = checkpoint.load(path)
     folder = checkpoint.resolve(path).parent
     config = saved["config"]
-    model = models.build_from_config(config).to(device)
+    # A throwaway generator: the weights are replaced by the saved ones, and torch's global
+    # generator is left alone.
+    model = models.build_from_config(config, torch.Generator()).to(device)
     checkpoint.load_weights(model, saved["model"], str(path))
     dataset = data.load(
         config.dataset,

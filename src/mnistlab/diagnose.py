@@ -54,6 +54,11 @@ class Report:
     def as_dict(self) -> dict:
         return {"passed": self.passed, "findings": [asdict(f) for f in self.findings]}
 
+    def __str__(self) -> str:
+        from mnistlab.text import check_report
+
+        return check_report(self)
+
     def add(self, check, passed, message, fix=""):
         self.findings.append(Finding(check, passed, message, fix))
 

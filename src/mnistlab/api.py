@@ -1,0 +1,103 @@
+"""The few entry points a notebook needs, each a thin call into the library.
+
+    import mnistlab
+    dataset = mnistlab.load_data()                       # MNIST, found or fetched, verified
+    run = mnistlab.fit(recipe="assignment", folder="runs/mlp")   # a progress bar in Jupyter
+    mnistlab.evaluate_run(run).accuracy
+    mnistlab.count_parameters(mnistlab.build_model())    # 397510
+    mnistlab.show(run)                                   # the run's pictures, inline
+    mnistlab.check(my_model)                             # what is wrong with a model I wrote
+
+None of them changes global state: torch's random generator and thread count stay as they
+were (every random stream has its own generator), and nothing is printed.
+"""
+
+import dataclasses
+from pathlib import Path
+
+from mnistlab import data, models, runs
+from mnistlab.config import Runtime, TrainConfig
+from mnistlab.config import recipe as named_recipe
+
+
+def load_data(dataset: str = "mnist", data_dir: str | Path | None = None) -> data.Dataset:
+    """The data set as uint8 image and int64 label tensors (found on this machine or fetched
+    from a mirror, verified by sha256)."""
+    return data.load(dataset, data_dir)
+
+
+def build_model(model: str = "mlp", impl: str = "module", hidden=(500,), activation="relu",
+                seed: int = 0):  # fmt: skip
+    """A model by name: `impl` is module (torch.nn), scratch (tensors and autograd) or manual
+    (hand-written backward); the same seed gives the same weights in all three."""
+    import torch
+
+    config = TrainConfig(model=model, impl=impl, hidden=tuple(hidden), activation=activation)
+    return models.build_from_config(config, torch.Generator().manual_seed(seed))
+
+
+def count_parameters(model) -> int:
+    """Trainable parameters: 397,510 for the 784-500-10 MLP, 7,850 for logistic regression."""
+    return models.count_parameters(model)
+
+
+def fit(
+    config: TrainConfig | None = None,
+    *,
+    recipe: str = "default",
+    folder: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    pictures: bool = True,
+    **settings,
+) -> runs.Run:
+    """Train a run and return it (finished, its folder released): `config`, or a recipe with
+    `settings` over it (fit(recipe="assignment", hidden=(256,))). The run is saved in
+    `folder` (default runs/DATASET-MODEL-TIME); `run.history` holds one record per epoch."""
+    config = dataclasses.replace(config or named_recipe(recipe), **settings)
+    run = runs.Run.create(folder, config) if folder else runs.Run.new(config)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm  # a widget in Jupyter, text elsewhere
+
+        bar = tqdm(total=config.epochs, unit="epoch", desc=Path(run.folder).name)
+    try:
+        runtime = Runtime(data_dir=str(data_dir) if data_dir else None)
+        run.fit(runtime, pictures=pictures, on_epoch=(lambda record: bar.update()) if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+        run.close()
+    return run
+
+
+def evaluate_run(run: runs.Run | str | Path, data_dir: str | Path | None = None):
+    """The test-set evaluation of a run (loss, accuracy, per-class accuracy, confusion)."""
+    from mnistlab.evaluate import evaluate
+
+    saved = runs.load(
+        getattr(run, "folder", run), Runtime(data_dir=str(data_dir) if data_dir else None)
+    )
+    tensors = saved.tensors
+    return evaluate(saved.model, tensors.x_test, tensors.y_test, len(tensors.classes))
+
+
+def show(run: runs.Run | str | Path) -> list[Path]:
+    """Display the run's pictures inline (in Jupyter) and return their paths."""
+    folder = Path(getattr(run, "folder", run))
+    paths = [folder / name for name in runs.PICTURES if (folder / name).is_file()]
+    try:
+        from IPython.display import Image, display
+    except ImportError:  # outside IPython: the paths are the answer
+        return paths
+    for path in paths:
+        display(Image(filename=str(path)))
+    return paths
+
+
+def check(model, dataset: str = "mnist", data_dir: str | Path | None = None):
+    """Diagnose a model you wrote on one batch of real images (see mnistlab.diagnose);
+    `report.passed`, `report.findings`, and a readable summary as `print(report)`."""
+    from mnistlab import diagnose
+
+    return diagnose.check(model, *diagnose.batch(data.load(dataset, data_dir)))
