@@ -129,3 +129,37 @@ def register_tiny(folder) -> None:
         contents[path.name] = path.read_bytes()
         contents[path.name.removesuffix(".gz")] = gzip.decompress(contents[path.name])
     data.DATASETS["tiny"] = spec_for(contents)
+
+
+@pytest.fixture(scope="session")
+def mnist_run(tmp_path_factory):
+    """The default recipe trained on MNIST once per session: a run folder (None without the
+    data; tests use it through `trained`)."""
+    if not REAL_DATA:
+        return None
+    from mnistlab.config import Runtime, TrainConfig
+    from mnistlab.runs import Run
+
+    folder = tmp_path_factory.mktemp("mnist-run") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MNISTLAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        with Run.create(folder, TrainConfig()) as run:
+            run.fit(Runtime(data_dir=REAL_DATA), pictures=False)
+    return folder
+
+
+@pytest.fixture
+def trained(real_data, mnist_run) -> Path:
+    return mnist_run
+
+
+@pytest.fixture
+def tiny_run(tiny, tmp_path) -> Path:
+    """A small model trained on the synthetic data set: a run folder."""
+    from mnistlab.config import Runtime, TrainConfig
+    from mnistlab.runs import Run
+
+    folder = tmp_path / "tiny-run"
+    with Run.create(folder, TrainConfig(dataset="tiny", hidden=(32,), epochs=3)) as run:
+        run.fit(Runtime(data_dir=str(tiny[0])), pictures=False)
+    return folder

@@ -355,6 +355,62 @@ def cmd_check(args) -> int:
     return 0 if report.passed else 1
 
 
+def cmd_predict(args) -> int:
+    from mnistlab import preprocess
+    from mnistlab.predict import Predictor
+
+    predictor = Predictor.load(args.run)
+    files = preprocess.image_files([path for path in args.images if path != "-"])
+    sources = [(str(path), path) for path in files]
+    if "-" in args.images:
+        sources.append(("-", sys.stdin.buffer.read()))
+    if not sources:
+        raise ConfigError(f"no images in {' '.join(args.images)}")
+    predictions = [(name, predictor.predict([source])[0]) for name, source in sources]
+    if args.show_input:
+        from mnistlab import plots
+
+        path = plots.inputs_seen([source for _, source in sources], predictions, args.show_input)
+        print(f"wrote {path}", file=sys.stderr)
+    for name, prediction in predictions:
+        if args.json:
+            print(json.dumps({"file": name, **prediction.as_dict()}))
+        else:
+            top = ", ".join(f"{label} {100 * p:.1f}%" for label, p in prediction.top(3))
+            print(f"{name}: {prediction.name}  (top 3: {top})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from mnistlab import export
+
+    try:
+        path = export.export(args.run, args.format, args.out)
+    except ImportError as error:
+        raise ConfigError(
+            f"export --format {args.format} needs {error.name}: pip install 'mnistlab[export]'"
+        ) from None
+    print(
+        f"wrote {path}"
+        + (f" and {path.with_suffix('.json')}" if args.format == "safetensors" else "")
+    )
+    return 0
+
+
+def cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from mnistlab.serve import app_for_run
+    except ImportError as error:
+        raise ConfigError(f"serve needs {error.name}: pip install 'mnistlab[serve]'") from None
+    runtime = runtime_from_args(args)
+    app = app_for_run(args.run, runtime.device if runtime.device != "auto" else "cpu")
+    print(f"serving {args.run} at http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_report(args) -> int:
     from mnistlab import report, runs
 
@@ -399,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
         "plot": cmd_plot,
         "report": cmd_report,
         "check": cmd_check,
+        "predict": cmd_predict,
+        "export": cmd_export,
+        "serve": cmd_serve,
     }
     try:
         return handlers[args.command](args)

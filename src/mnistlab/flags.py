@@ -213,6 +213,25 @@ def build_parser() -> Parser:
     check.add_argument("--quiet", action="store_true", help="no progress bars")
     add_setting_flags(check, Runtime, skip=("device", "threads"))
 
+    predict = _command(commands, "predict", "read your own images: class and top-3 probabilities")
+    predict.add_argument("run", help="run folder or checkpoint.pt")
+    predict.add_argument("images", nargs="+", help="image files, folders of them, or - for stdin")
+    predict.add_argument("--json", action="store_true", help="one JSON object per image")
+    predict.add_argument(
+        "--show-input", metavar="FILE.png", help="a picture of each image and the 28x28 input"
+    )
+
+    export = _command(commands, "export", "the model for ONNX, TorchScript or safetensors")
+    export.add_argument("run", help="run folder or checkpoint.pt")
+    export.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
+    export.add_argument("--out", help="file to write (default: RUN/model.EXT)")
+
+    serve = _command(commands, "serve", "a web page to draw digits on, and a JSON API")
+    serve.add_argument("run", help="run folder or checkpoint.pt")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    add_setting_flags(serve, Runtime, skip=("data_dir", "mirrors"))
+
     report = _command(
         commands, "report", "one self-contained HTML page of a run or a sweep, or runs side by side"
     )

@@ -378,3 +378,29 @@ def sweep_plot(rows: list[dict], axis: str, path) -> Path:
 def sweep_pictures(rows: list[dict], folder) -> list[Path]:
     folder = Path(folder)
     return [sweep_plot(rows, axis, folder / f"accuracy_vs_{axis}.png") for axis in SWEEP_AXES]
+
+
+def inputs_seen(sources, predictions, path) -> Path:
+    """Each image (grey, fitted to 28x28 as it is) beside the 28x28 input the model saw."""
+    from mnistlab.preprocess import grey
+
+    images, titles = [], []
+    for source, (name, prediction) in zip(sources, predictions, strict=True):
+        array = grey(source)
+        scale = 28 / max(array.shape)
+        from PIL import Image
+
+        small = Image.fromarray(array.astype(np.uint8)).resize(
+            (max(1, round(array.shape[1] * scale)), max(1, round(array.shape[0] * scale)))
+        )
+        thumbnail = np.full((28, 28), 255.0, np.float32)
+        thumbnail[: small.size[1], : small.size[0]] = np.asarray(small, np.float32)
+        images += [255 - thumbnail, prediction.input.astype(np.float32)]
+        titles += [
+            Path(name).name[:14],
+            f"{prediction.name} {100 * max(prediction.probabilities):.0f}%",
+        ]
+    return image_grid(
+        images, titles, path, columns=2 * min(5, len(sources)), cmap="gray",
+        suptitle="each image (inverted) beside the 28x28 input the model saw", limits=(0, 255),
+    )  # fmt: skip

@@ -1,0 +1,131 @@
+"""A run's model for other runtimes, needing nothing from mnistlab to use it.
+
+Every format takes raw pixels, (N, 28, 28) in 0-255 (uint8 or float; ONNX: float32), with any
+batch size, and includes the run's input normalisation, so that a consumer only has to
+prepare the image as the dataset's own (mnistlab.preprocess says how) and read the argmax:
+- onnx: a graph for ONNX Runtime (and the runtimes built on it: C++, mobile, the browser);
+- torchscript: a file `torch.jit.load` runs in any Python with PyTorch, mnistlab or not;
+- safetensors: the weights, named so that they load into a plain nn.Sequential of
+  nn.Linear and activation layers, and a JSON sidecar (layer sizes, activation,
+  normalisation, classes) that says how to build it.
+The exporters (onnx, onnxscript, safetensors) are the optional extra 'mnistlab[export]'.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mnistlab import checkpoint
+from mnistlab.files import atomic_write
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+ACTIVATION_LAYERS = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "none": nn.Identity,
+}
+
+
+class Pixels(nn.Module):
+    """Raw pixels (N, 28, 28) in 0-255 -> the normalised (N, 784) the network was trained on."""
+
+    def __init__(self, mean: float, std: float):
+        super().__init__()
+        self.mean, self.std = float(mean), float(std)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.reshape(pixels.shape[0], 784).float() / 255.0
+        return (x - self.mean) / self.std
+
+
+def sequential(state: dict, sizes, activation: str) -> nn.Sequential:
+    """The network as nn.Sequential(Linear, activation, ..., Linear), weights loaded; its
+    state_dict names are those of the safetensors file ("0.weight", "0.bias", "2.weight"...)."""
+    layers = []
+    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if index < len(sizes) - 2:
+            layers.append(ACTIVATION_LAYERS[activation]())
+    network = nn.Sequential(*layers)
+    network.load_state_dict(_sequential_names(state, len(sizes) - 1))
+    return network.eval()
+
+
+def _sequential_names(state: dict, count: int) -> dict:
+    """mnistlab's names (hidden.0.weight, ..., output.bias) -> nn.Sequential's (0.weight, ...)."""
+    names = [f"hidden.{index}" for index in range(count - 1)] + ["output"]
+    return {
+        f"{2 * position}.{kind}": state[f"{name}.{kind}"].detach().float().contiguous()
+        for position, name in enumerate(names)
+        for kind in ("weight", "bias")
+    }
+
+
+def _saved(run):
+    saved = checkpoint.load(run)
+    config = saved["config"]
+    from mnistlab.data import get_spec
+
+    return saved, config, list(get_spec(config.dataset).classes)
+
+
+def model(run) -> tuple[nn.Module, dict]:
+    """The whole model, pixels in and logits out, and what the sidecar describes."""
+    saved, config, classes = _saved(run)
+    network = sequential(saved["model"], config.layer_sizes, config.activation)
+    mean, std = saved["normalization"]
+    description = {
+        "layers": list(config.layer_sizes),
+        "activation": config.activation if config.model == "mlp" else "none",
+        "normalization": {"mean": mean, "std": std, "input": "pixels (N, 28, 28) in 0-255"},
+        "classes": classes,
+        "dataset": config.dataset,
+        "output": "logits (N, classes); softmax for probabilities",
+    }
+    return nn.Sequential(Pixels(mean, std), network).eval(), description
+
+
+def export(run, format: str, out: str | Path | None = None) -> Path:
+    """Write the run's model in `format` (onnx, torchscript, safetensors); returns the path
+    (default: RUN/model.EXT, with model.json beside a safetensors file)."""
+    whole, description = model(run)
+    folder = checkpoint.resolve(run).parent
+    out = Path(out) if out else folder / f"model{FORMATS[format]}"
+    example = torch.zeros(2, 28, 28)
+    if format == "torchscript":
+        scripted = torch.jit.trace(whole, example)
+        atomic_write(out, lambda handle: torch.jit.save(scripted, handle))
+    elif format == "onnx":
+        _onnx(whole, example, out)
+    else:
+        from safetensors.torch import save
+
+        weights = dict(whole[1].state_dict())
+        atomic_write(out, save(weights, metadata={"mnistlab": json.dumps(description)}))
+        atomic_write(out.with_suffix(".json"), json.dumps(description, indent=2) + "\n")
+    return out
+
+
+def _onnx(whole: nn.Module, example: torch.Tensor, out: Path) -> None:
+    import tempfile
+
+    batch = torch.export.Dim("batch", min=1)
+    with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
+        # The exporter writes files of its own; the result is moved into place whole.
+        program = torch.onnx.export(
+            whole,
+            (example,),
+            input_names=["pixels"],
+            output_names=["logits"],
+            dynamic_shapes=({0: batch},),
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+        path = Path(scratch) / out.name
+        program.save(str(path))
+        atomic_write(out, path.read_bytes())

@@ -1,0 +1,148 @@
+"""A person's image, prepared the way the dataset's images were: image in, 28x28 uint8 out.
+
+MNIST's digits are white on black, size-normalised so that the ink fits a 20x20 box (aspect
+ratio kept, anti-aliased), then placed in a 28x28 field with the ink's centre of mass at the
+centre. Fashion-MNIST's items are light on black, their longer side scaled to 28. A photo of
+black ink on white paper, or a drawing off to one side of a large canvas, is neither; a model
+given it after a plain resize does badly. So, for any image Pillow reads:
+1. EXIF orientation applied; transparency composited on white; grey levels;
+2. inverted when the background (the border's median) is light;
+3. cropped to the ink (pixels clearly above the background), contrast stretched to 0-255;
+4. MNIST: the longer side scaled to 20 px (anti-aliased), placed with the centre of mass at
+   (14, 14). Fashion-MNIST: the longer side scaled to 28, centred.
+An image with no ink is an error that says so, never a guess.
+"""
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab.errors import MnistlabError
+
+SIDE = 28
+MAX_PIXELS = 16_000_000  # refused before decoding: a decompression bomb never unpacks
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class ImageError(MnistlabError):
+    """An image that cannot be read, is too large, or holds no ink."""
+
+    exit_code = 2
+
+
+def open_image(source, max_pixels: int = MAX_PIXELS):
+    """A PIL image from a path, bytes or a PIL image; its size is checked from the header,
+    before any pixel is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(source, Image.Image):
+        image, name = source, "the image"
+    else:
+        name = str(source) if isinstance(source, str | Path) else "the image"
+        stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+        try:
+            image = Image.open(stream)
+        except (UnidentifiedImageError, OSError, ValueError) as error:
+            raise ImageError(f"{name} is not an image Pillow can read ({error})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageError(f"{name} is {width}x{height} pixels, more than the {max_pixels:,} allowed")
+    try:
+        image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageError(f"{name} could not be decoded ({error})") from None
+    return image
+
+
+def grey(source) -> np.ndarray:
+    """The image as float grey levels (H, W) in 0-255: orientation applied, transparency on
+    white. Also takes a numpy array or a tensor, (H, W) or (H, W, C), in 0-255."""
+    if hasattr(source, "detach"):  # a torch tensor
+        source = source.detach().cpu().numpy()
+    if isinstance(source, np.ndarray):
+        array = source.astype(np.float32)
+        if array.ndim == 3:
+            array = array[..., :3].mean(2) if array.shape[2] >= 3 else array[..., 0]
+        if array.ndim != 2:
+            raise ImageError(f"an image array must be (H, W) or (H, W, C), got {source.shape}")
+        return array
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(open_image(source))
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        image = image.convert("RGBA")
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image)
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def _ink(array: np.ndarray, name: str) -> np.ndarray:
+    """Light ink on a dark background, the background at 0 and the ink stretched to 255."""
+    border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
+    if np.median(border) > 127:  # dark ink on light paper: turn it around
+        array, border = 255 - array, 255 - border
+    background = float(np.median(border))
+    span = float(array.max()) - background
+    if span < 32:
+        raise ImageError(f"{name} is blank: no ink stands out from its background")
+    return np.clip((array - background) / span, 0, 1) * 255
+
+
+def _crop(array: np.ndarray) -> np.ndarray:
+    rows, columns = np.nonzero(array > 0.2 * array.max())
+    return array[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+
+
+def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
+    from PIL import Image
+
+    image = Image.fromarray(array.astype(np.float32), mode="F")
+    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS), np.float32)
+
+
+def _fit(array: np.ndarray, box: int) -> np.ndarray:
+    """Scaled so that its longer side is `box` pixels, the aspect ratio kept."""
+    height, width = array.shape
+    scale = box / max(height, width)
+    resized = _resize(array, max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.clip(resized, 0, 255)
+
+
+def _place(image: np.ndarray, top: int, left: int) -> np.ndarray:
+    field = np.zeros((SIDE, SIDE), np.float32)
+    height, width = image.shape
+    rows = slice(max(0, top), min(SIDE, top + height))
+    columns = slice(max(0, left), min(SIDE, left + width))
+    field[rows, columns] = image[
+        rows.start - top : rows.stop - top, columns.start - left : columns.stop - left
+    ]
+    return field
+
+
+def prepare(source, dataset: str = "mnist") -> np.ndarray:
+    """Any image (a path, bytes, a PIL image, a numpy array or a tensor) -> (28, 28) uint8,
+    prepared as `dataset`'s own images were."""
+    name = str(source) if isinstance(source, str | Path) else "the image"
+    array = _crop(_ink(grey(source), name))
+    if dataset == "fashion-mnist":
+        item = _fit(array, SIDE)
+        field = _place(item, (SIDE - item.shape[0]) // 2, (SIDE - item.shape[1]) // 2)
+    else:
+        digit = _fit(array, 20)
+        total = digit.sum()
+        rows, columns = np.indices(digit.shape)
+        centre = ((rows * digit).sum() / total, (columns * digit).sum() / total)
+        field = _place(digit, round(SIDE / 2 - centre[0]), round(SIDE / 2 - centre[1]))
+    return np.clip(np.rint(field), 0, 255).astype(np.uint8)
+
+
+def image_files(paths) -> list[Path]:
+    """The image files named, folders expanded to the images they hold (sorted)."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in EXTENSIONS)
+        else:
+            found.append(path)
+    return found

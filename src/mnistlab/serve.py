@@ -1,0 +1,139 @@
+"""A small web app around a trained run: a page to draw a digit on, and a JSON API.
+
+Starlette on uvicorn (the optional extra 'mnistlab[serve]'): an ASGI app of four routes needs
+routing, requests and responses, and a thread pool for blocking work, which is what Starlette
+is; FastAPI would add request models and OpenAPI for an API of one POST. The model is loaded
+once; each prediction runs in the thread pool, off the event loop, so requests are served
+concurrently. Input is bounded before it is decoded: a body over `max_bytes` is refused from
+its Content-Length (or as it streams past the limit), an image over `max_pixels` from its
+header, so a decompression bomb never unpacks. Every error is a 4xx JSON object with a
+message, and the server keeps serving.
+
+    GET  /              the page (every asset inline: works offline)
+    POST /api/predict   an image file as the body (any type Pillow reads), or JSON
+                        {"pixels": 28x28 numbers in 0-255}: probabilities, class, the 28x28 input
+    GET  /api/model     the run's name, config and test accuracy
+    GET  /healthz       {"status": "ok"}
+"""
+
+import json
+from importlib import resources
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from mnistlab import preprocess, runs
+from mnistlab.predict import Predictor
+
+MAX_BYTES = 2_000_000
+MAX_PIXELS = 16_000_000
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Refused(400, "Content-Length is not a number")
+        if int(declared) > max_bytes:
+            raise Refused(413, f"the body is {int(declared):,} bytes; the limit is {max_bytes:,}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:  # no Content-Length, or a false one
+            raise Refused(413, f"the body is over the limit of {max_bytes:,} bytes")
+    if not body:
+        raise Refused(400, 'the body is empty: send an image file, or JSON {"pixels": 28x28}')
+    return bytes(body)
+
+
+def _pixels(body: bytes) -> np.ndarray:
+    try:
+        value = json.loads(body)
+        pixels = np.asarray(value["pixels"], dtype=np.float64)
+    except (ValueError, KeyError, TypeError):
+        raise Refused(400, 'send JSON {"pixels": [[...28 numbers...] x 28]}') from None
+    if pixels.shape != (28, 28):
+        raise Refused(400, f"pixels must be 28x28, got {'x'.join(map(str, pixels.shape))}")
+    if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
+        raise Refused(400, "pixels must be numbers in 0-255")
+    return np.rint(pixels).astype(np.uint8)
+
+
+def create_app(predictor: Predictor, info: dict, max_bytes: int = MAX_BYTES,
+               max_pixels: int = MAX_PIXELS) -> Starlette:  # fmt: skip
+    """The app for one loaded model; `info` is what /api/model answers."""
+    page = resources.files("mnistlab").joinpath("static/index.html").read_text()
+
+    def prepare(body: bytes) -> np.ndarray:
+        try:
+            image = preprocess.open_image(body, max_pixels)
+        except preprocess.ImageError as error:
+            status = 413 if "allowed" in str(error) else 415
+            raise Refused(status, str(error)) from None
+        try:
+            return predictor.prepare(image)
+        except preprocess.ImageError as error:
+            raise Refused(422, str(error)) from None
+
+    async def predict(request: Request):
+        try:
+            body = await _body(request, max_bytes)
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind == "application/json":
+                image = _pixels(body)
+            else:
+                image = await run_in_threadpool(prepare, body)
+        except Refused as refused:
+            return _error(refused.status, str(refused))
+        [prediction] = await run_in_threadpool(predictor.predict_prepared, image[None])
+        return JSONResponse(prediction.as_dict())
+
+    async def index(request: Request):
+        return HTMLResponse(page)
+
+    async def model(request: Request):
+        return JSONResponse(info)
+
+    async def health(request: Request):
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/api/predict", predict, methods=["POST"]),
+            Route("/api/model", model),
+            Route("/healthz", health),
+        ]
+    )
+
+
+def app_for_run(run, device: str = "cpu", **limits) -> Starlette:
+    """The app for a run folder: its model loaded once, its name and test accuracy shown."""
+    from mnistlab import checkpoint
+    from mnistlab.config import model_name
+
+    predictor = Predictor.load(run, device)
+    folder = checkpoint.resolve(run).parent
+    history = runs.read_metrics(folder)
+    info = {
+        "run": folder.name,
+        "model": model_name(predictor.config),
+        "config": runs.plain(json.loads(json.dumps(predictor.config.__dict__))),
+        "test_accuracy": history[-1].get("test_accuracy") if history else None,
+        "classes": predictor.classes,
+    }
+    return create_app(predictor, info, **limits)

@@ -1,0 +1,213 @@
+"""Using a trained model: images prepared as the dataset's own, predict, export."""
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFilter
+
+from mnistlab import data, export, preprocess
+from mnistlab.cli import main
+from mnistlab.predict import Predictor
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    rows, columns = np.indices(image.shape)
+    total = image.sum()
+    return (rows * image).sum() / total, (columns * image).sum() / total
+
+
+def handwriting_like(digit: np.ndarray, rng) -> Image.Image:
+    """A 28x28 MNIST digit as a person's image arrives: black ink on white, 4-10x larger,
+    off-centre on a larger non-square canvas, the strokes thickened in half of them."""
+    size = int(28 * rng.uniform(4, 10))
+    ink = Image.fromarray(255 - digit).resize((size, size), Image.Resampling.BICUBIC)
+    if rng.random() < 0.5:
+        ink = ink.filter(ImageFilter.MinFilter(5))  # dark strokes grow
+    width, height = size + int(rng.integers(250, 400)), size + int(rng.integers(200, 350))
+    canvas = Image.new("L", (width, height), 255)
+    canvas.paste(ink, (int(rng.integers(0, width - size)), int(rng.integers(0, height - size))))
+    return canvas
+
+
+# --- preparing an image -----------------------------------------------------------------------
+
+
+def test_a_dark_digit_off_centre_on_a_light_canvas_becomes_an_mnist_digit():
+    canvas = Image.new("L", (400, 300), 255)
+    canvas.paste(Image.new("L", (40, 160), 0), (300, 20))  # a thick stroke near a corner
+    prepared = preprocess.prepare(png(canvas))
+    assert prepared.shape == (28, 28) and prepared.dtype == np.uint8
+    rows, columns = np.nonzero(prepared > 30)
+    assert rows.max() - rows.min() + 1 in (20, 21)  # the longer side fits the 20x20 box
+    assert columns.max() - columns.min() + 1 < 10  # the aspect ratio is kept
+    assert np.allclose(centre_of_mass(prepared.astype(float)), (14, 14), atol=0.6)
+    assert prepared.max() == 255 and prepared[0].max() == 0  # white ink on black
+
+
+def test_transparency_orientation_and_fashion_items():
+    drawn = Image.new("RGBA", (200, 100), (0, 0, 0, 0))  # transparent, black ink
+    drawn.paste((0, 0, 0, 255), (20, 30, 180, 70))
+    prepared = preprocess.prepare(png(drawn))
+    assert prepared.max() == 255 and prepared[:3].max() == 0  # composited on white, inverted
+    rotated = Image.new("L", (100, 200), 255)
+    rotated.paste(0, (30, 20, 70, 180))  # tall
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # "rotate 90° to display": the picture shown is wide
+    buffer = io.BytesIO()
+    rotated.save(buffer, format="JPEG", exif=exif)
+    rows, columns = np.nonzero(preprocess.prepare(buffer.getvalue()) > 30)
+    assert columns.max() - columns.min() > rows.max() - rows.min()
+    item = preprocess.prepare(png(drawn), "fashion-mnist")
+    rows, columns = np.nonzero(item > 30)
+    assert columns.max() - columns.min() + 1 in (27, 28)  # fitted to 28, not 20
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (png(Image.new("L", (300, 300), 255)), "blank"),
+        (png(Image.new("L", (300, 300), 0)), "blank"),
+        (b"\x89PNG not really", "not an image"),
+        (b"", "not an image"),
+        (png(Image.new("1", (10_000, 10_000))), "10000x10000 pixels, more than"),
+    ],
+)
+def test_images_that_cannot_be_read_are_errors_that_say_so(content, message):
+    with pytest.raises(preprocess.ImageError, match=message):
+        preprocess.prepare(content)
+
+
+@pytest.mark.realdata
+def test_handwriting_like_images_score_close_to_the_originals(trained, mnist, capsys):
+    predictor = Predictor.load(trained)
+    rng = np.random.default_rng(0)
+    images, labels = mnist.test.images[:1000].numpy(), mnist.test.labels[:1000].numpy()
+    original = np.mean([p.label for p in predictor.predict_prepared(images)] == labels)
+    drawn = [handwriting_like(image, rng) for image in images]
+    prepared = np.mean([p.label for p in predictor.predict(drawn)] == labels)
+    plain = np.stack([np.asarray(image.resize((28, 28))) for image in drawn])
+    resized = np.mean([p.label for p in predictor.predict_prepared(plain)] == labels)
+    with capsys.disabled():
+        print(
+            f"\n1,000 MNIST test digits: {100 * original:.1f}% as they are; drawn as a person's "
+            f"image: {100 * prepared:.1f}% prepared, {100 * resized:.1f}% with a plain resize"
+        )
+    assert prepared >= original - 0.02
+    assert resized < prepared - 0.5  # the gap is the feature
+
+
+# --- predict ------------------------------------------------------------------------------------
+
+
+def test_predict_reads_files_folders_and_stdin(capsys, tiny, tiny_run, tmp_path, monkeypatch):
+    dataset = data.load("tiny", tiny[0])
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(3):
+        handwriting_like(dataset.test.images[index].numpy(), rng).save(folder / f"d{index}.png")
+    predictor = Predictor.load(tiny_run)
+    expected = predictor.predict([folder / f"d{index}.png" for index in range(3)])
+    stdin = io.BytesIO((folder / "d0.png").read_bytes())
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin))
+    code = main(["predict", str(tiny_run), str(folder), "-", "--json", "--show-input",
+                 str(tmp_path / "seen.png")])  # fmt: skip
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    assert code == 0 and [line["file"] for line in lines][-1] == "-" and len(lines) == 4
+    for line, prediction in zip(lines, [*expected, expected[0]], strict=True):
+        assert line["class"] == prediction.label
+        assert line["probabilities"] == pytest.approx(prediction.probabilities)
+        assert len(line["top"]) == 3 and np.array(line["input"]).shape == (28, 28)
+    assert (tmp_path / "seen.png").stat().st_size > 1000 and "wrote" in captured.err
+    code = main(["predict", str(tiny_run), str(folder / "d1.png")])
+    assert code == 0 and f"d1.png: {expected[1].name}  (top 3: " in capsys.readouterr().out
+    (tmp_path / "blank.png").write_bytes(png(Image.new("L", (50, 50), 255)))
+    code = main(["predict", str(tiny_run), str(tmp_path / "blank.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "blank" in err and err.count("\n") == 1
+
+
+# --- export -------------------------------------------------------------------------------------
+
+
+def pixels(dataset, count=1000) -> np.ndarray:
+    return dataset.test.images[:count].numpy().astype(np.float32)
+
+
+@pytest.mark.realdata
+def test_onnx_runtime_gives_pytorchs_logits(trained, mnist, tmp_path):
+    import onnxruntime
+
+    path = export.export(trained, "onnx", tmp_path / "model.onnx")
+    session = onnxruntime.InferenceSession(str(path))
+    x = pixels(mnist)
+    theirs = session.run(None, {"pixels": x})[0]
+    predictor = Predictor.load(trained)
+    ours = torch.log_softmax(predictor.model(
+        torch.from_numpy(x).reshape(-1, 784).div(255).sub(predictor.mean).div(predictor.std)
+    ), 1)  # fmt: skip
+    assert theirs.shape == (1000, 10)
+    np.testing.assert_allclose(torch.log_softmax(torch.from_numpy(theirs), 1), ours.detach(),
+                               atol=1e-5)  # fmt: skip
+    assert session.run(None, {"pixels": x[:3]})[0].shape == (3, 10)  # any batch size
+
+
+def test_torchscript_runs_where_mnistlab_cannot_be_imported(tiny, tiny_run, tmp_path):
+    path = export.export(tiny_run, "torchscript", tmp_path / "model.pt")
+    x = pixels(data.load("tiny", tiny[0]), 50)
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys; sys.modules['mnistlab'] = None\n"
+        "try:\n    import mnistlab\nexcept ImportError:\n    print('no mnistlab')\n"
+        "import numpy, torch\n"
+        f"model = torch.jit.load({str(path)!r})\n"
+        f"x = torch.from_numpy(numpy.load({str(tmp_path / 'x.npy')!r}))\n"
+        "print(model(x).argmax(1).tolist()); print(model(x.to(torch.uint8)).argmax(1).tolist())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    lines = result.stdout.splitlines()
+    expected = [p.label for p in Predictor.load(tiny_run).predict_prepared(x.astype(np.uint8))]
+    assert lines == ["no mnistlab", str(expected), str(expected)]
+
+
+def test_safetensors_load_into_a_plain_sequential(tiny, tiny_run, tmp_path):
+    from safetensors.torch import load_file
+    from torch import nn
+
+    path = export.export(tiny_run, "safetensors", tmp_path / "model.safetensors")
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["layers"] == [784, 32, 10] and sidecar["activation"] == "relu"
+    sizes = sidecar["layers"]
+    network = nn.Sequential(nn.Linear(sizes[0], sizes[1]), nn.ReLU(), nn.Linear(sizes[1], sizes[2]))
+    network.load_state_dict(load_file(path))
+    x = pixels(data.load("tiny", tiny[0]), 50)
+    norm = sidecar["normalization"]
+    logits = network((torch.from_numpy(x).reshape(-1, 784) / 255 - norm["mean"]) / norm["std"])
+    predictor = Predictor.load(tiny_run)
+    expected = predictor.predict_prepared(x.astype(np.uint8))
+    assert logits.argmax(1).tolist() == [p.label for p in expected]
+    np.testing.assert_allclose(
+        torch.softmax(logits, 1).detach(), [p.probabilities for p in expected], atol=1e-6
+    )
+
+
+def test_export_without_its_extra_says_what_to_install(capsys, tiny_run, monkeypatch):
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    code = main(["export", str(tiny_run), "--format", "safetensors"])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install 'mnistlab[export]'" in err
