@@ -140,7 +140,7 @@ def mnist_run(tmp_path_factory):
     from mnistlab.config import Runtime, TrainConfig
     from mnistlab.runs import Run
 
-    folder = tmp_path_factory.mktemp("mnist-run") / "run"
+    folder = tmp_path_factory.mktemp("mnist-run") / "mnist-default"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MNISTLAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
         with Run.create(folder, TrainConfig()) as run:

@@ -90,8 +90,9 @@ def _ink(array: np.ndarray, name: str) -> np.ndarray:
 
 
 def _crop(array: np.ndarray) -> np.ndarray:
-    rows, columns = np.nonzero(array > 0.2 * array.max())
-    return array[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    ink = array > 0.2 * array.max()
+    rows, columns = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    return array[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
 
 
 def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:

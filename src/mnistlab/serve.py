@@ -78,7 +78,7 @@ def create_app(predictor: Predictor, info: dict, max_bytes: int = MAX_BYTES,
     """The app for one loaded model; `info` is what /api/model answers."""
     page = resources.files("mnistlab").joinpath("static/index.html").read_text()
 
-    def prepare(body: bytes) -> np.ndarray:
+    def prepared(body: bytes) -> np.ndarray:
         try:
             image = preprocess.open_image(body, max_pixels)
         except preprocess.ImageError as error:
@@ -89,18 +89,18 @@ def create_app(predictor: Predictor, info: dict, max_bytes: int = MAX_BYTES,
         except preprocess.ImageError as error:
             raise Refused(422, str(error)) from None
 
+    def answer(body: bytes, kind: str) -> dict:
+        """Decode, prepare and predict in one trip to the thread pool."""
+        image = _pixels(body) if kind == "application/json" else prepared(body)
+        return predictor.predict_prepared(image[None])[0].as_dict()
+
     async def predict(request: Request):
         try:
             body = await _body(request, max_bytes)
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if kind == "application/json":
-                image = _pixels(body)
-            else:
-                image = await run_in_threadpool(prepare, body)
+            return JSONResponse(await run_in_threadpool(answer, body, kind))
         except Refused as refused:
             return _error(refused.status, str(refused))
-        [prediction] = await run_in_threadpool(predictor.predict_prepared, image[None])
-        return JSONResponse(prediction.as_dict())
 
     async def index(request: Request):
         return HTMLResponse(page)

@@ -1,0 +1,143 @@
+"""Prediction latency in process, and the server's throughput for PNG uploads.
+
+    python benchmarks/serve.py --data-dir ../shared/data [--run RUN] [--seconds 10]
+
+Trains the default MLP (or takes --run), then measures:
+- `Predictor.predict` on one handwriting-like PNG at a time, in this process: median and p99;
+- `mnistlab serve` in its own process, loaded by 1, 8 and 32 concurrent clients posting PNG
+  images over keep-alive connections for --seconds each: predictions per second, p50 and
+  p99 latency. The clients run in this process, on the same 2 cores as the server.
+"""
+
+import argparse
+import http.client
+import io
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mnistlab import data
+from mnistlab.config import Runtime, TrainConfig
+from mnistlab.predict import Predictor
+from mnistlab.runs import Run
+
+
+def images(dataset, count=64) -> list[bytes]:
+    """Test digits drawn black on white at 6x, off-centre on a 240x200 canvas, as PNG."""
+    rng = np.random.default_rng(0)
+    out = []
+    for index in range(count):
+        digit = Image.fromarray(255 - dataset.test.images[index].numpy()).resize((168, 168))
+        canvas = Image.new("L", (240, 200), 255)
+        canvas.paste(digit, (int(rng.integers(0, 72)), int(rng.integers(0, 32))))
+        buffer = io.BytesIO()
+        canvas.save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def percentile(values, q) -> float:
+    return float(np.percentile(values, q))
+
+
+def in_process(run: Path, pngs: list[bytes], repeats: int = 500) -> None:
+    predictor = Predictor.load(run)
+    predictor.predict(pngs[:8])  # warm up
+    times = []
+    for index in range(repeats):
+        start = time.perf_counter()
+        predictor.predict([pngs[index % len(pngs)]])
+        times.append(time.perf_counter() - start)
+    print(
+        f"predict, in process, one PNG at a time: median {1000 * statistics.median(times):.2f} ms,"
+        f" p99 {1000 * percentile(times, 99):.2f} ms (n = {repeats})"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def load(port: int, pngs: list[bytes], clients: int, seconds: float) -> None:
+    latencies, errors = [], []
+    stop = time.monotonic() + seconds
+
+    def client(offset: int):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        index = offset
+        while time.monotonic() < stop:
+            body = pngs[index % len(pngs)]
+            index += 1
+            start = time.perf_counter()
+            connection.request("POST", "/api/predict", body, {"Content-Type": "image/png"})
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                errors.append(response.status)
+            latencies.append(time.perf_counter() - start)
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    print(
+        f"{clients:>3} clients: {len(latencies) / elapsed:7.0f} predictions/s, "
+        f"p50 {1000 * percentile(latencies, 50):6.1f} ms, "
+        f"p99 {1000 * percentile(latencies, 99):6.1f} ms"
+        + (f", {len(errors)} errors" if errors else ""),
+        flush=True,
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--run", help="a run folder (default: train the default MLP)")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=0, help="the server's --threads")
+    args = parser.parse_args()
+    dataset = data.load("mnist", args.data_dir, download_missing=False)
+    pngs = images(dataset)
+    with tempfile.TemporaryDirectory() as scratch:
+        run = Path(args.run) if args.run else Path(scratch) / "run"
+        if not args.run:
+            with Run.create(run, TrainConfig()) as new:
+                new.fit(Runtime(data_dir=args.data_dir), pictures=False)
+        in_process(run, pngs)
+        port = free_port()
+        command = [sys.executable, "-m", "mnistlab", "serve", str(run), "--port", str(port)]
+        if args.threads:
+            command += ["--threads", str(args.threads)]
+        server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        try:
+            server.stdout.readline()  # "serving ..."
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            load(port, pngs, 1, 2)  # warm up
+            for clients in (1, 8, 32):
+                load(port, pngs, clients, args.seconds)
+        finally:
+            server.terminate()
+            server.wait()
+
+
+if __name__ == "__main__":
+    main()

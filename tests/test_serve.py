@@ -1,0 +1,219 @@
+"""The served app, over a real socket: the API under load and abuse, and the page in a real
+browser (Debian's chromium driven by Playwright)."""
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistlab import data
+from mnistlab.predict import Predictor
+from mnistlab.serve import app_for_run
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@contextlib.contextmanager
+def served(app):
+    """uvicorn on a free loopback port, in a thread; yields the base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def request(url, body=None, kind="image/png", headers=None):
+    """(status, parsed JSON) of one request."""
+    sent = urllib.request.Request(url, data=body, headers={"Content-Type": kind, **(headers or {})})
+    try:
+        with urllib.request.urlopen(sent, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def digit_png(array: np.ndarray, scale: int = 6) -> bytes:
+    """A dataset image drawn black on white, larger."""
+    return png(Image.fromarray(255 - array).resize((28 * scale, 28 * scale)))
+
+
+def test_the_api_under_load_and_abuse(tiny, tiny_run):
+    dataset = data.load("tiny", tiny[0])
+    good = [digit_png(dataset.test.images[index].numpy()) for index in range(40)]
+    predictor = Predictor.load(tiny_run)
+    expected = [p.probabilities for p in predictor.predict(good)]
+    malformed = [
+        (b"\x00\x01 garbage, not an image" * 10, "image/png", 415),
+        (b"", "image/png", 400),
+        (bytes(3_000_000), "application/octet-stream", 413),
+        (png(Image.new("1", (10_000, 10_000))), "image/png", 413),
+        (json.dumps({"pixels": [[0] * 27] * 28}).encode(), "application/json", 400),
+        (png(Image.new("L", (200, 200), 255)), "image/png", 422),
+        (json.dumps({"pixels": "nope"}).encode(), "application/json", 400),
+        (b"{not json", "application/json", 400),
+    ]
+    jobs = []  # 200 requests, every fifth one malformed
+    for index in range(200):
+        if index % 5 == 4:
+            jobs.append(("bad", malformed[(index // 5) % len(malformed)]))
+        else:
+            jobs.append(("good", index % len(good)))
+    with served(app_for_run(tiny_run)) as url:
+        health, stop = [], threading.Event()
+
+        def poll():
+            while not stop.is_set():
+                health.append(request(url + "/healthz")[0])
+                time.sleep(0.02)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+
+        def send(job):
+            kind, what = job
+            if kind == "good":
+                return kind, what, request(url + "/api/predict", good[what])
+            body, content_type, _ = what
+            return kind, what, request(url + "/api/predict", body, content_type)
+
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(send, jobs))
+        stop.set()
+        poller.join()
+        status, model = request(url + "/api/model")
+    for kind, what, (code, answer) in results:
+        if kind == "good":
+            assert code == 200, answer
+            assert answer["probabilities"] == pytest.approx(expected[what], abs=1e-6)
+            assert np.array(answer["input"]).shape == (28, 28)
+            assert answer["class"] == int(np.argmax(expected[what]))
+        else:
+            assert code == what[2], (what[2], answer)
+            assert isinstance(answer["error"], str) and answer["error"]
+    assert len(health) > 3 and set(health) == {200}
+    assert status == 200 and model["run"] == "tiny-run" and 0 < model["test_accuracy"] <= 1
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(tiny_run):
+    # A Content-Length that announces 50 MB: refused at once, nothing read.
+    import http.client
+
+    with served(app_for_run(tiny_run)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.putrequest("POST", "/api/predict")
+        connection.putheader("Content-Type", "image/png")
+        connection.putheader("Content-Length", str(50_000_000))
+        connection.endheaders()
+        connection.send(b"\x89PNG" * 100)  # a start; the rest never comes
+        response = connection.getresponse()
+        assert response.status == 413 and "limit" in json.loads(response.read())["error"]
+        assert request(url + "/healthz")[0] == 200
+
+
+def test_serve_binds_loopback_unless_told(capsys, monkeypatch, tiny_run):
+    import uvicorn
+
+    from mnistlab.cli import main
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: seen.update(options))
+    assert main(["serve", str(tiny_run)]) == 0
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 8000
+    assert "http://127.0.0.1:8000/" in capsys.readouterr().out
+
+
+def browser_available() -> bool:
+    if shutil.which(CHROMIUM) or os.path.exists(CHROMIUM):
+        return True
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+    pytest.skip("needs Debian's chromium (apt install chromium)")
+    return False
+
+
+def stroke(page, box, points):
+    """A pointer stroke through `points`, each (x, y) in 0-1 of the canvas."""
+
+    def at(point):
+        return box["x"] + point[0] * box["width"], box["y"] + point[1] * box["height"]
+
+    page.mouse.move(*at(points[0]))
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*at(point), steps=4)
+    page.mouse.up()
+
+
+def shown(page) -> tuple[str, list[float]]:
+    page.wait_for_timeout(50)
+    name = page.locator("#prediction").text_content()
+    bars = page.locator(".bar").evaluate_all("rows => rows.map(r => Number(r.dataset.probability))")
+    return name, bars
+
+
+def wait_for_class(page, label: str):
+    page.wait_for_function(
+        f"document.getElementById('prediction').dataset.class === '{label}'", timeout=15_000
+    )
+
+
+@pytest.mark.realdata
+def test_the_page_in_a_real_browser(trained, mnist, tmp_path):
+    browser_available()
+    from playwright.sync_api import sync_playwright
+
+    upload = tmp_path / "digit.png"
+    index = int((mnist.test.labels == 3).nonzero()[0])
+    upload.write_bytes(digit_png(mnist.test.images[index].numpy()))
+    screenshot = Path(os.environ.get("MNISTLAB_SCREENSHOT", tmp_path / "serve.png"))
+    with served(app_for_run(trained)) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 960, "height": 460})
+        page.goto(url + "/")
+        page.wait_for_function("document.querySelectorAll('.bar').length === 10")
+        assert "test accuracy 98." in page.locator("#model").text_content()
+        box = page.locator("#canvas").bounding_box()
+        stroke(page, box, [(0.5, 0.15 + 0.07 * i) for i in range(11)])  # a vertical stroke
+        wait_for_class(page, "1")
+        name, bars = shown(page)
+        assert name == "1" and int(np.argmax(bars)) == 1 and sum(bars) == pytest.approx(1, abs=1e-3)
+        page.click("#clear")
+        assert page.locator("#prediction").text_content() == "–"
+        loop = [(0.5 + 0.22 * np.sin(t), 0.5 - 0.3 * np.cos(t)) for t in np.linspace(0, 6.4, 40)]
+        stroke(page, box, loop)  # a closed loop
+        wait_for_class(page, "0")
+        assert shown(page)[0] == "0"
+        page.screenshot(path=str(screenshot))
+        page.set_input_files("#upload", str(upload))
+        wait_for_class(page, "3")
+        browser.close()
+    assert screenshot.stat().st_size > 10_000
