@@ -1,7 +1,9 @@
 """Shared fixtures: a hermetic environment, small synthetic IDX datasets, the real data."""
 
+import dataclasses
 import gzip
 import hashlib
+import json
 import os
 import struct
 from pathlib import Path
@@ -90,7 +92,14 @@ def tiny(tmp_path, monkeypatch):
     """A synthetic dataset named 'tiny' in tmp_path/tiny-data; returns (folder, contents)."""
     folder = tmp_path / "tiny-data"
     contents = write_dataset(folder)
-    monkeypatch.setitem(data.DATASETS, "tiny", spec_for(contents))
+    spec = spec_for(contents)
+    monkeypatch.setitem(data.DATASETS, "tiny", spec)
+    # The same, for child processes: a dataset registry they find through the environment.
+    registry = tmp_path / "datasets.json"
+    files = {key: dataclasses.asdict(file) for key, file in spec.files.items()}
+    entry = {"torchvision_name": "Tiny", "classes": list(spec.classes), "files": files}
+    registry.write_text(json.dumps({"tiny": entry}))
+    monkeypatch.setenv("MNISTLAB_DATASETS", str(registry))
     return folder, contents
 
 

@@ -45,8 +45,16 @@ def test_each_mistake_is_named_with_its_fix(capsys, tiny, target, failed, says):
 
 
 def test_the_assignments_mistake_gets_the_fix_and_the_name_mapping(capsys, tiny):
-    main(["check", str(MODELS / "assignment_basic.py:BasicMLP"), "--dataset", "tiny",
-          "--data-dir", str(tiny[0])])  # fmt: skip
+    main(
+        [
+            "check",
+            str(MODELS / "assignment_basic.py:BasicMLP"),
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(tiny[0]),
+        ]
+    )
     text = capsys.readouterr().out
     assert (
         "fix: create it first, then mark it: W1 = (torch.randn(...) * 0.01).requires_grad_()"

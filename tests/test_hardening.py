@@ -301,9 +301,24 @@ def test_two_sweeps_cannot_write_one_folder_at_once(tmp_path, tiny):
 
 def test_seeds_given_twice_count_once(capsys, tiny, tmp_path):
     code, stdout, _ = cli(
-        capsys, "sweep", "--dataset", "tiny", "--data-dir", tiny[0], "--epochs", 1,
-        "--hidden", 8, "--seeds", 0, 0, 0, "--out", tmp_path / "s", "--no-plots",
-    )  # fmt: skip
+        capsys,
+        "sweep",
+        "--dataset",
+        "tiny",
+        "--data-dir",
+        tiny[0],
+        "--epochs",
+        1,
+        "--hidden",
+        8,
+        "--seeds",
+        0,
+        0,
+        0,
+        "--out",
+        tmp_path / "s",
+        "--no-plots",
+    )
     assert code == 0 and "1 configuration x 1 seed = 1 run in" in stdout
     assert "| 1 |" in stdout  # n = 1, not 3
 

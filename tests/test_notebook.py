@@ -53,9 +53,14 @@ def test_the_api_a_notebook_calls_leaves_global_state_alone(tiny, tmp_path):
     state, threads = torch.random.get_rng_state(), torch.get_num_threads()
     dataset = mnistlab.load_data("tiny", tiny[0])
     run = mnistlab.fit(
-        dataset="tiny", hidden=(16,), epochs=1, folder=tmp_path / "run", data_dir=tiny[0],
-        progress=False, pictures=False,
-    )  # fmt: skip
+        dataset="tiny",
+        hidden=(16,),
+        epochs=1,
+        folder=tmp_path / "run",
+        data_dir=tiny[0],
+        progress=False,
+        pictures=False,
+    )
     evaluation = mnistlab.evaluate_run(run, data_dir=tiny[0])
     assert evaluation.accuracy == pytest.approx(run.history[-1]["test_accuracy"])
     assert len(dataset.train) == 512

@@ -121,8 +121,17 @@ def test_predict_reads_files_folders_and_stdin(capsys, tiny, tiny_run, tmp_path,
     expected = predictor.predict([folder / f"d{index}.png" for index in range(3)])
     stdin = io.BytesIO((folder / "d0.png").read_bytes())
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(stdin))
-    code = main(["predict", str(tiny_run), str(folder), "-", "--json", "--show-input",
-                 str(tmp_path / "seen.png")])  # fmt: skip
+    code = main(
+        [
+            "predict",
+            str(tiny_run),
+            str(folder),
+            "-",
+            "--json",
+            "--show-input",
+            str(tmp_path / "seen.png"),
+        ]
+    )
     captured = capsys.readouterr()
     lines = [json.loads(line) for line in captured.out.splitlines()]
     assert code == 0 and [line["file"] for line in lines][-1] == "-" and len(lines) == 4
@@ -155,12 +164,16 @@ def test_onnx_runtime_gives_pytorchs_logits(trained, mnist, tmp_path):
     x = pixels(mnist)
     theirs = session.run(None, {"pixels": x})[0]
     predictor = Predictor.load(trained)
-    ours = torch.log_softmax(predictor.model(
-        torch.from_numpy(x).reshape(-1, 784).div(255).sub(predictor.mean).div(predictor.std)
-    ), 1)  # fmt: skip
+    ours = torch.log_softmax(
+        predictor.model(
+            torch.from_numpy(x).reshape(-1, 784).div(255).sub(predictor.mean).div(predictor.std)
+        ),
+        1,
+    )
     assert theirs.shape == (1000, 10)
-    np.testing.assert_allclose(torch.log_softmax(torch.from_numpy(theirs), 1), ours.detach(),
-                               atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        torch.log_softmax(torch.from_numpy(theirs), 1), ours.detach(), atol=1e-5
+    )
     assert session.run(None, {"pixels": x[:3]})[0].shape == (3, 10)  # any batch size
 
 

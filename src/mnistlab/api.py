@@ -26,8 +26,9 @@ def load_data(dataset: str = "mnist", data_dir: str | Path | None = None) -> dat
     return data.load(dataset, data_dir)
 
 
-def build_model(model: str = "mlp", impl: str = "module", hidden=(500,), activation="relu",
-                seed: int = 0):  # fmt: skip
+def build_model(
+    model: str = "mlp", impl: str = "module", hidden=(500,), activation="relu", seed: int = 0
+):
     """A model by name: `impl` is module (torch.nn), scratch (tensors and autograd) or manual
     (hand-written backward); the same seed gives the same weights in all three."""
     import torch

@@ -18,6 +18,7 @@ from pathlib import Path
 from mnistlab import text
 from mnistlab.config import Runtime, describe
 from mnistlab.errors import ConfigError, MnistlabError, RunError
+from mnistlab.files import atomic_write
 from mnistlab.flags import build_parser, config_from_args, given
 
 
@@ -355,6 +356,77 @@ def cmd_check(args) -> int:
     return 0 if report.passed else 1
 
 
+def cmd_tune(args) -> int:
+    try:
+        from mnistlab import tune
+    except ImportError as error:
+        raise ConfigError(f"tune needs {error.name}: pip install 'mnistlab[tune]'") from None
+    out = Path(args.out or Path("studies") / args.study)
+    engine = tune.Engine(
+        args.storage or tune.default_storage(out),
+        args.study,
+        args.sampler,
+        args.pruner,
+        heartbeat=args.heartbeat,
+    )
+    if args.summary:
+        print(text.study(tune.summary(engine)))
+        return 0
+    specs = (tune.read_space(args.space_file) if args.space_file else []) + args.space
+    space = tune.parse_space(specs)
+    if not space:
+        raise ConfigError("--space: give at least one dimension, e.g. --space lr=log:1e-4:3e-2")
+    base = tune.search_config(config_from_args(args))
+    out.mkdir(parents=True, exist_ok=True)
+    if args.workers > 1:
+        _tune_workers(args, out)
+    else:
+        runtime = runtime_from_args(args)
+
+        def on_trial(study, trial):
+            value = "" if trial.value is None else f" val acc {100 * trial.value:.2f}%"
+            print(
+                f"trial {trial.number}: {trial.state.name.lower()}{value} {trial.params}",
+                flush=True,
+            )
+
+        tune.optimize(
+            engine,
+            space,
+            base,
+            out,
+            runtime,
+            trials=args.trials,
+            timeout=args.timeout,
+            on_trial=on_trial,
+        )
+    if args.worker:
+        return 0
+    tune.measure_best(engine, runtime_from_args(args))
+    best = out / "best.toml"
+    atomic_write(best, tune.best_config_toml(engine))
+    print(text.study(tune.summary(engine)))
+    print(f"the best trial's settings in {best}: mnistlab train --config {best} reproduces it")
+    return 0
+
+
+def _tune_workers(args, out: Path) -> None:
+    """N worker processes on this machine, the cores divided among them; each joins the study
+    as any other machine would."""
+    import subprocess
+
+    threads = max(1, (os.cpu_count() or 1) // args.workers)
+    argv = [word for word in args.argv if word not in ("--summary",)]
+    position = argv.index("--workers")
+    argv = argv[:position] + argv[position + 2 :]
+    command = [sys.executable, "-P", "-m", "mnistlab", *argv, "--worker", "--out", str(out)]
+    command += ["--threads", str(threads)]
+    workers = [subprocess.Popen(command) for _ in range(args.workers)]
+    codes = [worker.wait() for worker in workers]
+    if any(codes):
+        raise RunError(f"{sum(map(bool, codes))} of {args.workers} workers failed (exit {codes})")
+
+
 def cmd_predict(args) -> int:
     from mnistlab import preprocess
     from mnistlab.predict import Predictor
@@ -444,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit:  # --help, or a usage error already reported in one line
         return exit.code
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     handlers = {
         "data": cmd_data,
         "train": cmd_train,
@@ -455,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         "plot": cmd_plot,
         "report": cmd_report,
         "check": cmd_check,
+        "tune": cmd_tune,
         "predict": cmd_predict,
         "export": cmd_export,
         "serve": cmd_serve,

@@ -114,13 +114,9 @@ class TrainConfig:
     def __post_init__(self):
         _check_types(self)
         _check_choices(self)
-        from mnistlab.data import DATASETS
+        from mnistlab.data import get_spec
 
-        if self.dataset not in DATASETS:
-            raise ConfigError(
-                f"dataset: unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}",
-                "dataset",
-            )
+        get_spec(self.dataset)  # a ConfigError naming the known datasets
         check = _Checker()
         check.positive("lr", self.lr)
         check.at_least("epochs", self.epochs, 1)

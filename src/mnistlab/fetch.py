@@ -108,8 +108,13 @@ def _downloader(filename: str, size: int | None, limits: Limits, progress: bool)
                 from tqdm import tqdm
 
                 host = urlsplit(url).netloc
-                bar = tqdm(total=size or announced or None, unit="B", unit_scale=True,
-                           desc=f"{filename} from {host}", leave=False)  # fmt: skip
+                bar = tqdm(
+                    total=size or announced or None,
+                    unit="B",
+                    unit_scale=True,
+                    desc=f"{filename} from {host}",
+                    leave=False,
+                )
             written = 0
             try:
                 with open(output_file, "wb") as out, _as_requests_errors():

@@ -213,6 +213,37 @@ def build_parser() -> Parser:
     check.add_argument("--quiet", action="store_true", help="no progress bars")
     add_setting_flags(check, Runtime, skip=("device", "threads"))
 
+    tune = _training_parser(commands, "tune", "search settings on Optuna, chosen on validation")
+    tune.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        metavar="NAME=KIND:ARGS",
+        help="a dimension: lr=log:1e-4:3e-2, dropout=float:0:0.5, epochs=int:2:20, "
+        "hidden=choice:256,512,1024x1024; repeatable",
+    )
+    tune.add_argument("--space-file", metavar="FILE.toml", help="a [space] table of dimensions")
+    tune.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe")
+    tune.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    tune.add_argument("--trials", type=int, help="finished trials the study needs (all workers)")
+    tune.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    tune.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: STUDY/study.db, SQLite); "
+        "postgresql://... shares the study between machines",
+    )
+    tune.add_argument("--study", default="study", help="the study's name in the storage")
+    tune.add_argument("--out", help="study folder: trial runs, best.toml (default studies/NAME)")
+    tune.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    tune.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        help="seconds between heartbeats; a trial 3 beats silent is failed, retried",
+    )
+    tune.add_argument("--summary", action="store_true", help="print the study and stop")
+    tune.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+
     predict = _command(commands, "predict", "read your own images: class and top-3 probabilities")
     predict.add_argument("run", help="run folder or checkpoint.pt")
     predict.add_argument("images", nargs="+", help="image files, folders of them, or - for stdin")

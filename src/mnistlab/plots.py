@@ -343,8 +343,16 @@ def sweep_plot(rows: list[dict], axis: str, path) -> Path:
     error = np.array([100 * row["accuracy_std"] for row in rows])
     seeds = max(row["n"] for row in rows)
     if seeds > 1:
-        axes.errorbar(x, y, yerr=error, fmt="o", color="tab:blue", ecolor="gray", capsize=3,
-                      label="configuration (error bar: std over seeds)")  # fmt: skip
+        axes.errorbar(
+            x,
+            y,
+            yerr=error,
+            fmt="o",
+            color="tab:blue",
+            ecolor="gray",
+            capsize=3,
+            label="configuration (error bar: std over seeds)",
+        )
     else:  # one seed each: no spread to show
         axes.plot(x, y, "o", color="tab:blue", label="configuration (one seed each)")
     # Labels alternate above and below their points, in order of x, so neighbours part.
@@ -401,6 +409,11 @@ def inputs_seen(sources, predictions, path) -> Path:
             f"{prediction.name} {100 * max(prediction.probabilities):.0f}%",
         ]
     return image_grid(
-        images, titles, path, columns=2 * min(5, len(sources)), cmap="gray",
-        suptitle="each image (inverted) beside the 28x28 input the model saw", limits=(0, 255),
-    )  # fmt: skip
+        images,
+        titles,
+        path,
+        columns=2 * min(5, len(sources)),
+        cmap="gray",
+        suptitle="each image (inverted) beside the 28x28 input the model saw",
+        limits=(0, 255),
+    )

@@ -56,8 +56,9 @@ class Predictor:
         model = models.build_from_config(config, torch.Generator()).to(device)
         checkpoint.load_weights(model, saved["model"], str(run))
         folder = checkpoint.resolve(run).parent
-        return cls(config, model, saved["normalization"], get_spec(config.dataset).classes,
-                   folder.name)  # fmt: skip
+        return cls(
+            config, model, saved["normalization"], get_spec(config.dataset).classes, folder.name
+        )
 
     def prepare(self, source) -> np.ndarray:
         return preprocess.prepare(source, self.config.dataset)

@@ -73,8 +73,9 @@ def _pixels(body: bytes) -> np.ndarray:
     return np.rint(pixels).astype(np.uint8)
 
 
-def create_app(predictor: Predictor, info: dict, max_bytes: int = MAX_BYTES,
-               max_pixels: int = MAX_PIXELS) -> Starlette:  # fmt: skip
+def create_app(
+    predictor: Predictor, info: dict, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+) -> Starlette:
     """The app for one loaded model; `info` is what /api/model answers."""
     page = resources.files("mnistlab").joinpath("static/index.html").read_text()
 

@@ -125,3 +125,27 @@ def check_report(report) -> str:
         else f"{plural(len(failed), 'check')} failed: {', '.join(failed)}"
     )
     return "\n".join(lines)
+
+
+def study(summary: dict) -> str:
+    """A study: trials by state, the best, parameter importances, the best's test accuracy."""
+    counts = ", ".join(f"{count} {state}" for state, count in sorted(summary["counts"].items()))
+    lines = [f"study {summary['study']}: {counts or 'no trials'}"]
+    if summary["best"]:
+        lines.append("best trials (validation accuracy):")
+        for entry in summary["best"]:
+            settings = " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in entry["params"].items()
+            )
+            lines.append(f"  {entry['trial']:>4}  {percent(entry['val_accuracy'])}  {settings}")
+    if summary["importances"]:
+        shares = ", ".join(f"{name} {share:.2f}" for name, share in summary["importances"].items())
+        lines.append(f"parameter importances: {shares}")
+    best = summary.get("best_test")
+    if best:
+        lines.append(
+            f"test accuracy of the best (trial {best['trial']}), measured once after the search: "
+            f"{percent(best['test_accuracy'])} (validation {percent(best['val_accuracy'])})"
+        )
+    return "\n".join(lines)

@@ -47,8 +47,8 @@ class Tensors:
 
     x_train: torch.Tensor
     y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
+    x_test: torch.Tensor | None  # None in a search: the test set is not touched
+    y_test: torch.Tensor | None
     x_val: torch.Tensor | None
     y_val: torch.Tensor | None
     normalization: tuple[float, float]  # mean, std applied to pixels in [0, 1]
@@ -60,9 +60,11 @@ def prepare(
     dataset: data.Dataset,
     device: torch.device,
     normalization: tuple[float, float] | None = None,
+    test: bool = True,
 ) -> Tensors:
     """The data set on the device, normalised by the training pixels' mean and std (or by a
-    saved run's `normalization`), with the validation split carved off when asked."""
+    saved run's `normalization`), with the validation split carved off when asked. With
+    `test` False the test split is never read (a search chooses on validation alone)."""
     train_split, val_split = dataset.train, None
     if config.val_split > 0:
         train_split, val_split = data.split_validation(train_split, config.val_split)
@@ -84,8 +86,8 @@ def prepare(
     return Tensors(
         inputs(train_split),
         train_split.labels.to(device),
-        inputs(dataset.test),
-        dataset.test.labels.to(device),
+        inputs(dataset.test) if test else None,
+        dataset.test.labels.to(device) if test else None,
         inputs(val_split) if val_split else None,
         val_split.labels.to(device) if val_split else None,
         (mean, std),
@@ -100,8 +102,8 @@ def dry_run(tensors: Tensors, batch_size: int) -> Tensors:
         tensors,
         x_train=tensors.x_train[:keep],
         y_train=tensors.y_train[:keep],
-        x_test=tensors.x_test[:1000],
-        y_test=tensors.y_test[:1000],
+        x_test=None if tensors.x_test is None else tensors.x_test[:1000],
+        y_test=None if tensors.y_test is None else tensors.y_test[:1000],
         x_val=None if tensors.x_val is None else tensors.x_val[:1000],
         y_val=None if tensors.y_val is None else tensors.y_val[:1000],
     )
@@ -262,9 +264,10 @@ def train(
                 "samples_per_second": sums["seen"] / seconds if seconds > 0 else 0.0,
                 "lr": optimizer.param_groups[0]["lr"],
             }
-            test_logits = predict(model, tensors.x_test)
-            result = score(test_logits, tensors.y_test, len(tensors.classes))
-            record.update(test_loss=result.loss, test_accuracy=result.accuracy)
+            if tensors.x_test is not None:
+                test_logits = predict(model, tensors.x_test)
+                result = score(test_logits, tensors.y_test, len(tensors.classes))
+                record.update(test_loss=result.loss, test_accuracy=result.accuracy)
             if tensors.x_val is not None:
                 val = evaluate(model, tensors.x_val, tensors.y_val, len(tensors.classes))
                 record.update(val_loss=val.loss, val_accuracy=val.accuracy)

@@ -1,0 +1,407 @@
+"""Searches on Optuna: chosen on a validation split, shared through a database.
+
+A study lives in an Optuna storage: by default an SQLite file in the study folder, or a
+server's URL (postgresql://..., mysql://...) that any number of `mnistlab tune` processes, on
+any machines, join by study name. Every trial is an ordinary run folder (STUDY/trials/NNNN),
+trained on the training set less a validation split carved from it deterministically (5,000
+images by default); it reports validation accuracy after every epoch, and the pruner (median,
+or hyperband) stops hopeless trials early. The test set is not read during the search: only
+when it is over is the best trial's test accuracy measured, once, and stored apart (a study
+attribute). Workers send heartbeats; a worker that dies leaves its trial RUNNING until its
+heartbeat is stale, then it is marked FAIL and its parameters are tried again by another.
+
+A space is written NAME=KIND:ARGS, for any TrainConfig setting:
+    lr=log:1e-4:3e-2   dropout=float:0:0.5   epochs=int:2:20   hidden=choice:256,512,1024x1024
+"""
+
+import dataclasses
+import itertools
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnistlab.config import Runtime, TrainConfig, show
+from mnistlab.errors import ConfigError, TrainingDiverged
+
+KINDS = ("log", "float", "int", "choice")
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("median", "hyperband", "none")
+VALIDATION_IMAGES = 5_000
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+
+    def grid(self) -> list:
+        if self.kind == "choice":
+            return [_encode(choice) for choice in self.choices]
+        if self.kind == "int":
+            return list(range(int(self.low), int(self.high) + 1))
+        raise ConfigError(f"space {self.name}: a grid needs choice or int dimensions", "space")
+
+
+def _encode(value):
+    # Optuna's choices are primitives: a tuple (hidden=1024x1024) is kept as its text.
+    return "x".join(map(str, value)) if isinstance(value, tuple) else value
+
+
+def parse_space(specs: list[str]) -> dict[str, Dimension]:
+    """["lr=log:1e-4:3e-2", "hidden=choice:256,1024x1024"] -> {name: Dimension}."""
+    from mnistlab.sweep import _convert
+
+    fields = {item.name: item for item in dataclasses.fields(TrainConfig)}
+    space = {}
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        kind, _, args = rest.partition(":")
+        if name not in fields or kind not in KINDS or not args:
+            raise ConfigError(
+                f"--space {spec!r}: write NAME=KIND:ARGS with NAME a training setting and KIND "
+                f"one of {', '.join(KINDS)} (lr=log:1e-4:3e-2, hidden=choice:256,512)"
+            )
+        if kind == "choice":
+            default = fields[name].default
+            values = tuple(_convert(name, value, default) for value in args.split(","))
+            space[name] = Dimension(name, kind, choices=values)
+            continue
+        try:
+            low, high = (float(value) for value in args.split(":"))
+        except ValueError:
+            raise ConfigError(f"--space {spec!r}: {kind} takes LOW:HIGH") from None
+        if not low < high or (kind == "log" and low <= 0):
+            raise ConfigError(f"--space {spec!r}: needs LOW < HIGH (and LOW > 0 for log)")
+        space[name] = Dimension(name, kind, low, high)
+    return space
+
+
+def read_space(path: str | Path) -> list[str]:
+    """A TOML file's [space] table (name = "kind:args") as --space specs."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            table = tomllib.load(handle).get("space", {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read the space in {path}: {error}") from None
+    if not isinstance(table, dict):
+        raise ConfigError(f'{path}: [space] must be a table of name = "kind:args"')
+    return [f"{name}={value}" for name, value in table.items()]
+
+
+def suggest(trial, space: dict[str, Dimension], base: TrainConfig) -> TrainConfig:
+    """The trial's config: the base with each dimension sampled."""
+    from mnistlab.sweep import _convert
+
+    values = {}
+    for name, dimension in space.items():
+        if dimension.kind == "log":
+            values[name] = trial.suggest_float(name, dimension.low, dimension.high, log=True)
+        elif dimension.kind == "float":
+            values[name] = trial.suggest_float(name, dimension.low, dimension.high)
+        elif dimension.kind == "int":
+            values[name] = trial.suggest_int(name, int(dimension.low), int(dimension.high))
+        else:
+            chosen = trial.suggest_categorical(name, dimension.grid())
+            values[name] = _convert(name, str(chosen), getattr(base, name))
+    return dataclasses.replace(base, **values)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Where a study lives and how it is searched."""
+
+    storage: str  # an Optuna storage URL
+    study: str
+    sampler: str = "tpe"
+    pruner: str = "median"
+    seed: int = 0
+    heartbeat: int = 30  # seconds between a worker's heartbeats; stale after 3
+    retries: int = 2  # a failed trial's parameters are tried this many more times
+
+
+def default_storage(folder: str | Path) -> str:
+    return f"sqlite:///{Path(folder).resolve() / 'study.db'}"
+
+
+def _storage(engine: Engine):
+    """The study's storage, with heartbeats; a trial whose worker went silent is failed and
+    its parameters queued again."""
+    import random
+    import time
+    import warnings
+
+    import optuna
+
+    sqlite = engine.storage.startswith("sqlite")
+    for attempt in range(6):
+        with warnings.catch_warnings():  # heartbeats are marked experimental; we rely on them
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                return optuna.storages.RDBStorage(
+                    engine.storage,
+                    engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {},
+                    heartbeat_interval=engine.heartbeat,
+                    grace_period=3 * engine.heartbeat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=engine.retries
+                    ),
+                )
+            except ImportError as error:
+                raise ConfigError(
+                    f"--storage {engine.storage}: needs {error.name} (for PostgreSQL: "
+                    "pip install 'mnistlab[postgres]')"
+                ) from None
+            except Exception as error:  # noqa: BLE001 - a bad URL, an unreachable server
+                # Workers started together on a new database race to create its tables: the
+                # loser finds them made, and tries again.
+                if attempt < 5 and ("already exists" in str(error) or "duplicate" in str(error)):
+                    time.sleep(0.2 + random.random())
+                    continue
+                first = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise ConfigError(f"--storage: cannot open {engine.storage} ({first})") from None
+    raise AssertionError("unreachable")
+
+
+def open_study(engine: Engine, space: dict[str, Dimension] | None = None):
+    """The study, created if new (any worker may be first)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if engine.sampler == "grid" and not space:
+        raise ConfigError("a grid search needs a --space")
+    if engine.sampler in ("grid", "random"):  # a grid's points are queued: nothing samples
+        sampler = optuna.samplers.RandomSampler(seed=engine.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=engine.seed)
+    pruner = {
+        "median": optuna.pruners.MedianPruner(n_startup_trials=2),
+        "hyperband": optuna.pruners.HyperbandPruner(),
+        "none": optuna.pruners.NopPruner(),
+    }[engine.pruner]
+    storage = _storage(engine)
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=engine.study,
+            direction="maximize",
+            sampler=sampler,
+            pruner=pruner,
+        )
+    except optuna.exceptions.DuplicatedStudyError:  # another worker made it: join it
+        return optuna.load_study(
+            study_name=engine.study, storage=storage, sampler=sampler, pruner=pruner
+        )
+    if engine.sampler == "grid":
+        # Only the process that created the study (the database says which) queues every
+        # point of the grid; workers claim queued trials one at a time, so each point runs
+        # once, however many workers share the study.
+        points = itertools.product(*(d.grid() for d in space.values()))
+        for index, point in enumerate(points):
+            study.enqueue_trial(dict(zip(space, point, strict=True)), {"grid_point": index})
+    return study
+
+
+def _grid_wait(heartbeat: int):
+    """After each trial of a grid: go on while points are queued; when none are, wait for the
+    trials still running (one whose worker died is failed when its heartbeat is stale, and
+    queued again), and stop when nothing is left."""
+    import time
+
+    import optuna
+    from optuna.trial import TrialState
+
+    def callback(study, trial) -> None:
+        while True:
+            optuna.storages.fail_stale_trials(study)
+            if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                return
+            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                study.stop()
+                return
+            time.sleep(min(1.0, heartbeat))
+
+    return callback
+
+
+def search_config(base: TrainConfig, training_images: int = 60_000) -> TrainConfig:
+    """The base with a validation split of 5,000 images (a tenth of a smaller training set),
+    unless one was asked for."""
+    if base.val_split:
+        return base
+    held = min(VALIDATION_IMAGES, training_images // 10)
+    return dataclasses.replace(base, val_split=held / training_images)
+
+
+def optimize(
+    engine: Engine,
+    space: dict[str, Dimension],
+    base: TrainConfig,
+    folder: str | Path,
+    runtime: Runtime | None = None,
+    *,
+    trials: int | None = None,
+    timeout: float | None = None,
+    dataset=None,
+    on_trial: Callable | None = None,
+) -> None:
+    """Work on the study until it has `trials` finished trials (complete or pruned), the
+    `timeout` passes, or a grid is exhausted. `dataset` (loaded if None) is used for its
+    training split only."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from mnistlab import data
+    from mnistlab import train as training
+    from mnistlab.runs import Run, StopFlag
+
+    runtime = runtime or Runtime()
+    dataset = dataset or data.load(base.dataset, runtime.data_dir, mirrors=runtime.mirrors)
+    device = training.resolve_device(runtime.device)
+    study = open_study(engine, space)
+    prepared: dict[float, object] = {}
+
+    def objective(trial) -> float:
+        if engine.sampler == "grid" and "grid_point" not in trial.user_attrs:
+            # Asked when the queue had just run dry: no point is left for this worker.
+            trial.set_user_attr("idle", True)
+            trial.study.stop()
+            raise optuna.TrialPruned("no grid point left")
+        config = suggest(trial, space, base)
+        if config.val_split not in prepared:  # the test split is never read: test=False
+            prepared[config.val_split] = training.prepare(config, dataset, device, test=False)
+        tensors = prepared[config.val_split]
+        stop = StopFlag()
+
+        def report(record):
+            trial.report(record["val_accuracy"], record["epoch"])
+            if trial.should_prune():
+                stop.set("pruned")
+
+        folder_of_trial = Path(folder) / "trials" / f"{trial.number:04d}"
+        trial.set_user_attr("run", str(folder_of_trial))
+        with Run.create(folder_of_trial, config) as run:
+            try:
+                run.fit(tensors=tensors, pictures=False, on_epoch=report, should_stop=stop)
+            except TrainingDiverged as error:
+                trial.set_user_attr("diverged", str(error))
+                raise optuna.TrialPruned(str(error)) from None
+        if stop:
+            raise optuna.TrialPruned(f"pruned after epoch {len(run.history)}")
+        return run.history[-1]["val_accuracy"]
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED)
+    callbacks = [on_trial] if on_trial else []
+    if engine.sampler == "grid":
+        callbacks.append(_grid_wait(engine.heartbeat))
+    if trials is not None:
+        callbacks.append(optuna.study.MaxTrialsCallback(trials, states=states))
+    if trials is None and timeout is None and engine.sampler != "grid":
+        raise ConfigError("give --trials or --timeout (or --sampler grid, which ends by itself)")
+    study.optimize(
+        objective,
+        n_trials=trials,
+        timeout=timeout,
+        callbacks=callbacks,
+        catch=(),
+    )
+
+
+def measure_best(engine: Engine, runtime: Runtime | None = None) -> dict | None:
+    """The best trial's test accuracy, measured once (now) and stored as a study attribute,
+    apart from the validation accuracy it was chosen by."""
+    import optuna
+
+    from mnistlab import runs
+    from mnistlab.evaluate import evaluate
+
+    study = optuna.load_study(study_name=engine.study, storage=_storage(engine))
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        return None
+    best = max(completed, key=lambda trial: trial.value)
+    saved = study.user_attrs.get("best_test")
+    if saved and saved.get("trial") == best.number:
+        return saved  # measured already: the test set is looked at once
+    loaded = runs.load(best.user_attrs["run"], runtime)
+    tensors = loaded.tensors
+    result = evaluate(loaded.model, tensors.x_test, tensors.y_test, len(tensors.classes))
+    measured = {"trial": best.number, "val_accuracy": best.value, "test_accuracy": result.accuracy}
+    study.set_user_attr("best_test", measured)
+    return measured
+
+
+def summary(engine: Engine, top: int = 5) -> dict:
+    """Trial counts by state, the best trials, parameter importances and the stored test
+    accuracy of the best."""
+    import optuna
+
+    study = optuna.load_study(study_name=engine.study, storage=_storage(engine))
+    trials = [trial for trial in study.trials if not trial.user_attrs.get("idle")]
+    counts = {}
+    for trial in trials:
+        counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
+    completed = sorted(
+        (t for t in trials if t.state == optuna.trial.TrialState.COMPLETE),
+        key=lambda t: t.value,
+        reverse=True,
+    )
+    importances = {}
+    if len(completed) >= 2 and completed[0].params:
+        try:
+            importances = optuna.importance.get_param_importances(study)
+        except (RuntimeError, ValueError):  # too few distinct values to say
+            importances = {}
+    return {
+        "study": engine.study,
+        "counts": counts,
+        "best": [
+            {
+                "trial": t.number,
+                "val_accuracy": t.value,
+                "params": t.params,
+                "run": t.user_attrs.get("run"),
+            }
+            for t in completed[:top]
+        ],
+        "importances": importances,
+        "best_test": study.user_attrs.get("best_test"),
+        "trials": [
+            {"trial": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params}
+            for t in trials
+        ],
+    }
+
+
+def best_config_toml(engine: Engine) -> str:
+    """The best trial's settings as a TOML file that `mnistlab train --config` reproduces."""
+    import optuna
+
+    from mnistlab import runs
+
+    study = optuna.load_study(study_name=engine.study, storage=_storage(engine))
+    best = study.best_trial
+    config = runs.read_config(best.user_attrs["run"])
+    lines = [f"# study {engine.study}, trial {best.number}: validation accuracy {best.value:.4f}"]
+    for name, value in dataclasses.asdict(config).items():
+        lines.append(f"{name} = {_toml(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else json.dumps(show(value))
+    return str(value)

@@ -1,0 +1,245 @@
+"""Searches on Optuna: workers sharing a study through a real PostgreSQL server, a worker killed
+mid-trial, pruning, the default file storage, and a test set never read during the search."""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from mnistlab import data, runs, tune
+from mnistlab.cli import main
+from mnistlab.config import Runtime, TrainConfig
+
+POSTGRES = Path("/usr/lib/postgresql/15/bin")
+GRID = ["--space", "hidden=choice:8,16", "--space", "lr=choice:0.003,0.01"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL 15 server for the session, in a temporary folder on a free port; as root,
+    run as the postgres user (initdb and pg_ctl refuse root)."""
+    if not (POSTGRES / "initdb").exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{POSTGRES} is missing: .ci/run installs PostgreSQL 15")
+        pytest.skip("needs PostgreSQL 15's binaries")
+    folder = Path(tempfile.mkdtemp(prefix="mnistlab-pg-"))
+    as_user = {}
+    if os.geteuid() == 0:
+        import pwd
+
+        account = pwd.getpwnam("postgres")
+        os.chown(folder, account.pw_uid, account.pw_gid)
+        as_user = {"user": account.pw_uid, "group": account.pw_gid}
+    port = free_port()
+
+    def pg(*argv, **options):
+        return subprocess.run(
+            [str(POSTGRES / argv[0]), *argv[1:]],
+            check=True,
+            capture_output=True,
+            **as_user,
+            **options,
+        )
+
+    pg("initdb", "-D", str(folder / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    pg(
+        "pg_ctl",
+        "-D",
+        str(folder / "data"),
+        "-o",
+        options,
+        "-l",
+        str(folder / "log"),
+        "-w",
+        "start",
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        pg("pg_ctl", "-D", str(folder / "data"), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def database(postgres: str, name: str) -> str:
+    """A fresh database on the session's server, for one test."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return postgres.rsplit("/", 1)[0] + f"/{name}"
+
+
+def worker(tiny, storage, out, *extra, slow=False):
+    """A `mnistlab tune` worker process, as another machine would start it."""
+    command = [sys.executable, "-P", "-m", "mnistlab", "tune", "--dataset", "tiny",
+               "--data-dir", str(tiny[0]), "--hidden", "8", "--batch-size", "64", *GRID,
+               "--sampler", "grid", "--pruner", "none", "--storage", storage, "--study", "s",
+               "--out", str(out), "--worker", "--quiet", "--threads", "1", *extra]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def study_trials(storage):
+    return tune.summary(tune.Engine(storage, "s"))["trials"]
+
+
+def test_two_workers_on_postgresql_run_each_grid_point_once(tiny, postgres, tmp_path, capsys):
+    storage = database(postgres, "shared_grid")
+    workers = [worker(tiny, storage, tmp_path / name, "--epochs", "20") for name in "ab"]
+    for process in workers:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+    trials = study_trials(storage)
+    complete = [t for t in trials if t["state"] == "complete"]
+    points = [(t["params"]["hidden"], t["params"]["lr"]) for t in complete]
+    assert len(complete) == 4 and len(set(points)) == 4 and len(trials) == 4
+    code = main(["tune", "--storage", storage, "--study", "s", "--summary"])
+    out = capsys.readouterr().out
+    assert code == 0 and "4 complete" in out and out.count("hidden=") == 4
+
+
+def test_a_worker_killed_mid_trial_loses_nothing(tiny, postgres, tmp_path):
+    import optuna
+
+    storage = database(postgres, "killed_worker")
+    slow = ("--epochs", "120", "--heartbeat", "1")
+    first = worker(tiny, storage, tmp_path / "a", *slow)
+    deadline = time.monotonic() + 120
+    while not any(t["state"] == "running" for t in study_trials_safe(storage)):
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = worker(tiny, storage, tmp_path / "b", *slow)
+    _, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err
+    trials = study_trials(storage)
+    failed = [t for t in trials if t["state"] == "fail"]
+    complete = [t for t in trials if t["state"] == "complete"]
+    assert len(failed) == 1 and len(complete) == 4
+    retried = [t for t in complete if t["params"] == failed[0]["params"]]
+    assert len(retried) == 1  # the killed trial's parameters were tried again, once
+    assert len({json.dumps(t["params"], sort_keys=True) for t in complete}) == 4
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert study.best_value > 0.5
+
+
+def study_trials_safe(storage):
+    with contextlib.suppress(Exception):  # the study may not exist yet
+        return study_trials(storage)
+    return []
+
+
+def test_a_diverging_trial_is_pruned_after_its_first_epoch(tiny, tmp_path):
+    engine = tune.Engine(tune.default_storage(tmp_path), "prune", sampler="grid")
+    space = tune.parse_space(["lr=choice:0.03,10000"])
+    base = TrainConfig(
+        dataset="tiny", hidden=(8,), batch_size=64, epochs=4, val_split=0.25, optimizer="sgd"
+    )
+    tune.optimize(engine, space, base, tmp_path, Runtime(data_dir=str(tiny[0])))
+    trials = {t["params"]["lr"]: t for t in tune.summary(engine)["trials"]}
+    assert trials[10000]["state"] == "pruned" and trials[0.03]["state"] == "complete"
+    # The diverging trial stopped inside its first epoch; the other trained all four.
+    epochs = sorted(len(runs.read_metrics(folder)) for folder in (tmp_path / "trials").iterdir())
+    assert epochs == [0, 4]
+
+
+class NoTestSet(data.Dataset):
+    @property
+    def test(self):
+        raise AssertionError("the search read the test set")
+
+
+def test_the_search_never_touches_the_test_set(tiny, tmp_path):
+    loaded = data.load("tiny", tiny[0])
+    guarded = NoTestSet.__new__(NoTestSet)
+    for name in ("name", "train", "classes", "files"):
+        object.__setattr__(guarded, name, getattr(loaded, name))
+    engine = tune.Engine(tune.default_storage(tmp_path), "blind", sampler="random")
+    space = tune.parse_space(["lr=log:1e-3:3e-2", "hidden=choice:8,16"])
+    base = tune.search_config(TrainConfig(dataset="tiny", batch_size=64, epochs=2), 512)
+    assert base.val_split == pytest.approx(51 / 512)  # a tenth of so small a training set
+    assert tune.search_config(TrainConfig()).val_split == pytest.approx(5000 / 60000)
+    tune.optimize(engine, space, base, tmp_path, trials=3, dataset=guarded)
+    assert (
+        tune.summary(engine)["counts"].get("complete", 0)
+        + tune.summary(engine)["counts"].get("pruned", 0)
+        == 3
+    )
+    for metrics in (tmp_path / "trials").glob("*/metrics.jsonl"):
+        assert all(
+            "test_accuracy" not in json.loads(line) for line in metrics.read_text().splitlines()
+        )
+
+
+def test_the_default_file_storage_with_two_workers_and_the_best_settings(tiny, tmp_path, capsys):
+    out = tmp_path / "study"
+    code = main(
+        [
+            "tune",
+            "--dataset",
+            "tiny",
+            "--data-dir",
+            str(tiny[0]),
+            "--hidden",
+            "8",
+            "--batch-size",
+            "64",
+            "--epochs",
+            "2",
+            "--val-split",
+            "0.25",
+            *GRID,
+            "--sampler",
+            "grid",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    text = capsys.readouterr().out
+    assert code == 0 and (out / "study.db").is_file()
+    assert "4 complete" in text and "test accuracy of the best" in text
+    summary = tune.summary(tune.Engine(tune.default_storage(out), "study"))
+    best = summary["best"][0]
+    # The best trial's settings, trained again from best.toml: the same validation accuracy.
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(out / "best.toml"),
+                "--data-dir",
+                str(tiny[0]),
+                "--out",
+                str(tmp_path / "again"),
+                "--no-plots",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    again = [
+        json.loads(line) for line in (tmp_path / "again" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert again[-1]["val_accuracy"] == best["val_accuracy"]
+    assert summary["best_test"]["trial"] == best["trial"]
