@@ -147,3 +147,14 @@ def image_files(paths) -> list[Path]:
         else:
             found.append(path)
     return found
+
+
+def sources(names: list[str], stdin=None) -> list[tuple[str, object]]:
+    """(name, source) for each image named: files, the images in folders, and "-" for the bytes
+    of `stdin` (a binary stream)."""
+    found = [(str(path), path) for path in image_files([n for n in names if n != "-"])]
+    if "-" in names and stdin is not None:
+        found.append(("-", stdin.read()))
+    if not found:
+        raise ImageError(f"no images in {' '.join(names)}")
+    return found

@@ -84,6 +84,14 @@ PRESETS: dict[str, Callable[[TrainConfig], list[dict]]] = {
 }
 
 
+def variants(base: TrainConfig, preset: str | None = None, grid: list[str] = ()) -> list[dict]:
+    """A preset's variants, each crossed with a grid's; with neither, the base alone."""
+    chosen = PRESETS[preset](base) if preset else [{}]
+    if grid:
+        chosen = [{**variant, **extra} for variant in chosen for extra in parse_grid(grid)]
+    return chosen
+
+
 def parse_grid(specs: list[str]) -> list[dict]:
     """["hidden=64,128x128", "lr=0.001,0.01"] -> the cartesian product as override dicts.
 

@@ -131,6 +131,28 @@ def default_storage(folder: str | Path) -> str:
     return f"sqlite:///{Path(folder).resolve() / 'study.db'}"
 
 
+def _LockedSQLite():  # noqa: N802 - a class, made on first use (optuna is imported late)
+    """RDBStorage on SQLite, with trials claimed one process at a time.
+
+    A worker claims a queued trial by reading that it is waiting and marking it running. A
+    server database locks the row between the two; SQLite cannot, so two local workers could
+    claim the same trial and run it twice. A file lock beside the database makes the claim
+    whole."""
+    from filelock import FileLock
+    from optuna.storages import RDBStorage
+
+    class LockedSQLite(RDBStorage):
+        def __init__(self, url: str, **options):
+            super().__init__(url, **options)
+            self._claim = FileLock(url.removeprefix("sqlite:///") + ".lock")
+
+        def set_trial_state_values(self, trial_id, state, values=None):
+            with self._claim:
+                return super().set_trial_state_values(trial_id, state, values)
+
+    return LockedSQLite
+
+
 def _storage(engine: Engine):
     """The study's storage, with heartbeats; a trial whose worker went silent is failed and
     its parameters queued again."""
@@ -144,8 +166,9 @@ def _storage(engine: Engine):
     for attempt in range(6):
         with warnings.catch_warnings():  # heartbeats are marked experimental; we rely on them
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            kind = _LockedSQLite() if sqlite else optuna.storages.RDBStorage
             try:
-                return optuna.storages.RDBStorage(
+                return kind(
                     engine.storage,
                     engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {},
                     heartbeat_interval=engine.heartbeat,
@@ -162,7 +185,8 @@ def _storage(engine: Engine):
             except Exception as error:  # noqa: BLE001 - a bad URL, an unreachable server
                 # Workers started together on a new database race to create its tables: the
                 # loser finds them made, and tries again.
-                if attempt < 5 and ("already exists" in str(error) or "duplicate" in str(error)):
+                race = ("already exists", "duplicate", "UNIQUE constraint", "locked")
+                if attempt < 5 and any(words in str(error) for words in race):
                     time.sleep(0.2 + random.random())
                     continue
                 first = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -214,13 +238,16 @@ def _grid_wait(heartbeat: int):
     trials still running (one whose worker died is failed when its heartbeat is stale, and
     queued again), and stop when nothing is left."""
     import time
+    import warnings
 
     import optuna
     from optuna.trial import TrialState
 
     def callback(study, trial) -> None:
         while True:
-            optuna.storages.fail_stale_trials(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
             if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 return
             if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -405,3 +432,25 @@ def _toml(value) -> str:
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else json.dumps(show(value))
     return str(value)
+
+
+def spawn_workers(argv: list[str], workers: int, out: Path) -> None:
+    """`workers` processes on this machine running the same `mnistlab tune` command as workers,
+    the cores divided among them; each joins the study as any other machine would. Started
+    with -P, so that nothing in the working directory is imported."""
+    import os
+    import subprocess
+    import sys
+
+    from mnistlab.errors import RunError
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    argv = [word for word in argv if word != "--summary"]
+    if "--workers" in argv:
+        position = argv.index("--workers")
+        argv = argv[:position] + argv[position + 2 :]
+    command = [sys.executable, "-P", "-m", "mnistlab", *argv, "--worker", "--out", str(out)]
+    processes = [subprocess.Popen([*command, "--threads", str(threads)]) for _ in range(workers)]
+    codes = [process.wait() for process in processes]
+    if any(codes):
+        raise RunError(f"{sum(map(bool, codes))} of {workers} workers failed (exits {codes})")

@@ -1,0 +1,78 @@
+"""The command line: parse -> config and runtime -> one library call -> print.
+
+The only code that prints, draws progress bars, handles signals or sets torch's thread count.
+flags.py builds the parser from the settings dataclasses, console.py holds the terminal side,
+lab.py and use.py the commands; the tables they print are written in mnistlab.text.
+"""
+
+import gc
+import logging
+import os
+import sys
+
+from mnistlab.errors import MnistlabError
+
+COMMANDS = {
+    "data": "lab",
+    "train": "lab",
+    "params": "lab",
+    "evaluate": "lab",
+    "compare": "lab",
+    "bench": "lab",
+    "sweep": "lab",
+    "plot": "lab",
+    "report": "lab",
+    "check": "use",
+    "tune": "use",
+    "predict": "use",
+    "export": "use",
+    "serve": "use",
+}
+
+
+def _message(error: MnistlabError) -> str:
+    """The library names a field (`lr must be ...`); the command line names its flag."""
+    message = str(error)
+    field = getattr(error, "field", None)
+    if field and message.startswith(field):
+        flag = "--" + ("mirror" if field == "mirrors" else field.replace("_", "-"))
+        message = flag + message[len(field) :]
+    return message
+
+
+def main(argv: list[str] | None = None) -> int:
+    # The library warns through logging (a rebuilt cache, a skipped result line): show it.
+    logging.basicConfig(format="mnistlab: warning: %(message)s", level=logging.WARNING)
+    from mnistlab.cli.flags import build_parser
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, or a usage error already reported in one line
+        return exit.code
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    from importlib import import_module
+
+    module = import_module(f"mnistlab.cli.{COMMANDS[args.command]}")
+    try:
+        return getattr(module, f"cmd_{args.command}")(args)
+    except MnistlabError as error:
+        print(f"mnistlab: error: {_message(error)}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("mnistlab: aborted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`mnistlab ... | head`): stop quietly
+        # Python flushes stdout again at exit; point it at devnull so that does not fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe
+
+
+def run() -> None:
+    """The `mnistlab` command: main(), then exit."""
+    status = main()
+    # The process ends here. Python's last garbage collections would walk every object that
+    # torch and matplotlib made (about 0.5 s on a 2-core machine) only to free memory the OS
+    # reclaims anyway; frozen objects are skipped. Every file was closed before this point.
+    gc.freeze()
+    sys.exit(status)

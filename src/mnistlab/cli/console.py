@@ -1,0 +1,69 @@
+"""The terminal side of the command line: torch's thread count, signals, progress bars."""
+
+import contextlib
+import signal
+import sys
+
+from mnistlab import text
+from mnistlab.cli import flags
+from mnistlab.config import Runtime
+
+
+def runtime_from_args(args) -> Runtime:
+    """The machine settings, and torch's thread count set from them: the process is ours."""
+    runtime = flags.runtime_from_args(args)
+    if runtime.threads:
+        import torch
+
+        torch.set_num_threads(runtime.threads)
+    return runtime
+
+
+@contextlib.contextmanager
+def stopping_on_signals(stop):
+    """SIGINT and SIGTERM set `stop` (a checkpoint follows after the step); a second aborts."""
+
+    def handle(signum, frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop.set(signal.Signals(signum).name)
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+
+    previous = {number: signal.signal(number, handle) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+class Progress:
+    """A run's terminal output: a progress bar within an epoch (on a terminal), a line after."""
+
+    def __init__(self, runtime: Runtime, config):
+        self.config, self.bar = config, None
+        # The bar shows the objective being minimised; the epoch line, the plain cross-entropy.
+        self.loss_name = "smoothed loss" if config.label_smoothing else "loss"
+        if runtime.progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=1, unit="sample", unit_scale=True, leave=False)
+
+    def on_batch(self, done, total, loss):
+        if self.bar is None:
+            return
+        samples = total * self.config.batch_size
+        if done == 1 or self.bar.total != samples:
+            self.bar.reset(total=samples)
+        self.bar.update(done * self.config.batch_size - self.bar.n)
+        if done % 20 == 0:  # reading the loss waits for the device: not every step
+            self.bar.set_postfix({self.loss_name: f"{loss.item():.4f}"}, refresh=False)
+
+    def on_epoch(self, record):
+        if self.bar is not None:
+            self.bar.clear()
+        print(text.epoch_line(record, self.config.epochs), flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()

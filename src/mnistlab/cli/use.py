@@ -1,0 +1,132 @@
+"""The commands that use a trained model or search for one: check, predict, export, serve,
+tune."""
+
+import json
+import sys
+from pathlib import Path
+
+from mnistlab import text
+from mnistlab.cli.console import runtime_from_args
+from mnistlab.cli.flags import config_from_args
+from mnistlab.errors import ConfigError
+from mnistlab.files import atomic_write
+
+
+def cmd_check(args) -> int:
+    from mnistlab import data, diagnose
+    from mnistlab.runs import plain
+
+    model = diagnose.load_target(args.target)
+    runtime = runtime_from_args(args)
+    dataset = data.load(
+        args.dataset, runtime.data_dir, mirrors=runtime.mirrors, progress=runtime.progress
+    )
+    report = diagnose.check(model, *diagnose.batch(dataset))
+    print(json.dumps(plain(report.as_dict())) if args.json else text.check_report(report))
+    return 0 if report.passed else 1
+
+
+def cmd_tune(args) -> int:
+    try:
+        from mnistlab import tune
+    except ImportError as error:
+        raise ConfigError(f"tune needs {error.name}: pip install 'mnistlab[tune]'") from None
+    out = Path(args.out or Path("studies") / args.study)
+    engine = tune.Engine(
+        args.storage or tune.default_storage(out),
+        args.study,
+        args.sampler,
+        args.pruner,
+        heartbeat=args.heartbeat,
+    )
+    if args.summary:
+        print(text.study(tune.summary(engine)))
+        return 0
+    specs = (tune.read_space(args.space_file) if args.space_file else []) + args.space
+    space = tune.parse_space(specs)
+    if not space:
+        raise ConfigError("--space: give at least one dimension, e.g. --space lr=log:1e-4:3e-2")
+    base = tune.search_config(config_from_args(args))
+    out.mkdir(parents=True, exist_ok=True)
+    if args.workers > 1:
+        tune.open_study(engine, space)  # made (and a grid queued) once, before the workers
+        tune.spawn_workers(args.argv, args.workers, out)
+    else:
+        runtime = runtime_from_args(args)
+
+        def on_trial(study, trial):
+            value = "" if trial.value is None else f" val acc {100 * trial.value:.2f}%"
+            print(
+                f"trial {trial.number}: {trial.state.name.lower()}{value} {trial.params}",
+                flush=True,
+            )
+
+        tune.optimize(
+            engine,
+            space,
+            base,
+            out,
+            runtime,
+            trials=args.trials,
+            timeout=args.timeout,
+            on_trial=on_trial,
+        )
+    if args.worker:
+        return 0
+    tune.measure_best(engine, runtime_from_args(args))
+    best = out / "best.toml"
+    atomic_write(best, tune.best_config_toml(engine))
+    print(text.study(tune.summary(engine)))
+    print(f"the best trial's settings in {best}: mnistlab train --config {best} reproduces it")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from mnistlab import preprocess
+    from mnistlab.predict import Predictor
+
+    predictor = Predictor.load(args.run)
+    sources = preprocess.sources(args.images, sys.stdin.buffer)
+    predictions = [(name, predictor.predict([source])[0]) for name, source in sources]
+    if args.show_input:
+        from mnistlab import plots
+
+        path = plots.inputs_seen([source for _, source in sources], predictions, args.show_input)
+        print(f"wrote {path}", file=sys.stderr)
+    for name, prediction in predictions:
+        if args.json:
+            print(json.dumps({"file": name, **prediction.as_dict()}))
+        else:
+            top = ", ".join(f"{label} {100 * p:.1f}%" for label, p in prediction.top(3))
+            print(f"{name}: {prediction.name}  (top 3: {top})")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from mnistlab import export
+
+    try:
+        path = export.export(args.run, args.format, args.out)
+    except ImportError as error:
+        raise ConfigError(
+            f"export --format {args.format} needs {error.name}: pip install 'mnistlab[export]'"
+        ) from None
+    print(
+        f"wrote {path}"
+        + (f" and {path.with_suffix('.json')}" if args.format == "safetensors" else "")
+    )
+    return 0
+
+
+def cmd_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from mnistlab.serve import app_for_run
+    except ImportError as error:
+        raise ConfigError(f"serve needs {error.name}: pip install 'mnistlab[serve]'") from None
+    runtime = runtime_from_args(args)
+    app = app_for_run(args.run, runtime.device if runtime.device != "auto" else "cpu")
+    print(f"serving {args.run} at http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
