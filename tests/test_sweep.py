@@ -276,3 +276,17 @@ def test_a_sweep_folder_reused_with_other_settings_says_so(capsys, tiny, tmp_pat
     stdout = capsys.readouterr().out
     assert "also holds 1 run of other settings" in stdout
     assert stdout.count("| base") == 1  # this sweep's one configuration, not the other
+
+
+def test_with_a_validation_split_the_summary_ranks_by_it_and_shows_both(tiny, tmp_path):
+    base = base_config(tiny[0], val_split=0.25, epochs=1)
+    configs = sweep.plan(base, sweep.parse_grid(["lr=0.0003,0.003,0.03"]), [0])
+    rows = sweep.summarize(sweep.run(configs, tmp_path / "s", on(tiny[0])))
+    assert all(row["val_mean"] is not None for row in rows)
+    assert [row["val_mean"] for row in rows] == sorted((r["val_mean"] for r in rows), reverse=True)
+    text = sweep.markdown(rows)
+    assert "| validation accuracy | test accuracy (mean ± std) |" in text
+    assert "Ranked by validation accuracy" in text
+    sweep.write_summary(tmp_path / "s", rows)
+    page = report.write(tmp_path / "s").read_text()
+    assert "Best by validation accuracy" in page and "<th>validation accuracy</th>" in page

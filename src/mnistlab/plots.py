@@ -339,8 +339,10 @@ def sweep_plot(rows: list[dict], axis: str, path) -> Path:
     figure = _figure(8, 5)
     axes = figure.add_subplot(1, 1, 1)
     x = np.array([row[key] * scale for row in rows])
-    y = np.array([100 * row["accuracy_mean"] for row in rows])
-    error = np.array([100 * row["accuracy_std"] for row in rows])
+    validation = rows[0].get("val_mean") is not None
+    mean, std = ("val_mean", "val_std") if validation else ("accuracy_mean", "accuracy_std")
+    y = np.array([100 * row[mean] for row in rows])
+    error = np.array([100 * row[std] for row in rows])
     seeds = max(row["n"] for row in rows)
     if seeds > 1:
         axes.errorbar(
@@ -373,10 +375,11 @@ def sweep_plot(rows: list[dict], axis: str, path) -> Path:
     axes.set_xscale("log")
     axes.margins(x=0.25)  # room for the labels of the outermost points
     axes.set_xlabel(f"{title} ({unit}, log scale)")
-    axes.set_ylabel("test accuracy (%)")
+    measure = "validation accuracy" if validation else "test accuracy"
+    axes.set_ylabel(f"{measure} (%)")
     n = sorted({row["n"] for row in rows})
     seeds = "seed" if n == [1] else "seeds"
-    axes.set_title(f"test accuracy against {title} (n = {', '.join(map(str, n))} {seeds})")
+    axes.set_title(f"{measure} against {title} (n = {', '.join(map(str, n))} {seeds})")
     axes.grid(alpha=0.3, which="both")
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()

@@ -237,10 +237,12 @@ def render_sweep(folder: Path) -> str:
         for key, value in applicable(records[0]["config"] if records else {}).items()
         if key not in fields and key != "seed"
     }
+    validation = bool(rows) and rows[0].get("val_mean") is not None
+    measure = "validation" if validation else "test"
     parts = [
-        f"<p class='summary'>{len(records)} runs, {len(rows)} configurations. Best: "
-        f"<b>{_esc(rows[0]['config'])}</b> at {100 * rows[0]['accuracy_mean']:.2f}% "
-        f"(n = {rows[0]['n']}).</p>"
+        f"<p class='summary'>{len(records)} runs, {len(rows)} configurations. Best by {measure} "
+        f"accuracy: <b>{_esc(rows[0]['config'])}</b> at "
+        f"{100 * sweep.chosen_by(rows[0]):.2f}% (n = {rows[0]['n']}).</p>"
         if rows
         else "<p>No finished runs.</p>",
         f"<p>Varied: {_esc(', '.join(fields) or 'nothing but the seed')}; every other setting "
@@ -253,6 +255,7 @@ def render_sweep(folder: Path) -> str:
                 "parameters",
                 "train GFLOP",
                 "seconds",
+                *(["validation accuracy"] if validation else []),
                 "test accuracy",
                 "Pareto (FLOPs)",
             ],
@@ -263,6 +266,11 @@ def render_sweep(folder: Path) -> str:
                     f"{r['parameters']:,}",
                     f"{r['train_flops'] / 1e9:,.0f}",
                     f"{r['seconds_mean']:.1f} ± {r['seconds_std']:.1f}",
+                    *(
+                        [f"{100 * r['val_mean']:.2f} ± {100 * r['val_std']:.2f}%"]
+                        if validation
+                        else []
+                    ),
                     f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}%",
                     "yes" if r["pareto_flops"] else "",
                 ]

@@ -12,6 +12,7 @@ over the seeds, with n.
 import csv
 import dataclasses
 import hashlib
+import io
 import itertools
 import json
 import logging
@@ -26,6 +27,7 @@ from filelock import FileLock, Timeout
 from mnistlab import models
 from mnistlab.config import ACTIVATIONS, Runtime, TrainConfig, coerce
 from mnistlab.errors import ConfigError, RunError
+from mnistlab.files import atomic_write
 from mnistlab.runs import LOCK, Run, plain
 
 log = logging.getLogger(__name__)
@@ -320,29 +322,49 @@ def label(config: dict, fields: list[str]) -> str:
     return " ".join(f"{name}={show(config.get(name))}" for name in fields) or "base"
 
 
+def _spread(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def chosen_by(row: dict) -> float:
+    """What a configuration is ranked by: validation accuracy when the sweep held a validation
+    split out (choosing by test accuracy would tune to the test set), else test accuracy."""
+    return row["val_mean"] if row.get("val_mean") is not None else row["accuracy_mean"]
+
+
 def summarize(records: list[dict]) -> list[dict]:
-    """One row per configuration (seeds pooled): mean ± std (sample std; 0 when n = 1)."""
+    """One row per configuration (seeds pooled): mean ± std (sample std; 0 when n = 1),
+    ranked by validation accuracy when every run has one, else by test accuracy."""
     fields = varied_fields(records)
     groups: dict[str, list[dict]] = {}
     for record in records:
         groups.setdefault(label(record["config"], fields), []).append(record)
     rows = []
     for name, group in groups.items():
-        accuracies = [record["test_accuracy"] for record in group]
-        seconds = [record["seconds"] for record in group]
+        validation = [r.get("val_accuracy") for r in group]
+        seconds_mean, seconds_std = _spread([record["seconds"] for record in group])
+        accuracy_mean, accuracy_std = _spread([record["test_accuracy"] for record in group])
+        val_mean, val_std = (None, None)
+        if all(isinstance(value, int | float) for value in validation):
+            val_mean, val_std = _spread(validation)
         rows.append(
             {
                 "config": name,
                 "n": len(group),
                 "parameters": group[0]["parameters"],
                 "train_flops": group[0]["train_flops"],
-                "seconds_mean": statistics.fmean(seconds),
-                "seconds_std": statistics.stdev(seconds) if len(group) > 1 else 0.0,
-                "accuracy_mean": statistics.fmean(accuracies),
-                "accuracy_std": statistics.stdev(accuracies) if len(group) > 1 else 0.0,
+                "seconds_mean": seconds_mean,
+                "seconds_std": seconds_std,
+                "accuracy_mean": accuracy_mean,
+                "accuracy_std": accuracy_std,
+                "val_mean": val_mean,
+                "val_std": val_std,
             }
         )
-    rows.sort(key=lambda row: row["accuracy_mean"], reverse=True)
+    if any(row["val_mean"] is None for row in rows):  # rank all rows alike
+        for row in rows:
+            row["val_mean"] = row["val_std"] = None
+    rows.sort(key=chosen_by, reverse=True)
     for row in rows:
         row["pareto_flops"] = on_frontier(row, rows, "train_flops")
         row["pareto_seconds"] = on_frontier(row, rows, "seconds_mean")
@@ -355,8 +377,8 @@ def on_frontier(row: dict, rows: list[dict], cost: str) -> bool:
     return not any(
         other is not row
         and other[cost] <= row[cost]
-        and other["accuracy_mean"] >= row["accuracy_mean"]
-        and (other[cost] < row[cost] or other["accuracy_mean"] > row["accuracy_mean"])
+        and chosen_by(other) >= chosen_by(row)
+        and (other[cost] < row[cost] or chosen_by(other) > chosen_by(row))
         for other in rows
     )
 
@@ -370,32 +392,43 @@ COLUMNS = (
     "seconds_std",
     "accuracy_mean",
     "accuracy_std",
+    "val_mean",
+    "val_std",
 )
 
 
 def markdown(rows: list[dict]) -> str:
+    validation = bool(rows) and rows[0].get("val_mean") is not None
+    header = "| configuration | params | train GFLOP | seconds | "
+    header += "validation accuracy | " if validation else ""
     lines = [
-        "| configuration | params | train GFLOP | seconds | test accuracy (mean ± std) | n |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        header + "test accuracy (mean ± std) | n |",
+        "| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if validation else ""),
     ]
     for row in rows:
         mark = " *" if row["pareto_flops"] else ""
+        val = f"{100 * row['val_mean']:.2f} ± {100 * row['val_std']:.2f}% | " if validation else ""
         lines.append(
             f"| {row['config']}{mark} | {row['parameters']:,} | {row['train_flops'] / 1e9:,.0f} | "
-            f"{row['seconds_mean']:.1f} ± {row['seconds_std']:.1f} | "
+            f"{row['seconds_mean']:.1f} ± {row['seconds_std']:.1f} | {val}"
             f"{100 * row['accuracy_mean']:.2f} ± {100 * row['accuracy_std']:.2f}% | {row['n']} |"
         )
     lines.append("")
-    lines.append("\\* on the accuracy-for-FLOPs Pareto frontier; std is over seeds (0 when n = 1).")
+    ranked = "validation accuracy (the test column is for reporting, not choosing)"
+    lines.append(
+        f"Ranked by {ranked if validation else 'test accuracy'}. \\* on the accuracy-for-FLOPs "
+        "Pareto frontier; std is over seeds (0 when n = 1)."
+    )
     return "\n".join(lines) + "\n"
 
 
 def write_summary(folder: str | Path, rows: list[dict]) -> tuple[Path, Path]:
     folder = Path(folder)
     md, table = folder / "summary.md", folder / "summary.csv"
-    md.write_text(markdown(rows))
-    with open(table, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=[*COLUMNS, "pareto_flops", "pareto_seconds"])
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write(md, markdown(rows))
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=[*COLUMNS, "pareto_flops", "pareto_seconds"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(table, text.getvalue())
     return md, table
