@@ -243,3 +243,8 @@ def test_the_default_file_storage_with_two_workers_and_the_best_settings(tiny, t
     ]
     assert again[-1]["val_accuracy"] == best["val_accuracy"]
     assert summary["best_test"]["trial"] == best["trial"]
+    for picture in ("study_history.png", "study_importances.png", "study_parameters.png"):
+        assert (out / picture).stat().st_size > 1000
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "measured once after the search" in page and page.count("<img") == 3

@@ -26,6 +26,7 @@ img { max-width: 100%; display: block; margin: 1em 0; }
 
 RUN_PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
 SWEEP_PICTURES = ("accuracy_vs_flops.png", "accuracy_vs_seconds.png", "accuracy_vs_parameters.png")
+STUDY_PICTURES = ("study_history.png", "study_importances.png", "study_parameters.png")
 LOGISTIC_REGRESSION = 7_850  # 784 x 10 weights + 10 biases: the assignment's baseline
 
 
@@ -300,6 +301,54 @@ def render_sweep(folder: Path) -> str:
     return _page(f"mnistlab sweep {folder.name}", parts)
 
 
+def render_study(folder: Path) -> str:
+    """A study: counts, the best trials by validation accuracy, the best's test accuracy
+    measured once, importances, and its pictures."""
+    from mnistlab import tune
+
+    where = _json(folder / "study.json") or {}
+    engine = tune.Engine(str(where.get("storage", "")), str(where.get("study", "")))
+    summary = tune.summary(engine)
+    counts = ", ".join(f"{count} {state}" for state, count in sorted(summary["counts"].items()))
+    parts = [f"<p class='summary'>{_esc(counts or 'no trials')}.</p>"]
+    best = summary.get("best_test")
+    if best:
+        parts.append(
+            f"<p>The best trial ({_esc(best['trial'])}) was chosen by its validation accuracy, "
+            f"{_esc(_percent(best['val_accuracy']))}; its test accuracy, measured once after the "
+            f"search: <b>{_esc(_percent(best['test_accuracy']))}</b>.</p>"
+        )
+    parts.append("<h2>Best trials</h2>")
+    parts.append(
+        _table(
+            ["trial", "validation accuracy", "settings"],
+            [
+                [
+                    t["trial"],
+                    _percent(t["val_accuracy"]),
+                    " ".join(f"{k}={v}" for k, v in t["params"].items()),
+                ]
+                for t in summary["best"]
+            ],
+        )
+    )
+    if summary["importances"]:
+        parts.append("<h2>Parameter importances</h2>")
+        parts.append(
+            _table(
+                ["setting", "importance"],
+                [[k, f"{v:.2f}"] for k, v in summary["importances"].items()],
+            )
+        )
+    parts.append("<h2>Pictures</h2>")
+    parts += _images(folder, STUDY_PICTURES)
+    return _page(f"mnistlab study {engine.study}", parts)
+
+
+def is_study(folder: Path) -> bool:
+    return (folder / "study.json").is_file()
+
+
 def is_sweep(folder: Path) -> bool:
     return (folder / sweep.RESULTS).is_file()
 
@@ -312,6 +361,8 @@ def write(folder: str | Path | list, out: str | Path | None = None) -> Path:
         if out is None:
             raise ConfigError("out: give the HTML file to write for several runs", "out")
         text = render_runs(folders)
+    elif is_study(folders[0]):
+        text = render_study(folders[0])
     else:
         text = render_sweep(folders[0]) if is_sweep(folders[0]) else render_run(folders[0])
     out = Path(out) if out else folders[0] / "report.html"

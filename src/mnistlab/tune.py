@@ -454,3 +454,14 @@ def spawn_workers(argv: list[str], workers: int, out: Path) -> None:
     codes = [process.wait() for process in processes]
     if any(codes):
         raise RunError(f"{sum(map(bool, codes))} of {workers} workers failed (exits {codes})")
+
+
+def describe_study(engine: Engine) -> dict:
+    """Where a study lives, as study.json records it (a password in the URL is left out)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    storage, parts = engine.storage, urlsplit(engine.storage)
+    if parts.password:  # kept out of files; the report then needs --storage to reach it
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        storage = urlunsplit(parts._replace(netloc=netloc))
+    return {"storage": storage, "study": engine.study}

@@ -262,7 +262,8 @@ def cmd_report(args) -> int:
 
     folders = [Path(folder) for folder in args.folder]
     for folder in folders:
-        if not (report.is_sweep(folder) and len(folders) == 1) and not runs.is_run(folder):
+        single = len(folders) == 1 and (report.is_sweep(folder) or report.is_study(folder))
+        if not single and not runs.is_run(folder):
             kind = "a run folder" if len(folders) > 1 else "a run folder or a sweep folder"
             raise RunError(f"{folder} is not {kind} (config.json, results.jsonl)")
     print(f"wrote {report.write(folders, args.out)}")

@@ -40,7 +40,10 @@ def cmd_tune(args) -> int:
         heartbeat=args.heartbeat,
     )
     if args.summary:
-        print(text.study(tune.summary(engine)))
+        summary = tune.summary(engine)
+        print(text.study(summary))
+        if args.out:
+            _study_files(engine, summary, out)
         return 0
     specs = (tune.read_space(args.space_file) if args.space_file else []) + args.space
     space = tune.parse_space(specs)
@@ -74,11 +77,22 @@ def cmd_tune(args) -> int:
     if args.worker:
         return 0
     tune.measure_best(engine, runtime_from_args(args))
+    summary = tune.summary(engine)
+    print(text.study(summary))
+    _study_files(engine, summary, out)
     best = out / "best.toml"
-    atomic_write(best, tune.best_config_toml(engine))
-    print(text.study(tune.summary(engine)))
     print(f"the best trial's settings in {best}: mnistlab train --config {best} reproduces it")
     return 0
+
+
+def _study_files(engine, summary, out: Path) -> None:
+    """best.toml, the study's pictures, and study.json (where it lives, for `report`)."""
+    from mnistlab import plots, tune
+
+    if summary["best"]:
+        atomic_write(out / "best.toml", tune.best_config_toml(engine))
+    plots.study_pictures(summary, out)
+    atomic_write(out / "study.json", json.dumps(tune.describe_study(engine), indent=2) + "\n")
 
 
 def cmd_predict(args) -> int:
