@@ -130,7 +130,8 @@ def data_dir_of(folder: str | Path) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _lock(folder: Path) -> FileLock:
+def lock_folder(folder: Path) -> FileLock:
+    """Hold `folder` for this process (a run's or a sweep's), or say who has it."""
     lock = FileLock(str(folder / LOCK), timeout=0)
     try:
         lock.acquire()
@@ -140,7 +141,7 @@ def _lock(folder: Path) -> FileLock:
             "or choose another folder"
         ) from None
     except OSError as error:
-        raise RunError(f"cannot lock the run folder {folder}: {error.strerror}") from None
+        raise RunError(f"cannot lock the folder {folder}: {error.strerror}") from None
     return lock
 
 
@@ -194,7 +195,7 @@ class Run:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise RunError(f"cannot make the run folder {folder}: {error.strerror}") from None
-        lock = _lock(folder)
+        lock = lock_folder(folder)
         try:
             _check_target(folder)  # again, now that no other process can be writing it
             remove_stale_temporaries(folder)
@@ -226,7 +227,7 @@ class Run:
         in RESUMABLE_CHANGES may differ from the run's own (and epochs may only grow)."""
         path = checkpoint.resolve(folder)
         folder = path.parent
-        lock = _lock(folder)
+        lock = lock_folder(folder)
         try:
             remove_stale_temporaries(folder)
             saved = checkpoint.load(path)

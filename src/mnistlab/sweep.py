@@ -22,13 +22,11 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from mnistlab import models
 from mnistlab.config import ACTIVATIONS, Runtime, TrainConfig, coerce
 from mnistlab.errors import ConfigError, RunError
 from mnistlab.files import atomic_write
-from mnistlab.runs import LOCK, Run, plain
+from mnistlab.runs import Run, lock_folder, plain
 
 log = logging.getLogger(__name__)
 
@@ -206,18 +204,6 @@ def plan(base: TrainConfig, variants: list[dict], seeds: list[int]) -> list[Trai
     ]
 
 
-def _lock(folder: Path) -> FileLock:
-    lock = FileLock(str(folder / LOCK), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RunError(
-            f"{folder} is in use by another mnistlab sweep; wait for it to finish "
-            "or choose another --out"
-        ) from None
-    return lock
-
-
 def run(
     configs: list[TrainConfig],
     folder: str | Path,
@@ -233,7 +219,7 @@ def run(
     if folder.exists() and not folder.is_dir():
         raise RunError(f"cannot use {folder} as a sweep folder: it is a file")
     folder.mkdir(parents=True, exist_ok=True)
-    lock = _lock(folder)
+    lock = lock_folder(folder)
     try:
         return _run(configs, folder, runtime, on_record, should_stop)
     finally:
