@@ -101,7 +101,7 @@ def test_markup_in_any_run_or_sweep_field_reaches_the_report_as_text(tmp_path):
     (folder / "results.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     page = report.write(folder)
     assert_inert(page)
-    assert "Best:" in page.read_text() and "&lt;img" in page.read_text()
+    assert "Best by test accuracy" in page.read_text() and "&lt;img" in page.read_text()
 
 
 def test_a_report_embeds_no_link_and_nothing_that_is_not_a_png(tmp_path):
