@@ -518,3 +518,15 @@ def test_batches_can_skip_the_start_of_an_epoch():
     rest = [by.clone() for _, by in data.batches(x, y, 3, torch.Generator().manual_seed(5), 2)]
     assert [b.tolist() for b in rest] == [b.tolist() for b in whole[2:]]
     assert [b.tolist() for _, b in data.batches(x, y, 4, skip=1)] == [[4, 5, 6, 7], [8, 9]]
+
+
+def test_a_download_says_where_it_goes_once(tmp_path, tiny, server, monkeypatch, capsys):
+    from mnistlab.cli import main
+
+    _, contents = tiny
+    base, _ = server
+    use_mirrors(monkeypatch, contents, [f"{base}/good/"])
+    assert main(["data", "fetch", "--dataset", "tiny", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("mnistlab: downloading tiny's") == 1
+    assert str((tmp_path / "cache" / "tiny").resolve()) in err

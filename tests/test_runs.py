@@ -303,3 +303,24 @@ def test_a_closed_output_pipe_stops_the_run_with_how_to_resume(tiny, tmp_path):
     assert process.wait(timeout=60) == 141
     assert f"Continue with: mnistlab train --resume {out}" in stderr and "Traceback" not in stderr
     assert checkpoint.load(out)["epoch"] >= 1
+
+
+def test_a_stop_asked_during_the_last_step_lets_the_run_finish(tiny, tmp_path):
+    # Ctrl-C in the last step of the last epoch: nothing is left to resume, so the run ends
+    # as finished, pictures and all (no helper process to be caught by the signal either).
+    config = tiny_config(epochs=1)
+    tensors = training.prepare(config, data.load("tiny", tiny[0]), torch.device("cpu"))
+    steps = {"n": 0}
+
+    def last_step(done, total, loss):
+        steps["n"] = done
+
+    with Run.create(tmp_path / "run", config) as run:
+        result = run.fit(tensors=tensors, on_batch=last_step, should_stop=lambda: steps["n"] == 8)
+    assert not result.interrupted and len(result.history) == 1
+    assert [path.name for path in run.pictures] == [
+        "curves.png",
+        "confusion.png",
+        "mistakes.png",
+        "weights.png",
+    ]

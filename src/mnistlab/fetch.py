@@ -241,7 +241,7 @@ def download(
                     make_readable(path)
                     return Path(path), failures
                 except Exception as error:  # noqa: BLE001 - every failure is reported below
-                    log.info("attempt %d at %s failed: %s", attempt + 1, url, error)
+                    log.debug("attempt %d at %s failed: %s", attempt + 1, url, error)
                     if attempt < retries and _worth_retrying(error):
                         time.sleep(backoff * 2**attempt)
                         continue

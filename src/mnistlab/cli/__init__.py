@@ -40,9 +40,25 @@ def _message(error: MnistlabError) -> str:
     return message
 
 
+class _Format(logging.Formatter):
+    def format(self, record) -> str:
+        warning = "warning: " if record.levelno >= logging.WARNING else ""
+        return f"mnistlab: {warning}{record.getMessage()}"
+
+
+def _show_library_messages() -> None:
+    """The library speaks through logging: its warnings (a rebuilt cache, a skipped result
+    line) and what it is about to do at length (a download, and where to) reach stderr."""
+    logger = logging.getLogger("mnistlab")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(_Format())
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
-    # The library warns through logging (a rebuilt cache, a skipped result line): show it.
-    logging.basicConfig(format="mnistlab: warning: %(message)s", level=logging.WARNING)
+    _show_library_messages()
     from mnistlab.cli.flags import build_parser
 
     parser = build_parser()
