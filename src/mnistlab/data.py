@@ -284,6 +284,10 @@ def locate(
             missing[key] = [f"{folder}: not found" for folder in folders]
     if missing and download_missing:
         target = download_folder(spec, data_dir)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise DataError(f"cannot make the download folder {target}: {error.strerror}") from None
         log.info("downloading %s's %s into %s", spec.name, ", ".join(missing), target.resolve())
         all_mirrors = [*user_mirrors(mirrors, spec.name), *spec.mirrors]
         unreachable: set[str] = set()  # shared across the files: offline fails fast

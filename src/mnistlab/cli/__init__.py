@@ -40,6 +40,18 @@ def _message(error: MnistlabError) -> str:
     return message
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a message comes (tests and tools replace it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 class _Format(logging.Formatter):
     def format(self, record) -> str:
         warning = "warning: " if record.levelno >= logging.WARNING else ""
@@ -51,7 +63,7 @@ def _show_library_messages() -> None:
     line) and what it is about to do at length (a download, and where to) reach stderr."""
     logger = logging.getLogger("mnistlab")
     if not logger.handlers:
-        handler = logging.StreamHandler()
+        handler = _Stderr()
         handler.setFormatter(_Format())
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
