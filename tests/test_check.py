@@ -27,6 +27,7 @@ MODELS = Path(__file__).parent / "user_models"
         ("unused_layer.py:MLP", {"gradient", "agrees"}, "fc2.weight receives no gradient"),
         ("wrong_output.py:model", {"output"}, "the output is (64, 5), not (64, 10)"),
         ("unscaled.py:BasicMLP", {"initial_loss"}, "far above ln 10"),
+        ("wrong_backward.py:MLP", {"gradients"}, "disagrees with finite differences"),
     ],
 )
 def test_each_mistake_is_named_with_its_fix(capsys, tiny, target, failed, says):

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from mnistlab import checkpoint
+from mnistlab.config import EXPORT_FORMATS
 from mnistlab.files import atomic_write
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+FORMATS = dict(zip(EXPORT_FORMATS, (".onnx", ".pt", ".safetensors"), strict=True))
 ACTIVATION_LAYERS = {
     "relu": nn.ReLU,
     "gelu": nn.GELU,

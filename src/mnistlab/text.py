@@ -21,6 +21,17 @@ def epoch_line(record: dict, epochs: int) -> str:
     return line + f"  {record['seconds']:.1f} s  ({record['samples_per_second']:,.0f} samples/s)"
 
 
+def run_end(folder, history: list[dict], pictures) -> str:
+    """What a finished run wrote, and its test accuracy."""
+    final, seconds = history[-1], sum(record["seconds"] for record in history)
+    lines = [f"wrote {', '.join(path.name for path in pictures)} in {folder}"] if pictures else []
+    lines.append(
+        f"test accuracy {percent(final['test_accuracy'])} after {plural(final['epoch'], 'epoch')}"
+        f" ({seconds:.1f} s of training); run saved in {folder}"
+    )
+    return "\n".join(lines)
+
+
 def data_info(dataset, spec, class_counts) -> str:
     """Where each file is, and the images per class in each split."""
     lines = [
@@ -125,6 +136,14 @@ def check_report(report) -> str:
         else f"{plural(len(failed), 'check')} failed: {', '.join(failed)}"
     )
     return "\n".join(lines)
+
+
+def trial(number: int, state: str, value: float | None, params: dict) -> str:
+    accuracy = "" if value is None else f" val acc {percent(value)}"
+    settings = " ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()
+    )
+    return f"trial {number}: {state}{accuracy} {settings}"
 
 
 def study(summary: dict) -> str:

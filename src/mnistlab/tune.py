@@ -17,12 +17,11 @@ A space is written NAME=KIND:ARGS, for any TrainConfig setting:
 import dataclasses
 import itertools
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab.config import Runtime, TrainConfig, show
+from mnistlab.config import Runtime, TrainConfig
 from mnistlab.errors import ConfigError, TrainingDiverged
 
 KINDS = ("log", "float", "int", "choice")
@@ -429,9 +428,7 @@ def _toml(value) -> str:
         return json.dumps(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(item) for item in value) + "]"
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else json.dumps(show(value))
-    return str(value)
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def spawn_workers(argv: list[str], workers: int, out: Path) -> None:

@@ -13,6 +13,7 @@ from difflib import get_close_matches
 
 from mnistlab import __version__
 from mnistlab.config import (
+    EXPORT_FORMATS,
     IMPLEMENTATIONS,
     RECIPES,
     Runtime,
@@ -203,7 +204,17 @@ def build_parser() -> Parser:
     plot = _command(commands, "plot", "draw the pictures of a run or a sweep")
     plot.add_argument("folder", help="run folder or sweep folder")
     add_setting_flags(plot, Runtime, skip=("threads",))
+    _use_parsers(commands)
+    report = _command(
+        commands, "report", "one self-contained HTML page of a run or a sweep, or runs side by side"
+    )
+    report.add_argument("folder", nargs="+", help="run folder or sweep folder, or several runs")
+    report.add_argument("--out", help="HTML file (default: FOLDER/report.html)")
+    return parser
 
+
+def _use_parsers(commands) -> None:
+    """check, tune, predict, export, serve."""
     check = _command(
         commands, "check", "diagnose a model you wrote: leaves, gradients, logits, scale, agreement"
     )
@@ -212,6 +223,28 @@ def build_parser() -> Parser:
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.add_argument("--quiet", action="store_true", help="no progress bars")
     add_setting_flags(check, Runtime, skip=("device", "threads"))
+
+    _tune_parser(commands)
+    predict = _command(commands, "predict", "read your own images: class and top-3 probabilities")
+    predict.add_argument("run", help="run folder or checkpoint.pt")
+    predict.add_argument("images", nargs="+", help="image files, folders of them, or - for stdin")
+    predict.add_argument("--json", action="store_true", help="one JSON object per image")
+    predict.add_argument(
+        "--show-input", metavar="FILE.png", help="a picture of each image and the 28x28 input"
+    )
+    export = _command(commands, "export", "the model for ONNX, TorchScript or safetensors")
+    export.add_argument("run", help="run folder or checkpoint.pt")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    export.add_argument("--out", help="file to write (default: RUN/model.EXT)")
+    serve = _command(commands, "serve", "a web page to draw digits on, and a JSON API")
+    serve.add_argument("run", help="run folder or checkpoint.pt")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    add_setting_flags(serve, Runtime, skip=("data_dir", "mirrors"))
+
+
+def _tune_parser(commands) -> None:
+    from mnistlab.tune import PRUNERS, SAMPLERS
 
     tune = _training_parser(commands, "tune", "search settings on Optuna, chosen on validation")
     tune.add_argument(
@@ -223,8 +256,8 @@ def build_parser() -> Parser:
         "hidden=choice:256,512,1024x1024; repeatable",
     )
     tune.add_argument("--space-file", metavar="FILE.toml", help="a [space] table of dimensions")
-    tune.add_argument("--sampler", choices=("tpe", "random", "grid"), default="tpe")
-    tune.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median")
+    tune.add_argument("--sampler", choices=SAMPLERS, default=SAMPLERS[0])
+    tune.add_argument("--pruner", choices=PRUNERS, default=PRUNERS[0])
     tune.add_argument("--trials", type=int, help="finished trials the study needs (all workers)")
     tune.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     tune.add_argument(
@@ -243,32 +276,6 @@ def build_parser() -> Parser:
     )
     tune.add_argument("--summary", action="store_true", help="print the study and stop")
     tune.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-
-    predict = _command(commands, "predict", "read your own images: class and top-3 probabilities")
-    predict.add_argument("run", help="run folder or checkpoint.pt")
-    predict.add_argument("images", nargs="+", help="image files, folders of them, or - for stdin")
-    predict.add_argument("--json", action="store_true", help="one JSON object per image")
-    predict.add_argument(
-        "--show-input", metavar="FILE.png", help="a picture of each image and the 28x28 input"
-    )
-
-    export = _command(commands, "export", "the model for ONNX, TorchScript or safetensors")
-    export.add_argument("run", help="run folder or checkpoint.pt")
-    export.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
-    export.add_argument("--out", help="file to write (default: RUN/model.EXT)")
-
-    serve = _command(commands, "serve", "a web page to draw digits on, and a JSON API")
-    serve.add_argument("run", help="run folder or checkpoint.pt")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
-    add_setting_flags(serve, Runtime, skip=("data_dir", "mirrors"))
-
-    report = _command(
-        commands, "report", "one self-contained HTML page of a run or a sweep, or runs side by side"
-    )
-    report.add_argument("folder", nargs="+", help="run folder or sweep folder, or several runs")
-    report.add_argument("--out", help="HTML file (default: FOLDER/report.html)")
-    return parser
 
 
 def _sweep_parser(commands) -> None:

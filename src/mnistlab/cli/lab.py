@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import json
+import shutil
 import signal
 import sys
 import tempfile
@@ -49,13 +50,17 @@ def _picture_path(out: str | Path) -> Path:
 
 def _open_run(args):
     """The Run a train command works on: resumed, a dry run's temporary one, or a new one."""
-    from mnistlab.runs import Run
+    from mnistlab.runs import MACHINE, Run
 
     if args.resume:
         if args.dry_run:  # never touches the run: its settings, in a fresh temporary folder
             with Run.open(args.resume, given(args)) as resumed:
                 config = dataclasses.replace(resumed.config, epochs=1)
-            return Run.create(tempfile.mkdtemp(prefix="mnistlab-dry-run-"), config)
+                run = Run.create(tempfile.mkdtemp(prefix="mnistlab-dry-run-"), config)
+                # Where the run found its data, for the dry run to find it there too.
+                if (resumed.folder / MACHINE).is_file():
+                    shutil.copy(resumed.folder / MACHINE, run.folder / MACHINE)
+            return run
         run = Run.open(args.resume, given(args))
         if run.finished:
             run.close()
@@ -78,11 +83,6 @@ def cmd_train(args) -> int:
         if args.resume and getattr(args, flag):
             raise RunError(f"--{flag} cannot be given with --resume: a run keeps its own")
     runtime = runtime_from_args(args)
-    if args.resume and not runtime.data_dir:  # where the run found its data before
-        from mnistlab import checkpoint, runs
-
-        found = runs.data_dir_of(checkpoint.resolve(args.resume).parent)
-        runtime = dataclasses.replace(runtime, data_dir=found)
     with _open_run(args) as run:
         dry = " (a dry run: two batches, in a temporary folder)" if args.dry_run else ""
         print(
@@ -115,14 +115,7 @@ def cmd_train(args) -> int:
                 f"Continue with: mnistlab train --resume {run.folder}"
             )
             return 128 + signal.Signals[stop.reason].value if stop.reason else 130
-        if run.pictures:
-            print(f"wrote {', '.join(path.name for path in run.pictures)} in {run.folder}")
-        final, seconds = run.history[-1], sum(record["seconds"] for record in run.history)
-        print(
-            f"test accuracy {100 * final['test_accuracy']:.2f}% after "
-            f"{text.plural(final['epoch'], 'epoch')} ({seconds:.1f} s of training); "
-            f"run saved in {run.folder}"
-        )
+        print(text.run_end(run.folder, run.history, run.pictures))
     return 0
 
 
