@@ -248,3 +248,55 @@ def test_the_default_file_storage_with_two_workers_and_the_best_settings(tiny, t
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
     assert "measured once after the search" in page and page.count("<img") == 3
+
+
+def test_a_sweep_shared_through_postgresql_runs_each_run_once(tiny, postgres, tmp_path, capsys):
+    storage = database(postgres, "shared_sweep")
+    command = [
+        sys.executable,
+        "-P",
+        "-m",
+        "mnistlab",
+        "sweep",
+        "--dataset",
+        "tiny",
+        "--data-dir",
+        str(tiny[0]),
+        "--epochs",
+        "10",
+        "--batch-size",
+        "64",
+        "--grid",
+        "hidden=8,16",
+        "--seeds",
+        "0",
+        "1",
+        "--storage",
+        storage,
+        "--study",
+        "shared",
+        "--no-plots",
+        "--quiet",
+        "--threads",
+        "1",
+    ]
+    machines = [
+        subprocess.Popen(
+            [*command, "--out", str(tmp_path / name)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("one", "two")
+    ]
+    for machine in machines:
+        out, err = machine.communicate(timeout=300)
+        assert machine.returncode == 0, err
+    ran = [path.name for name in ("one", "two") for path in (tmp_path / name / "runs").glob("*")]
+    assert len(ran) == 4 and len(set(ran)) == 4  # each of the 4 runs once, on one machine
+    for name in ("one", "two"):  # each machine's summary holds every run
+        records = [
+            json.loads(line)
+            for line in (tmp_path / name / "results.jsonl").read_text().splitlines()
+        ]
+        assert sorted(r["key"] for r in records) == sorted(ran)

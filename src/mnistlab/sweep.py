@@ -312,6 +312,12 @@ def _spread(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def chosen_by_record(record: dict) -> float:
+    """One run's figure of merit: validation accuracy when it held a split out, else test."""
+    value = record.get("val_accuracy")
+    return value if isinstance(value, int | float) else record["test_accuracy"]
+
+
 def chosen_by(row: dict) -> float:
     """What a configuration is ranked by: validation accuracy when the sweep held a validation
     split out (choosing by test accuracy would tune to the test set), else test accuracy."""

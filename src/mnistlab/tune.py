@@ -193,8 +193,11 @@ def _storage(engine: Engine):
     raise AssertionError("unreachable")
 
 
-def open_study(engine: Engine, space: dict[str, Dimension] | None = None):
-    """The study, created if new (any worker may be first)."""
+def open_study(
+    engine: Engine, space: dict[str, Dimension] | None = None, points: list[dict] | None = None
+):
+    """The study, created if new (any worker may be first). A grid's points, or `points`
+    (user attributes of a queued trial each: a sweep's runs), are queued by the creator."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -219,16 +222,26 @@ def open_study(engine: Engine, space: dict[str, Dimension] | None = None):
             pruner=pruner,
         )
     except optuna.exceptions.DuplicatedStudyError:  # another worker made it: join it
-        return optuna.load_study(
+        study = optuna.load_study(
             study_name=engine.study, storage=storage, sampler=sampler, pruner=pruner
         )
+        if points is not None and study.user_attrs.get("points") != len(points):
+            raise ConfigError(
+                f"study {engine.study} holds another sweep ({study.user_attrs.get('points')} "
+                f"runs, not {len(points)}): give the same settings, or another --study"
+            ) from None
+        return study
+    # Only the process that created the study (the database says which) queues the points;
+    # workers claim queued trials one at a time, so each point runs once, however many
+    # workers share the study.
     if engine.sampler == "grid":
-        # Only the process that created the study (the database says which) queues every
-        # point of the grid; workers claim queued trials one at a time, so each point runs
-        # once, however many workers share the study.
-        points = itertools.product(*(d.grid() for d in space.values()))
-        for index, point in enumerate(points):
-            study.enqueue_trial(dict(zip(space, point, strict=True)), {"grid_point": index})
+        grid = itertools.product(*(d.grid() for d in space.values()))
+        for index, point in enumerate(grid):
+            study.enqueue_trial(dict(zip(space, point, strict=True)), {"point": index})
+    for index, attributes in enumerate(points or []):
+        study.enqueue_trial({}, {"point": index, **attributes})
+    if points is not None:
+        study.set_user_attr("points", len(points))
     return study
 
 
@@ -295,7 +308,7 @@ def optimize(
     prepared: dict[float, object] = {}
 
     def objective(trial) -> float:
-        if engine.sampler == "grid" and "grid_point" not in trial.user_attrs:
+        if engine.sampler == "grid" and "point" not in trial.user_attrs:
             # Asked when the queue had just run dry: no point is left for this worker.
             trial.set_user_attr("idle", True)
             trial.study.stop()
@@ -462,3 +475,57 @@ def describe_study(engine: Engine) -> dict:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         storage = urlunsplit(parts._replace(netloc=netloc))
     return {"storage": storage, "study": engine.study}
+
+
+def sweep(
+    engine: Engine,
+    configs: list[TrainConfig],
+    folder: str | Path,
+    runtime: Runtime | None = None,
+    *,
+    on_record: Callable[[dict, bool], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict]:
+    """A sweep's runs through a study (`mnistlab sweep --storage URL`): every process started
+    with the same sweep and storage, on any machine, claims runs from one queue, so each runs
+    once; each writes its runs under its own `folder`/runs and the records go to the study.
+    Returns the records of every finished run, in the sweep's order."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from mnistlab import sweep as sweeps
+
+    runtime = runtime or Runtime()
+    keys = [sweeps.run_key(config) for config in configs]
+    study = open_study(
+        dataclasses.replace(engine, sampler="random", pruner="none"),
+        points=[{"key": key} for key in keys],
+    )
+    datasets: dict = {}
+
+    def objective(trial) -> float:
+        if "point" not in trial.user_attrs:  # the queue ran dry: nothing left for us
+            trial.set_user_attr("idle", True)
+            trial.study.stop()
+            raise optuna.TrialPruned("no run left")
+        index = trial.user_attrs["point"]
+        record = sweeps._train(
+            configs[index], Path(folder) / "runs" / keys[index], runtime, datasets, should_stop
+        )
+        if record is None:  # stopped mid-run: the run goes back to the queue for anyone
+            trial.set_user_attr("idle", True)
+            trial.study.enqueue_trial({}, {"point": index, "key": keys[index]})
+            trial.study.stop()
+            raise optuna.TrialPruned("stopped")
+        record = {"key": keys[index], **record}
+        trial.set_user_attr("record", record)
+        if on_record is not None:
+            on_record(record, False)
+        return sweeps.chosen_by_record(record)
+
+    study.optimize(objective, callbacks=[_grid_wait(engine.heartbeat)])
+    finished = {
+        t.user_attrs["record"]["key"]: t.user_attrs["record"]
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    }
+    return [finished[key] for key in keys if key in finished]

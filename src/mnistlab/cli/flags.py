@@ -298,3 +298,10 @@ def _sweep_parser(commands) -> None:
     sweep.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds for each config")
     sweep.add_argument("--out", help="sweep folder (default: sweeps/PRESET)")
     sweep.add_argument("--no-plots", action="store_true", help="skip the sweep's pictures")
+    sweep.add_argument(
+        "--storage",
+        help="share the sweep through an Optuna storage (sqlite:///FILE, postgresql://...): "
+        "every process given it takes runs from one queue, each run once",
+    )
+    sweep.add_argument("--study", help="the sweep's name in the storage (default sweep-OUT)")
+    sweep.add_argument("--heartbeat", type=int, default=30, help="seconds between heartbeats")

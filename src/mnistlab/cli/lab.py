@@ -14,6 +14,7 @@ from mnistlab.cli.console import Progress, runtime_from_args, stopping_on_signal
 from mnistlab.cli.flags import config_from_args, given
 from mnistlab.config import describe
 from mnistlab.errors import ConfigError, RunError
+from mnistlab.files import atomic_write
 
 
 def cmd_data(args) -> int:
@@ -210,7 +211,10 @@ def cmd_sweep(args) -> int:
         )
 
     with stopping_on_signals(StopFlag()) as stop:
-        records = sweep.run(configs, out, runtime, on_record=on_record, should_stop=stop)
+        if args.storage:  # shared: every process with this storage takes runs from one queue
+            records = _shared_sweep(args, configs, out, runtime, on_record, stop)
+        else:
+            records = sweep.run(configs, out, runtime, on_record=on_record, should_stop=stop)
     others = len({r["key"] for r in sweep.read_results(out)} - {sweep.run_key(c) for c in configs})
     if others:
         print(
@@ -231,6 +235,18 @@ def cmd_sweep(args) -> int:
         return 128 + signal.Signals[stop.reason].value if stop.reason else 130
     print(f"summary in {out / 'summary.md'} and {out / 'summary.csv'}; runs in {out / 'runs'}")
     return 0
+
+
+def _shared_sweep(args, configs, out, runtime, on_record, stop) -> list[dict]:
+    from mnistlab import sweep, tune
+
+    engine = tune.Engine(args.storage, args.study or f"sweep-{out.name}", heartbeat=args.heartbeat)
+    out.mkdir(parents=True, exist_ok=True)
+    records = tune.sweep(engine, configs, out, runtime, on_record=on_record, should_stop=stop)
+    # Every machine's records, so that `report` and `plot` work on this folder too.
+    lines = "".join(json.dumps(record) + "\n" for record in records)
+    atomic_write(out / sweep.RESULTS, lines)
+    return records
 
 
 def cmd_plot(args) -> int:
