@@ -143,7 +143,9 @@ def cmd_serve(args) -> int:
     except ImportError as error:
         raise ConfigError(f"serve needs {error.name}: pip install 'mnistlab[serve]'") from None
     runtime = runtime_from_args(args)
-    app = app_for_run(args.run, runtime.device if runtime.device != "auto" else "cpu")
+    from mnistlab.train import resolve_device
+
+    app = app_for_run(args.run, str(resolve_device(runtime.device)))
     print(f"serving {args.run} at http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
