@@ -530,3 +530,16 @@ def test_a_download_says_where_it_goes_once(tmp_path, tiny, server, monkeypatch,
     err = capsys.readouterr().err
     assert err.count("mnistlab: downloading tiny's") == 1
     assert str((tmp_path / "cache" / "tiny").resolve()) in err
+
+
+def test_a_registry_file_adds_datasets_and_a_broken_one_is_one_line(tmp_path, tiny, monkeypatch):
+    from mnistlab.cli import main
+
+    monkeypatch.delitem(data.DATASETS, "tiny")  # only the registry file knows it now
+    assert len(data.load("tiny", tiny[0]).train) == 512
+    assert "tiny" in data.registry() and "mnist" in data.registry()
+    (tmp_path / "broken.json").write_text('{"mine": {"files": {}}}')
+    monkeypatch.setenv("MNISTLAB_DATASETS", str(tmp_path / "broken.json"))
+    with pytest.raises(ConfigError, match="not a dataset registry"):
+        data.get_spec("mine")
+    assert main(["data", "info", "--dataset", "mine"]) == 2

@@ -7,6 +7,7 @@ verified by sha256 before use. Decoded arrays are cached as .npy files keyed by 
 second load skips gzip and parsing.
 """
 
+import functools
 import gzip
 import hashlib
 import logging
@@ -147,6 +148,15 @@ def registry() -> dict[str, DatasetSpec]:
     path = os.environ.get("MNISTLAB_DATASETS")
     if not path:
         return DATASETS
+    try:
+        return {**_read_registry(path, Path(path).stat().st_mtime_ns), **DATASETS}
+    except OSError as error:
+        raise ConfigError(f"MNISTLAB_DATASETS={path}: {error.strerror}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _read_registry(path: str, mtime: int) -> dict[str, DatasetSpec]:
+    """The datasets a registry file adds (read again only when the file changes)."""
     import json
 
     try:
@@ -163,7 +173,7 @@ def registry() -> dict[str, DatasetSpec]:
         }
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise ConfigError(f"MNISTLAB_DATASETS={path}: not a dataset registry ({error})") from None
-    return {**added, **DATASETS}
+    return added
 
 
 def get_spec(name: str) -> DatasetSpec:
