@@ -1,4 +1,4 @@
-"""The plain-text lines and tables the commands print. Each returns a string; cli.py prints."""
+"""The plain-text lines and tables the commands print. Each returns a string; the CLI prints."""
 
 from mnistlab.config import TrainConfig, describe, model_name
 

@@ -3,7 +3,7 @@
 Flags are made from the fields of TrainConfig (the experiment) and Runtime (the machine), so
 each default, choice and help text is written once (in config.py). Training flags not given
 stay unset and fall back to, in order: a --config TOML file, a --recipe, then TrainConfig's
-defaults. Each subcommand's name is `args.command`; cli.py runs it.
+defaults. Each subcommand's name is `args.command`; mnistlab.cli runs it.
 """
 
 import argparse
