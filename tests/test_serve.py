@@ -75,6 +75,7 @@ def test_the_api_under_load_and_abuse(tiny, tiny_run):
         (b"", "image/png", 400),
         (bytes(3_000_000), "application/octet-stream", 413),
         (png(Image.new("1", (10_000, 10_000))), "image/png", 413),
+        (png(Image.new("1", (20_000, 20_000))), "image/png", 413),  # past Pillow's own limit
         (json.dumps({"pixels": [[0] * 27] * 28}).encode(), "application/json", 400),
         (png(Image.new("L", (200, 200), 255)), "image/png", 422),
         (json.dumps({"pixels": "nope"}).encode(), "application/json", 400),

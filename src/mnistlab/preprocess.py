@@ -14,6 +14,7 @@ An image with no ink is an error that says so, never a guess.
 """
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,13 @@ def open_image(source, max_pixels: int = MAX_PIXELS):
         name = str(source) if isinstance(source, str | Path) else "the image"
         stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
         try:
-            image = Image.open(stream)
+            with warnings.catch_warnings():  # our own limit applies, just below
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(stream)
+        except Image.DecompressionBombError as error:  # far past Pillow's own limit
+            raise ImageError(
+                f"{name} has more pixels than the {max_pixels:,} allowed ({error})"
+            ) from None
         except (UnidentifiedImageError, OSError, ValueError) as error:
             raise ImageError(f"{name} is not an image Pillow can read ({error})") from None
     width, height = image.size
