@@ -393,14 +393,14 @@ def sweep_pictures(rows: list[dict], folder) -> list[Path]:
 
 def inputs_seen(sources, predictions, path) -> Path:
     """Each image (grey, fitted to 28x28 as it is) beside the 28x28 input the model saw."""
+    from PIL import Image
+
     from mnistlab.preprocess import grey
 
     images, titles = [], []
     for source, (name, prediction) in zip(sources, predictions, strict=True):
         array = grey(source)
         scale = 28 / max(array.shape)
-        from PIL import Image
-
         small = Image.fromarray(array.astype(np.uint8)).resize(
             (max(1, round(array.shape[1] * scale)), max(1, round(array.shape[0] * scale)))
         )

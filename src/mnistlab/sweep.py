@@ -211,14 +211,25 @@ def run(
     *,
     on_record: Callable[[dict, bool], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    engine=None,
 ) -> list[dict]:
     """Train every config not already in `folder`'s results; return the records of all of
-    them, in order. `on_record(record, skipped)` sees each one as it is done or found."""
+    them, in order. `on_record(record, skipped)` sees each one as it is done or found.
+
+    With `engine` (a tune.Engine) the runs are shared through its study instead: every
+    process given the same sweep and storage, on any machine, takes runs from one queue, and
+    `folder`'s results then hold every machine's records."""
     runtime = runtime or Runtime()
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise RunError(f"cannot use {folder} as a sweep folder: it is a file")
     folder.mkdir(parents=True, exist_ok=True)
+    if engine is not None:
+        from mnistlab import tune
+
+        records = tune.sweep(engine, configs, folder, runtime, on_record, should_stop)
+        atomic_write(folder / RESULTS, "".join(json.dumps(r) + "\n" for r in records))
+        return records
     lock = lock_folder(folder)
     try:
         return _run(configs, folder, runtime, on_record, should_stop)

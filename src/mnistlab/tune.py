@@ -477,25 +477,15 @@ def describe_study(engine: Engine) -> dict:
     return {"storage": storage, "study": engine.study}
 
 
-def sweep(
-    engine: Engine,
-    configs: list[TrainConfig],
-    folder: str | Path,
-    runtime: Runtime | None = None,
-    *,
-    on_record: Callable[[dict, bool], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-) -> list[dict]:
-    """A sweep's runs through a study (`mnistlab sweep --storage URL`): every process started
-    with the same sweep and storage, on any machine, claims runs from one queue, so each runs
-    once; each writes its runs under its own `folder`/runs and the records go to the study.
-    Returns the records of every finished run, in the sweep's order."""
+def sweep(engine: Engine, configs, folder: Path, runtime: Runtime, on_record, should_stop):
+    """A sweep's runs through a study (sweep.run with an engine): each process claims runs
+    from one queue, so each runs once; it writes its runs under its own `folder`/runs and the
+    records go to the study. Returns every finished run's record, in the sweep's order."""
     import optuna
     from optuna.trial import TrialState
 
     from mnistlab import sweep as sweeps
 
-    runtime = runtime or Runtime()
     keys = [sweeps.run_key(config) for config in configs]
     study = open_study(
         dataclasses.replace(engine, sampler="random", pruner="none"),

@@ -14,7 +14,6 @@ from mnistlab.cli.console import Progress, runtime_from_args, stopping_on_signal
 from mnistlab.cli.flags import config_from_args, given
 from mnistlab.config import describe
 from mnistlab.errors import ConfigError, RunError
-from mnistlab.files import atomic_write
 
 
 def cmd_data(args) -> int:
@@ -210,11 +209,16 @@ def cmd_sweep(args) -> int:
             flush=True,
         )
 
+    engine = None
+    if args.storage:  # shared: every process with this storage takes runs from one queue
+        from mnistlab import tune
+
+        study = args.study or f"sweep-{out.name}"
+        engine = tune.Engine(args.storage, study, heartbeat=args.heartbeat)
     with stopping_on_signals(StopFlag()) as stop:
-        if args.storage:  # shared: every process with this storage takes runs from one queue
-            records = _shared_sweep(args, configs, out, runtime, on_record, stop)
-        else:
-            records = sweep.run(configs, out, runtime, on_record=on_record, should_stop=stop)
+        records = sweep.run(
+            configs, out, runtime, on_record=on_record, should_stop=stop, engine=engine
+        )
     others = len({r["key"] for r in sweep.read_results(out)} - {sweep.run_key(c) for c in configs})
     if others:
         print(
@@ -235,18 +239,6 @@ def cmd_sweep(args) -> int:
         return 128 + signal.Signals[stop.reason].value if stop.reason else 130
     print(f"summary in {out / 'summary.md'} and {out / 'summary.csv'}; runs in {out / 'runs'}")
     return 0
-
-
-def _shared_sweep(args, configs, out, runtime, on_record, stop) -> list[dict]:
-    from mnistlab import sweep, tune
-
-    engine = tune.Engine(args.storage, args.study or f"sweep-{out.name}", heartbeat=args.heartbeat)
-    out.mkdir(parents=True, exist_ok=True)
-    records = tune.sweep(engine, configs, out, runtime, on_record=on_record, should_stop=stop)
-    # Every machine's records, so that `report` and `plot` work on this folder too.
-    lines = "".join(json.dumps(record) + "\n" for record in records)
-    atomic_write(out / sweep.RESULTS, lines)
-    return records
 
 
 def cmd_plot(args) -> int:
