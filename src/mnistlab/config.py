@@ -392,8 +392,10 @@ def applicable(values: dict) -> dict:
 
 
 def show(value) -> str:
-    """A setting as a person writes it: 1024x1024, 0.9 0.95, relu, 0.001."""
+    """A setting as a person writes it: 1024x1024, 0.9 0.95, relu, 0.001 (- for none)."""
     if isinstance(value, list | tuple):
+        if not value:
+            return "-"
         return (
             "x".join(map(str, value))
             if all(isinstance(v, int) for v in value)

@@ -29,7 +29,7 @@ from filelock import FileLock, Timeout
 
 from mnistlab import __version__, checkpoint, data
 from mnistlab import train as training
-from mnistlab.config import Runtime, TrainConfig, describe, from_saved
+from mnistlab.config import Runtime, TrainConfig, describe, from_saved, show
 from mnistlab.errors import CheckpointError, MnistlabError, RunError
 from mnistlab.files import atomic_write, remove_stale_temporaries
 
@@ -402,9 +402,6 @@ class Run:
 def _resumed_config(folder: Path, saved: dict, changes: dict) -> TrainConfig:
     config = saved["config"]
     asked = dataclasses.replace(config, **changes)
-
-    def show(value):
-        return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
     differences = [
         f"{name} {show(getattr(config, name))} -> {show(getattr(asked, name))}"

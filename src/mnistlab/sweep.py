@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mnistlab import models
-from mnistlab.config import ACTIVATIONS, Runtime, TrainConfig, coerce
+from mnistlab.config import ACTIVATIONS, Runtime, TrainConfig, coerce, show
 from mnistlab.errors import ConfigError, RunError
 from mnistlab.files import atomic_write
 from mnistlab.runs import Run, lock_folder, plain
@@ -309,11 +309,6 @@ def varied_fields(records: list[dict]) -> list[str]:
 
 
 def label(config: dict, fields: list[str]) -> str:
-    def show(value):
-        if isinstance(value, list | tuple):
-            return "x".join(map(str, value)) if value else "-"
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
     if config.get("model") == "logreg":  # no hidden layer: its settings mean nothing here
         fields = [name for name in fields if name not in ("hidden", "activation", "dropout")]
     return " ".join(f"{name}={show(config.get(name))}" for name in fields) or "base"
