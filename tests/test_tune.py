@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ import pytest
 from mnistlab import data, runs, tune
 from mnistlab.cli import main
 from mnistlab.config import Runtime, TrainConfig
+from mnistlab.errors import ConfigError
+from mnistlab.text import study as tune_text
 
 POSTGRES = Path("/usr/lib/postgresql/15/bin")
 GRID = ["--space", "hidden=choice:8,16", "--space", "lr=choice:0.003,0.01"]
@@ -159,6 +162,36 @@ def test_a_diverging_trial_is_pruned_after_its_first_epoch(tiny, tmp_path):
     # The diverging trial stopped inside its first epoch; the other trained all four.
     epochs = sorted(len(runs.read_metrics(folder)) for folder in (tmp_path / "trials").iterdir())
     assert epochs == [0, 4]
+
+
+def test_the_baseline_is_the_first_trial_and_a_base_outside_the_space_is_refused(
+    tiny, tmp_path, capsys
+):
+    engine = tune.Engine(tune.default_storage(tmp_path), "base", sampler="random", baseline=True)
+    space = tune.parse_space(["lr=log:1e-3:3e-2", "hidden=choice:8,16x16"])
+    base = TrainConfig(
+        dataset="tiny", hidden=(16, 16), lr=0.004, batch_size=64, epochs=2, val_split=0.25
+    )
+    tune.optimize(engine, space, base, tmp_path, Runtime(data_dir=str(tiny[0])), trials=3)
+    summary = tune.summary(engine)
+    first = summary["trials"][0]
+    assert first["params"] == {"lr": 0.004, "hidden": "16x16"}
+    assert summary["baseline"]["trial"] == 0 and summary["baseline"]["state"] == "complete"
+    assert json.loads((tmp_path / "trials" / "0000" / "config.json").read_text())["hidden"] == [
+        16,
+        16,
+    ]
+    assert len(summary["trials"]) == 3  # queued once: the others are sampled
+    assert "the base settings (trial 0, complete): validation" in tune_text(summary)
+    outside = dataclasses_replace(base, lr=0.5)
+    other = tune.Engine(tune.default_storage(tmp_path / "o"), "o", baseline=True)
+    with pytest.raises(ConfigError, match="base's lr 0.5 lies outside the space's lr"):
+        tune.open_study(other, space, base=outside)
+    code = main(
+        ["tune", "--dataset", "tiny", "--data-dir", str(tiny[0]), "--baseline", "--hidden", "4"]
+        + ["--space", "hidden=choice:8,16", "--out", str(tmp_path / "cli")]
+    )
+    assert code == 2 and "hidden 4 lies outside" in capsys.readouterr().err
 
 
 class NoTestSet(data.Dataset):

@@ -158,6 +158,11 @@ def study(summary: dict) -> str:
                 for k, v in entry["params"].items()
             )
             lines.append(f"  {entry['trial']:>4}  {percent(entry['val_accuracy'])}  {settings}")
+    baseline = summary.get("baseline")
+    if baseline:
+        score = percent(baseline["val_accuracy"]) if baseline["val_accuracy"] is not None else "-"
+        trial, state = baseline["trial"], baseline["state"]
+        lines.append(f"the base settings (trial {trial}, {state}): validation {score}")
     if summary["importances"]:
         shares = ", ".join(f"{name} {share:.2f}" for name, share in summary["importances"].items())
         lines.append(f"parameter importances: {shares}")

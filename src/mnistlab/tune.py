@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab.config import Runtime, TrainConfig
+from mnistlab.config import Runtime, TrainConfig, show
 from mnistlab.errors import ConfigError, TrainingDiverged
 
 KINDS = ("log", "float", "int", "choice")
@@ -124,6 +124,7 @@ class Engine:
     seed: int = 0
     heartbeat: int = 30  # seconds between a worker's heartbeats; stale after 3
     retries: int = 2  # a failed trial's parameters are tried this many more times
+    baseline: bool = False  # the base settings are the first trial, scored like the others
 
 
 def default_storage(folder: str | Path) -> str:
@@ -194,15 +195,20 @@ def _storage(engine: Engine):
 
 
 def open_study(
-    engine: Engine, space: dict[str, Dimension] | None = None, points: list[dict] | None = None
+    engine: Engine,
+    space: dict[str, Dimension] | None = None,
+    points: list[dict] | None = None,
+    base: TrainConfig | None = None,
 ):
     """The study, created if new (any worker may be first). A grid's points, or `points`
-    (user attributes of a queued trial each: a sweep's runs), are queued by the creator."""
+    (user attributes of a queued trial each: a sweep's runs), are queued by the creator, and
+    with `engine.baseline` the `base` settings before them."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if engine.sampler == "grid" and not space:
         raise ConfigError("a grid search needs a --space")
+    baseline = baseline_point(space or {}, base) if engine.baseline and base else None
     if engine.sampler in ("grid", "random"):  # a grid's points are queued: nothing samples
         sampler = optuna.samplers.RandomSampler(seed=engine.seed)
     else:
@@ -234,6 +240,8 @@ def open_study(
     # Only the process that created the study (the database says which) queues the points;
     # workers claim queued trials one at a time, so each point runs once, however many
     # workers share the study.
+    if baseline is not None:
+        study.enqueue_trial(baseline, {"baseline": True})
     if engine.sampler == "grid":
         grid = itertools.product(*(d.grid() for d in space.values()))
         for index, point in enumerate(grid):
@@ -243,6 +251,26 @@ def open_study(
     if points is not None:
         study.set_user_attr("points", len(points))
     return study
+
+
+def baseline_point(space: dict[str, Dimension], base: TrainConfig) -> dict:
+    """The base settings as a point of the space, so a search shows how its starting point
+    scores on the same validation split; a base value outside the space is an error."""
+    point = {}
+    for name, dimension in space.items():
+        value = getattr(base, name)
+        if dimension.kind == "choice":
+            inside = _encode(value) in dimension.grid()
+        else:
+            inside = dimension.low <= value <= dimension.high
+        if not inside:
+            raise ConfigError(
+                f"--baseline: the base's {name} {show(value)} lies outside the space's "
+                f"{name}; set it inside (with --{name.replace('_', '-')}) or widen the space",
+                "space",
+            )
+        point[name] = _encode(value)
+    return point
 
 
 def _grid_wait(heartbeat: int):
@@ -304,7 +332,7 @@ def optimize(
     runtime = runtime or Runtime()
     dataset = dataset or data.load(base.dataset, runtime.data_dir, mirrors=runtime.mirrors)
     device = training.resolve_device(runtime.device)
-    study = open_study(engine, space)
+    study = open_study(engine, space, base=base)
     prepared: dict[float, object] = {}
 
     def objective(trial) -> float:
@@ -412,6 +440,14 @@ def summary(engine: Engine, top: int = 5) -> dict:
         ],
         "importances": importances,
         "best_test": study.user_attrs.get("best_test"),
+        "baseline": next(
+            (
+                {"trial": t.number, "state": t.state.name.lower(), "val_accuracy": t.value}
+                for t in trials
+                if t.user_attrs.get("baseline")
+            ),
+            None,
+        ),
         "trials": [
             {"trial": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params}
             for t in trials

@@ -258,6 +258,11 @@ def _tune_parser(commands) -> None:
     tune.add_argument("--space-file", metavar="FILE.toml", help="a [space] table of dimensions")
     tune.add_argument("--sampler", choices=SAMPLERS, default=SAMPLERS[0])
     tune.add_argument("--pruner", choices=PRUNERS, default=PRUNERS[0])
+    tune.add_argument(
+        "--baseline",
+        action="store_true",
+        help="run the base settings (recipe and flags) first, to score the starting point",
+    )
     tune.add_argument("--trials", type=int, help="finished trials the study needs (all workers)")
     tune.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     tune.add_argument(

@@ -41,7 +41,14 @@ def cmd_tune(args) -> int:
         raise ConfigError("tune needs optuna: pip install 'mnistlab[tune]'")
     out = Path(args.out or Path("studies") / args.study)
     storage = args.storage or tune.default_storage(out)
-    engine = tune.Engine(storage, args.study, args.sampler, args.pruner, heartbeat=args.heartbeat)
+    engine = tune.Engine(
+        storage,
+        args.study,
+        args.sampler,
+        args.pruner,
+        heartbeat=args.heartbeat,
+        baseline=args.baseline,
+    )
     if args.summary:
         return _summary(engine, out if args.out else None)
     specs = (tune.read_space(args.space_file) if args.space_file else []) + args.space
@@ -51,7 +58,8 @@ def cmd_tune(args) -> int:
     base = tune.search_config(config_from_args(args))
     out.mkdir(parents=True, exist_ok=True)
     if args.workers > 1:
-        tune.open_study(engine, space)  # made (and a grid queued) once, before the workers
+        # Made (and a grid or baseline queued) once, before the workers.
+        tune.open_study(engine, space, base=base)
         tune.spawn_workers(args.argv, args.workers, out)
     else:
         runtime = runtime_from_args(args)
