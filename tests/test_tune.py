@@ -187,6 +187,9 @@ def test_the_baseline_is_the_first_trial_and_a_base_outside_the_space_is_refused
     other = tune.Engine(tune.default_storage(tmp_path / "o"), "o", baseline=True)
     with pytest.raises(ConfigError, match="base's lr 0.5 lies outside the space's lr"):
         tune.open_study(other, space, base=outside)
+    grid = tune.Engine(tune.default_storage(tmp_path / "g"), "g", sampler="grid", baseline=True)
+    with pytest.raises(ConfigError, match="a grid runs its own points"):
+        tune.open_study(grid, tune.parse_space(["hidden=choice:8,16"]), base=base)
     code = main(
         ["tune", "--dataset", "tiny", "--data-dir", str(tiny[0]), "--baseline", "--hidden", "4"]
         + ["--space", "hidden=choice:8,16", "--out", str(tmp_path / "cli")]

@@ -208,6 +208,8 @@ def open_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if engine.sampler == "grid" and not space:
         raise ConfigError("a grid search needs a --space")
+    if engine.baseline and engine.sampler == "grid":
+        raise ConfigError("--baseline: a grid runs its own points; put the base's values in it")
     baseline = baseline_point(space or {}, base) if engine.baseline and base else None
     if engine.sampler in ("grid", "random"):  # a grid's points are queued: nothing samples
         sampler = optuna.samplers.RandomSampler(seed=engine.seed)
