@@ -17,6 +17,7 @@ A space is written NAME=KIND:ARGS, for any TrainConfig setting:
 import dataclasses
 import itertools
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -425,7 +426,9 @@ def summary(engine: Engine, top: int = 5) -> dict:
     importances = {}
     if len(completed) >= 2 and completed[0].params:
         try:
-            importances = optuna.importance.get_param_importances(study)
+            with warnings.catch_warnings():  # "importances will be equal": shown as such
+                warnings.simplefilter("ignore")
+                importances = optuna.importance.get_param_importances(study)
         except (RuntimeError, ValueError):  # too few distinct values to say
             importances = {}
     return {
