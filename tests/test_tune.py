@@ -182,7 +182,13 @@ def test_the_baseline_is_the_first_trial_and_a_base_outside_the_space_is_refused
         16,
     ]
     assert len(summary["trials"]) == 3  # queued once: the others are sampled
+    best = summary["best"][0]["val_accuracy"]  # on 128 of the 512 training images
+    assert summary["standard_error"] == pytest.approx((best * (1 - best) / 128) ** 0.5)
     assert "the base settings (trial 0, complete): validation" in tune_text(summary)
+    (tmp_path / "study.json").write_text(json.dumps(tune.describe_study(engine)))
+    assert main(["report", str(tmp_path)]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "The base settings (trial 0) scored" in page and "One standard error" in page
     outside = dataclasses_replace(base, lr=0.5)
     other = tune.Engine(tune.default_storage(tmp_path / "o"), "o", baseline=True)
     with pytest.raises(ConfigError, match="base's lr 0.5 lies outside the space's lr"):

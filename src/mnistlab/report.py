@@ -318,6 +318,20 @@ def render_study(folder: Path) -> str:
             f"{_esc(_percent(best['val_accuracy']))}; its test accuracy, measured once after the "
             f"search: <b>{_esc(_percent(best['test_accuracy']))}</b>.</p>"
         )
+    notes = []
+    if summary.get("standard_error"):
+        notes.append(
+            f"One standard error of the best's validation accuracy is "
+            f"{100 * summary['standard_error']:.2f} points: trials closer than that are not "
+            "told apart."
+        )
+    baseline = summary.get("baseline")
+    if baseline and baseline["val_accuracy"] is not None:
+        notes.append(
+            f"The base settings (trial {baseline['trial']}) scored "
+            f"{_percent(baseline['val_accuracy'])} on validation."
+        )
+    parts += [f"<p>{_esc(note)}</p>" for note in notes]
     parts.append("<h2>Best trials</h2>")
     parts.append(
         _table(

@@ -158,6 +158,12 @@ def study(summary: dict) -> str:
                 for k, v in entry["params"].items()
             )
             lines.append(f"  {entry['trial']:>4}  {percent(entry['val_accuracy'])}  {settings}")
+    error = summary.get("standard_error")
+    if error:
+        lines.append(
+            f"one standard error of the best's validation accuracy: {100 * error:.2f} points "
+            "(trials closer than that are not told apart)"
+        )
     baseline = summary.get("baseline")
     if baseline:
         score = percent(baseline["val_accuracy"]) if baseline["val_accuracy"] is not None else "-"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnistlab.config import Runtime, TrainConfig, show
-from mnistlab.errors import ConfigError, TrainingDiverged
+from mnistlab.errors import ConfigError, RunError, TrainingDiverged
 
 KINDS = ("log", "float", "int", "choice")
 SAMPLERS = ("tpe", "random", "grid")
@@ -444,6 +444,7 @@ def summary(engine: Engine, top: int = 5) -> dict:
             for t in completed[:top]
         ],
         "importances": importances,
+        "standard_error": _standard_error(completed[0]) if completed else None,
         "best_test": study.user_attrs.get("best_test"),
         "baseline": next(
             (
@@ -458,6 +459,22 @@ def summary(engine: Engine, top: int = 5) -> dict:
             for t in trials
         ],
     }
+
+
+def _standard_error(trial) -> float | None:
+    """One standard error of the trial's validation accuracy, sqrt(p (1 - p) / n): trials
+    closer than this are not told apart by the split. n is read off the trial's run: the
+    images it trained on and the share held out."""
+    from mnistlab import runs
+
+    try:
+        config = runs.read_config(trial.user_attrs["run"])
+        trained = runs.read_metrics(trial.user_attrs["run"])[-1]["samples"]
+    except (KeyError, IndexError, RunError):  # a run folder gone or never written
+        return None
+    held = round(trained * config.val_split / (1 - config.val_split))
+    accuracy = trial.value
+    return (accuracy * (1 - accuracy) / held) ** 0.5 if held else None
 
 
 def best_config_toml(engine: Engine) -> str:
