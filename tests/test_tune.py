@@ -342,3 +342,17 @@ def test_a_sweep_shared_through_postgresql_runs_each_run_once(tiny, postgres, tm
             for line in (tmp_path / name / "results.jsonl").read_text().splitlines()
         ]
         assert sorted(r["key"] for r in records) == sorted(ran)
+
+
+def test_the_documented_best_search_reads_and_holds_its_base_and_the_best_recipe():
+    """benchmarks/best_search.toml is the README's command for choosing `best`: its [train]
+    table and [space] must stay readable, and both its base (the --baseline trial) and the
+    recipe it chose must lie inside the space."""
+    from mnistlab.config import from_dict, read_settings, recipe
+
+    path = Path(__file__).parents[1] / "benchmarks" / "best_search.toml"
+    space = tune.parse_space(tune.read_space(path))
+    base = from_dict(read_settings(path))
+    assert set(space) >= {"epochs", "hidden", "dropout", "lr", "augment"}
+    assert tune.baseline_point(space, base)["hidden"] == "1024x1024"
+    tune.baseline_point(space, recipe("best"))  # a ConfigError if the recipe left the space

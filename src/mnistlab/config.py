@@ -351,19 +351,21 @@ RECIPES = {
         label_smoothing=0.0,
         normalize="half",
     ),
-    # An MLP past 99%: wider, two layers, dropout, elastic distortions of every batch, AdamW.
+    # An MLP past 99.4%: two wide layers, dropout, a fresh affine distortion of every batch,
+    # AdamW. Chosen on validation by `mnistlab tune` (benchmarks/best_search.toml, trial 11 of
+    # 12, its values to three figures); the test set was read once, for the winner.
     "best": dict(
         hidden=(1024, 1024),
-        dropout=0.2,
-        augment="elastic",
+        dropout=0.134,
+        augment="affine",
         optimizer="adamw",
-        lr=2e-3,
+        lr=1.31e-3,
         betas=(0.9, 0.95),
-        weight_decay=0.05,
+        weight_decay=0.121,
         warmup=0.2,
-        label_smoothing=0.0,
+        label_smoothing=0.046,
         batch_size=256,
-        epochs=40,
+        epochs=66,
     ),
 }
 
