@@ -290,3 +290,14 @@ def test_with_a_validation_split_the_summary_ranks_by_it_and_shows_both(tiny, tm
     sweep.write_summary(tmp_path / "s", rows)
     page = report.write(tmp_path / "s").read_text()
     assert "Best by validation accuracy" in page and "<th>validation accuracy</th>" in page
+
+
+@pytest.mark.parametrize("val_split", [0.0, 0.25])
+def test_the_summary_table_has_one_alignment_cell_per_column(tiny, tmp_path, val_split):
+    """Markdown renders a table only when the alignment row has as many cells as the header."""
+    base = base_config(tiny[0], val_split=val_split, epochs=1)
+    rows = sweep.summarize(sweep.run(sweep.plan(base, [{}], [0, 1]), tmp_path / "s", on(tiny[0])))
+    table = [line for line in sweep.markdown(rows).splitlines() if line.startswith("|")]
+    cells = [line.count("|") - 1 for line in table]
+    assert len(table) == 3 and cells == [cells[0]] * 3 and cells[0] == 6 + (val_split > 0)
+    assert set(table[1].replace("|", "").split()) == {"---", "---:"}

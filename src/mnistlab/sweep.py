@@ -397,12 +397,11 @@ COLUMNS = (
 
 def markdown(rows: list[dict]) -> str:
     validation = bool(rows) and rows[0].get("val_mean") is not None
-    header = "| configuration | params | train GFLOP | seconds | "
-    header += "validation accuracy | " if validation else ""
-    lines = [
-        header + "test accuracy (mean ± std) | n |",
-        "| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if validation else ""),
-    ]
+    names = ["configuration", "params", "train GFLOP", "seconds"]
+    names += ["validation accuracy"] if validation else []
+    names += ["test accuracy (mean ± std)", "n"]
+    # A Markdown table needs one alignment cell per header cell, or it is not a table.
+    lines = ["| " + " | ".join(names) + " |", "| --- |" + " ---: |" * (len(names) - 1)]
     for row in rows:
         mark = " *" if row["pareto_flops"] else ""
         val = f"{100 * row['val_mean']:.2f} ± {100 * row['val_std']:.2f}% | " if validation else ""
