@@ -201,6 +201,7 @@ def test_the_baseline_is_the_first_trial_and_a_base_outside_the_space_is_refused
         + ["--space", "hidden=choice:8,16", "--out", str(tmp_path / "cli")]
     )
     assert code == 2 and "hidden 4 lies outside" in capsys.readouterr().err
+    assert not (tmp_path / "cli").exists()  # refused before anything was written
 
 
 class NoTestSet(data.Dataset):

@@ -209,9 +209,7 @@ def open_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if engine.sampler == "grid" and not space:
         raise ConfigError("a grid search needs a --space")
-    if engine.baseline and engine.sampler == "grid":
-        raise ConfigError("--baseline: a grid runs its own points; put the base's values in it")
-    baseline = baseline_point(space or {}, base) if engine.baseline and base else None
+    baseline = queued_baseline(engine, space, base)
     if engine.sampler in ("grid", "random"):  # a grid's points are queued: nothing samples
         sampler = optuna.samplers.RandomSampler(seed=engine.seed)
     else:
@@ -254,6 +252,15 @@ def open_study(
     if points is not None:
         study.set_user_attr("points", len(points))
     return study
+
+
+def queued_baseline(engine: Engine, space: dict[str, Dimension] | None, base) -> dict | None:
+    """The point `--baseline` queues (None without it); a ConfigError when it cannot be."""
+    if not engine.baseline or base is None:
+        return None
+    if engine.sampler == "grid":
+        raise ConfigError("--baseline: a grid runs its own points; put the base's values in it")
+    return baseline_point(space or {}, base)
 
 
 def baseline_point(space: dict[str, Dimension], base: TrainConfig) -> dict:

@@ -56,6 +56,7 @@ def cmd_tune(args) -> int:
     if not space:
         raise ConfigError("--space: give at least one dimension, e.g. --space lr=log:1e-4:3e-2")
     base = tune.search_config(config_from_args(args))
+    tune.queued_baseline(engine, space, base)  # refused before anything is written
     out.mkdir(parents=True, exist_ok=True)
     if args.workers > 1:
         # Made (and a grid or baseline queued) once, before the workers.
