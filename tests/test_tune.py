@@ -293,56 +293,80 @@ def test_the_default_file_storage_with_two_workers_and_the_best_settings(tiny, t
     assert "measured once after the search" in page and page.count("<img") == 3
 
 
-def test_a_sweep_shared_through_postgresql_runs_each_run_once(tiny, postgres, tmp_path, capsys):
-    storage = database(postgres, "shared_sweep")
-    command = [
-        sys.executable,
-        "-P",
-        "-m",
-        "mnistlab",
-        "sweep",
-        "--dataset",
-        "tiny",
-        "--data-dir",
-        str(tiny[0]),
-        "--epochs",
-        "10",
-        "--batch-size",
-        "64",
-        "--grid",
-        "hidden=8,16",
-        "--seeds",
-        "0",
-        "1",
-        "--storage",
-        storage,
-        "--study",
-        "shared",
-        "--no-plots",
-        "--quiet",
-        "--threads",
-        "1",
-    ]
-    machines = [
-        subprocess.Popen(
-            [*command, "--out", str(tmp_path / name)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name in ("one", "two")
-    ]
+SLOW_QUEUE = (  # python -c CODE ARGS: the CLI, with a pause before each trial it queues
+    "import sys, time, optuna; from mnistlab.cli import main; "
+    "queue = optuna.Study.enqueue_trial; "
+    "optuna.Study.enqueue_trial = lambda *a, **k: time.sleep(1) or queue(*a, **k); "
+    "sys.exit(main(sys.argv[1:]))"
+)
+
+
+def sweep_machine(tiny, storage, out, slow_queue=False):
+    """`mnistlab sweep --storage` as one machine of many would start it (4 runs)."""
+    start = ["-c", SLOW_QUEUE] if slow_queue else ["-m", "mnistlab"]
+    command = [sys.executable, "-P", *start, "sweep", "--dataset", "tiny", "--data-dir",
+               str(tiny[0]), "--epochs", "10", "--batch-size", "64", "--grid", "hidden=8,16",
+               "--seeds", "0", "1", "--storage", storage, "--study", "shared", "--no-plots",
+               "--quiet", "--threads", "1", "--out", str(out)]  # fmt: skip
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def ran_each_run_once(machines, folders):
     for machine in machines:
-        out, err = machine.communicate(timeout=300)
+        _, err = machine.communicate(timeout=300)
         assert machine.returncode == 0, err
-    ran = [path.name for name in ("one", "two") for path in (tmp_path / name / "runs").glob("*")]
+    ran = [path.name for folder in folders for path in (folder / "runs").glob("*")]
     assert len(ran) == 4 and len(set(ran)) == 4  # each of the 4 runs once, on one machine
-    for name in ("one", "two"):  # each machine's summary holds every run
-        records = [
-            json.loads(line)
-            for line in (tmp_path / name / "results.jsonl").read_text().splitlines()
-        ]
+    for folder in folders:  # each machine's summary holds every run
+        records = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
         assert sorted(r["key"] for r in records) == sorted(ran)
+
+
+def test_a_sweep_shared_through_postgresql_runs_each_run_once(tiny, postgres, tmp_path):
+    storage = database(postgres, "shared_sweep")
+    folders = [tmp_path / "one", tmp_path / "two"]
+    ran_each_run_once([sweep_machine(tiny, storage, folder) for folder in folders], folders)
+
+
+def test_a_machine_that_joins_a_study_still_being_made_waits_for_its_queue(tiny, tmp_path):
+    # The first machine makes the study, then takes seconds to queue its runs (a big grid on
+    # a distant server); the second arrives in between. It must neither refuse the study nor
+    # find the queue empty: it waits until the queue is whole.
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    folders = [tmp_path / "one", tmp_path / "two"]
+    creator = sweep_machine(tiny, storage, folders[0], slow_queue=True)
+    deadline = time.monotonic() + 120
+    while True:
+        with contextlib.suppress(Exception):  # no database, or no tables yet
+            if "shared" in optuna.get_all_study_names(storage):
+                break
+        assert time.monotonic() < deadline and creator.poll() is None
+        time.sleep(0.05)
+    assert "setup" not in optuna.load_study(study_name="shared", storage=storage).user_attrs
+    ran_each_run_once([creator, sweep_machine(tiny, storage, folders[1])], folders)
+
+
+def test_a_worker_that_brings_another_search_is_refused(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    engine = tune.Engine(storage, "s", sampler="grid")
+    space = tune.parse_space(["hidden=choice:8,16"])
+    tune.open_study(engine, space)
+    tune.open_study(engine, space)  # the same search joins
+    with pytest.raises(ConfigError, match="searches another space .over hidden"):
+        tune.open_study(engine, tune.parse_space(["hidden=choice:8,32"]))
+    sweep = tune.Engine(storage, "sweep", sampler="random", pruner="none")
+    tune.open_study(sweep, points=[{"key": "a"}, {"key": "b"}])
+    with pytest.raises(ConfigError, match="holds another sweep"):
+        tune.open_study(sweep, points=[{"key": "a"}, {"key": "c"}])
+    # A study whose maker stopped before its queue was whole is refused, not waited on forever.
+    optuna.create_study(storage=storage, study_name="orphan")
+    with pytest.raises(ConfigError, match="still not set up after 1 s"):
+        tune._join(optuna.load_study(study_name="orphan", storage=storage),
+                   tune.Engine(storage, "orphan"), tune._setup(space, None), wait=1)  # fmt: skip
 
 
 def test_the_documented_best_search_reads_and_holds_its_base_and_the_best_recipe():

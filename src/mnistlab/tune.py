@@ -210,6 +210,7 @@ def open_study(
     if engine.sampler == "grid" and not space:
         raise ConfigError("a grid search needs a --space")
     baseline = queued_baseline(engine, space, base)
+    setup = _setup(space, points)
     if engine.sampler in ("grid", "random"):  # a grid's points are queued: nothing samples
         sampler = optuna.samplers.RandomSampler(seed=engine.seed)
     else:
@@ -232,11 +233,7 @@ def open_study(
         study = optuna.load_study(
             study_name=engine.study, storage=storage, sampler=sampler, pruner=pruner
         )
-        if points is not None and study.user_attrs.get("points") != len(points):
-            raise ConfigError(
-                f"study {engine.study} holds another sweep ({study.user_attrs.get('points')} "
-                f"runs, not {len(points)}): give the same settings, or another --study"
-            ) from None
+        _join(study, engine, setup)
         return study
     # Only the process that created the study (the database says which) queues the points;
     # workers claim queued trials one at a time, so each point runs once, however many
@@ -251,7 +248,57 @@ def open_study(
         study.enqueue_trial({}, {"point": index, **attributes})
     if points is not None:
         study.set_user_attr("points", len(points))
+    # Last: a worker that joins waits for this, so it never finds half a queue.
+    study.set_user_attr("setup", setup)
     return study
+
+
+def _setup(space: dict[str, Dimension] | None, points: list[dict] | None) -> dict:
+    """What a study was made to run: its space, and a sweep's runs (a digest of their keys).
+    A worker that joins must bring the same."""
+    import hashlib
+
+    described = {name: repr(dimension) for name, dimension in sorted((space or {}).items())}
+    runs = None
+    if points is not None:
+        runs = hashlib.sha256(json.dumps(points, sort_keys=True).encode()).hexdigest()[:16]
+    return {"space": described, "runs": runs}
+
+
+def _join(study, engine: Engine, setup: dict, wait: float = 120.0) -> None:
+    """Wait until the study's creator has queued its trials, then check that this worker was
+    given the same search or sweep; a ConfigError when it was not."""
+    import time
+
+    from optuna.trial import TrialState
+
+    deadline = time.monotonic() + wait
+    while True:
+        made = study.user_attrs
+        # A study made before "setup" was written is ready once any trial has started.
+        if "setup" in made or any(
+            t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False)
+        ):
+            break
+        if time.monotonic() > deadline:
+            raise ConfigError(
+                f"study {engine.study} is still not set up after {wait:.0f} s: the process that "
+                "created it stopped before it had queued its trials; use another --study"
+            )
+        time.sleep(0.25)
+    made = made.get("setup")
+    if made is None:
+        return
+    if setup["runs"] != made["runs"]:
+        raise ConfigError(
+            f"study {engine.study} holds another sweep: give the same settings, or another --study"
+        )
+    if setup["space"] != made["space"]:
+        theirs = ", ".join(made["space"]) or "none"
+        raise ConfigError(
+            f"study {engine.study} searches another space (over {theirs}): give the same "
+            "--space, or another --study"
+        )
 
 
 def queued_baseline(engine: Engine, space: dict[str, Dimension] | None, base) -> dict | None:
