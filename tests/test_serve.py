@@ -19,7 +19,7 @@ from PIL import Image
 
 from mnistlab import data
 from mnistlab.predict import Predictor
-from mnistlab.serve import MAX_BYTES, app_for_run
+from mnistlab.serve import MAX_BYTES, MAX_PIXELS, app_for_run
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -146,6 +146,7 @@ def test_the_api_under_load_and_abuse(tiny, tiny_run):
             assert isinstance(answer["error"], str) and answer["error"]
     assert len(health) > 3 and set(health) == {200}
     assert status == 200 and model["run"] == "tiny-run" and 0 < model["test_accuracy"] <= 1
+    assert model["limits"] == {"bytes": MAX_BYTES, "pixels": MAX_PIXELS}
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(tiny_run):
@@ -212,6 +213,18 @@ def wait_for_class(page, label: str):
     )
 
 
+def phone_photo(array: np.ndarray, path: Path) -> None:
+    """A digit on paper as a phone photographs it: 3024x2268, grey paper with grain, the digit
+    large in the middle, a JPEG of a few MB."""
+    rng = np.random.default_rng(0)
+    sheet = np.full((2268, 3024), 235.0)
+    digit = np.asarray(Image.fromarray(255 - array).resize((1400, 1400), Image.BILINEAR), float)
+    sheet[434:1834, 812:2212] = np.minimum(sheet[434:1834, 812:2212], digit)
+    sheet += rng.normal(0, 6, sheet.shape)
+    colour = np.stack([sheet, 0.98 * sheet, 0.95 * sheet], axis=-1)
+    Image.fromarray(np.clip(colour, 0, 255).astype(np.uint8)).save(path, quality=95)
+
+
 @pytest.mark.realdata
 def test_the_page_in_a_real_browser(trained, mnist, tmp_path):
     browser_available()
@@ -220,6 +233,9 @@ def test_the_page_in_a_real_browser(trained, mnist, tmp_path):
     upload = tmp_path / "digit.png"
     index = int((mnist.test.labels == 3).nonzero()[0])
     upload.write_bytes(digit_png(mnist.test.images[index].numpy()))
+    photo = tmp_path / "photo.jpg"
+    phone_photo(mnist.test.images[int((mnist.test.labels == 7).nonzero()[0])].numpy(), photo)
+    assert photo.stat().st_size > MAX_BYTES
     screenshot = Path(os.environ.get("MNISTLAB_SCREENSHOT", tmp_path / "serve.png"))
     with served(app_for_run(trained)) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -241,5 +257,9 @@ def test_the_page_in_a_real_browser(trained, mnist, tmp_path):
         page.screenshot(path=str(screenshot))
         page.set_input_files("#upload", str(upload))
         wait_for_class(page, "3")
+        # A phone's photo, past the server's byte limit: the page sends a reduced copy.
+        page.set_input_files("#upload", str(photo))
+        wait_for_class(page, "7")
+        assert page.locator("#status").text_content() == ""
         browser.close()
     assert screenshot.stat().st_size > 10_000

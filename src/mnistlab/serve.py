@@ -12,7 +12,7 @@ message, and the server keeps serving.
     GET  /              the page (every asset inline: works offline)
     POST /api/predict   an image file as the body (any type Pillow reads), or JSON
                         {"pixels": 28x28 numbers in 0-255}: probabilities, class, the 28x28 input
-    GET  /api/model     the run's name, config and test accuracy
+    GET  /api/model     the run's name, config, test accuracy and the input limits
     GET  /healthz       {"status": "ok"}
 """
 
@@ -78,6 +78,8 @@ def create_app(
 ) -> Starlette:
     """The app for one loaded model; `info` is what /api/model answers."""
     page = resources.files("mnistlab").joinpath("static/index.html").read_text()
+    # The page reads the limits, and sends a reduced copy of an upload past them.
+    info = {**info, "limits": {"bytes": max_bytes, "pixels": max_pixels}}
 
     def prepared(body: bytes) -> np.ndarray:
         try:
