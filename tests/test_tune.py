@@ -293,6 +293,25 @@ def test_the_default_file_storage_with_two_workers_and_the_best_settings(tiny, t
     assert "measured once after the search" in page and page.count("<img") == 3
 
 
+def test_trials_is_a_budget_for_all_workers_together_and_each_draws_its_own_points(
+    tiny, tmp_path, capsys
+):
+    # Two workers, three trials: when the first two finish together, both would start a
+    # third; the one that claimed it second stands aside, so the study runs exactly three.
+    # And the two draw different points (seeded alike, both drew the same first lr).
+    out = tmp_path / "study"
+    command = ["tune", "--dataset", "tiny", "--data-dir", str(tiny[0]), "--hidden", "8",
+               "--batch-size", "64", "--epochs", "6", "--space", "lr=log:0.003:0.03",
+               "--pruner", "none", "--trials", "3", "--workers", "2", "--out", str(out),
+               "--quiet"]  # fmt: skip
+    assert main(command) == 0
+    assert "3 complete" in capsys.readouterr().out
+    trials = tune.summary(tune.Engine(tune.default_storage(out), "study"))["trials"]
+    assert [t["state"] for t in trials] == ["complete"] * 3
+    assert len({t["params"]["lr"] for t in trials}) == 3  # workers seeded alike drew alike
+    assert len(list((out / "trials").iterdir())) == 3  # nothing trained past the budget
+
+
 SLOW_QUEUE = (  # python -c CODE ARGS: the CLI, with a pause before each trial it queues
     "import sys, time, optuna; from mnistlab.cli import main; "
     "queue = optuna.Study.enqueue_trial; "

@@ -122,7 +122,7 @@ class Engine:
     study: str
     sampler: str = "tpe"
     pruner: str = "median"
-    seed: int = 0
+    seed: int = 0  # the sampler's, in the process that makes the study; joiners draw their own
     heartbeat: int = 30  # seconds between a worker's heartbeats; stale after 3
     retries: int = 2  # a failed trial's parameters are tried this many more times
     baseline: bool = False  # the base settings are the first trial, scored like the others
@@ -211,10 +211,12 @@ def open_study(
         raise ConfigError("a grid search needs a --space")
     baseline = queued_baseline(engine, space, base)
     setup = _setup(space, points)
-    if engine.sampler in ("grid", "random"):  # a grid's points are queued: nothing samples
-        sampler = optuna.samplers.RandomSampler(seed=engine.seed)
-    else:
-        sampler = optuna.samplers.TPESampler(seed=engine.seed)
+
+    def sampler(seed: int | None):
+        if engine.sampler in ("grid", "random"):  # a grid's points are queued: nothing samples
+            return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed)
+
     pruner = {
         "median": optuna.pruners.MedianPruner(n_startup_trials=2),
         "hyperband": optuna.pruners.HyperbandPruner(),
@@ -226,12 +228,13 @@ def open_study(
             storage=storage,
             study_name=engine.study,
             direction="maximize",
-            sampler=sampler,
+            sampler=sampler(engine.seed),
             pruner=pruner,
         )
     except optuna.exceptions.DuplicatedStudyError:  # another worker made it: join it
+        # A seed of its own: workers seeded alike draw the same points, and run each twice.
         study = optuna.load_study(
-            study_name=engine.study, storage=storage, sampler=sampler, pruner=pruner
+            study_name=engine.study, storage=storage, sampler=sampler(None), pruner=pruner
         )
         _join(study, engine, setup)
         return study
@@ -380,7 +383,6 @@ def optimize(
     `timeout` passes, or a grid is exhausted. `dataset` (loaded if None) is used for its
     training split only."""
     import optuna
-    from optuna.trial import TrialState
 
     from mnistlab import data
     from mnistlab import train as training
@@ -398,6 +400,12 @@ def optimize(
             trial.set_user_attr("idle", True)
             trial.study.stop()
             raise optuna.TrialPruned("no grid point left")
+        if trials is not None and _claimed(trial.study, trial.number) > trials:
+            # Other workers hold the last trials of the budget: running this one would
+            # overshoot it (by up to a trial per worker).
+            trial.set_user_attr("idle", True)
+            trial.study.stop()
+            raise optuna.TrialPruned("the study has its trials")
         config = suggest(trial, space, base)
         if config.val_split not in prepared:  # the test split is never read: test=False
             prepared[config.val_split] = training.prepare(config, dataset, device, test=False)
@@ -421,12 +429,11 @@ def optimize(
             raise optuna.TrialPruned(f"pruned after epoch {len(run.history)}")
         return run.history[-1]["val_accuracy"]
 
-    states = (TrialState.COMPLETE, TrialState.PRUNED)
     callbacks = [on_trial] if on_trial else []
     if engine.sampler == "grid":
         callbacks.append(_grid_wait(engine.heartbeat))
     if trials is not None:
-        callbacks.append(optuna.study.MaxTrialsCallback(trials, states=states))
+        callbacks.append(_enough(trials))
     if trials is None and timeout is None and engine.sampler != "grid":
         raise ConfigError("give --trials or --timeout (or --sampler grid, which ends by itself)")
     study.optimize(
@@ -436,6 +443,35 @@ def optimize(
         callbacks=callbacks,
         catch=(),
     )
+
+
+def _claimed(study, number: int | None = None) -> int:
+    """Trials that count against --trials: finished ones (complete or pruned), and running ones
+    numbered up to `number` (all with None), so that of two workers that start the last trial
+    together, the lower number runs it. Idle trials (a worker that found nothing to do) do not
+    count."""
+    from optuna.trial import TrialState
+
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    count = 0
+    for trial in study.get_trials(deepcopy=False, states=(*finished, TrialState.RUNNING)):
+        if trial.user_attrs.get("idle"):
+            continue
+        if trial.state in finished or number is None or trial.number <= number:
+            count += 1
+    return count
+
+
+def _enough(trials: int):
+    """After each trial: stop this worker once the study's finished trials reach `trials`."""
+    from optuna.trial import TrialState
+
+    def callback(study, trial) -> None:
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if sum(not t.user_attrs.get("idle") for t in finished) >= trials:
+            study.stop()
+
+    return callback
 
 
 def measure_best(engine: Engine, runtime: Runtime | None = None) -> dict | None:
