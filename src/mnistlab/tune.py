@@ -286,7 +286,8 @@ def _join(study, engine: Engine, setup: dict, wait: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise ConfigError(
                 f"study {engine.study} is still not set up after {wait:.0f} s: the process that "
-                "created it stopped before it had queued its trials; use another --study"
+                "created it stopped before it had queued its trials; use another --study (or "
+                f"remove it: optuna delete-study --study-name {engine.study} --storage URL)"
             )
         time.sleep(0.25)
     made = made.get("setup")
@@ -445,30 +446,37 @@ def optimize(
     )
 
 
-def _claimed(study, number: int | None = None) -> int:
-    """Trials that count against --trials: finished ones (complete or pruned), and running ones
-    numbered up to `number` (all with None), so that of two workers that start the last trial
-    together, the lower number runs it. Idle trials (a worker that found nothing to do) do not
-    count."""
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+def _finished(study) -> int:
+    """Trials that count against --trials: complete or pruned, idle ones (a worker that found
+    nothing to do) aside."""
     from optuna.trial import TrialState
 
-    finished = (TrialState.COMPLETE, TrialState.PRUNED)
-    count = 0
-    for trial in study.get_trials(deepcopy=False, states=(*finished, TrialState.RUNNING)):
-        if trial.user_attrs.get("idle"):
-            continue
-        if trial.state in finished or number is None or trial.number <= number:
-            count += 1
-    return count
+    trials = study.get_trials(deepcopy=False, states=[TrialState[s] for s in FINISHED])
+    return sum(not trial.user_attrs.get("idle") for trial in trials)
+
+
+def _claimed(study, number: int) -> int:
+    """The finished trials, and the running ones numbered up to `number` (one reading of the
+    study): of two workers that start the last trial of the budget together, the lower
+    number runs it."""
+    from optuna.trial import TrialState
+
+    states = [TrialState[s] for s in (*FINISHED, "RUNNING")]
+    return sum(
+        not trial.user_attrs.get("idle")
+        and (trial.state.name in FINISHED or trial.number <= number)
+        for trial in study.get_trials(deepcopy=False, states=states)
+    )
 
 
 def _enough(trials: int):
     """After each trial: stop this worker once the study's finished trials reach `trials`."""
-    from optuna.trial import TrialState
 
     def callback(study, trial) -> None:
-        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if sum(not t.user_attrs.get("idle") for t in finished) >= trials:
+        if _finished(study) >= trials:
             study.stop()
 
     return callback
