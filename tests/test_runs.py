@@ -144,14 +144,17 @@ def test_resume_refuses_other_settings_and_lists_them(capsys, tiny, tmp_path):
     assert code == 0 and "epoch 2/2" in stdout
 
 
-def slowed_cli(folder) -> str:
+def slowed_cli(folder, tally=None) -> str:
     """Python code for `python -c CODE ARGS...`: the CLI on the synthetic data set in
-    `folder`, each batch slowed by 50 ms so that a test can act while it trains."""
+    `folder`, each batch slowed by 50 ms so that a test can act while it trains; with
+    `tally`, a byte is added to that file as each batch is taken."""
+    mark = f"open({str(tally)!r}, 'ab').write(b'.') and " if tally else ""
     return (
         f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
         f"import conftest; from mnistlab import data; conftest.register_tiny({str(folder)!r}); "
         "batches = data.batches; "
-        "data.batches = lambda *a, **k: (time.sleep(0.05) or b for b in batches(*a, **k)); "
+        f"data.batches = lambda *a, **k: (time.sleep(0.05) or {mark}b "
+        "for b in batches(*a, **k)); "
         "from mnistlab.cli import main; sys.exit(main(sys.argv[1:]))"
     )
 
@@ -159,7 +162,8 @@ def slowed_cli(folder) -> str:
 def test_sigterm_leaves_a_checkpoint_that_resumes_to_the_same_weights(tiny, tmp_path):
     # The child slows every batch so that the signal lands mid-run, then runs the real CLI.
     folder = tiny[0]
-    child = slowed_cli(folder)
+    tally = tmp_path / "batches-taken"
+    child = slowed_cli(folder, tally)
     common = ["--dataset", "tiny", "--data-dir", str(folder), *SMALL, "--epochs", "3", "--quiet"]
     command = [sys.executable, "-c", child, "train", *common, "--dropout", "0.2"]
     out, whole = tmp_path / "stopped", tmp_path / "whole"
@@ -168,7 +172,11 @@ def test_sigterm_leaves_a_checkpoint_that_resumes_to_the_same_weights(tiny, tmp_
     )
     for line in process.stdout:
         if line.startswith("epoch 1/3"):
-            time.sleep(0.12)  # into the second epoch
+            taken = tally.stat().st_size
+            deadline = time.monotonic() + 60
+            while tally.stat().st_size < taken + 2:  # a step of the second epoch is done
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.01)
             process.send_signal(signal.SIGTERM)
             break
     stdout, stderr = process.communicate(timeout=60)
