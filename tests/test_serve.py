@@ -144,6 +144,8 @@ def test_the_api_under_load_and_abuse(tiny, tiny_run):
         else:
             assert code == what[2], (what[2], answer)
             assert isinstance(answer["error"], str) and answer["error"]
+            if code == 413:  # too large: the error says what to send instead
+                assert "send a smaller copy" in answer["error"], answer
     assert len(health) > 3 and set(health) == {200}
     assert status == 200 and model["run"] == "tiny-run" and 0 < model["test_accuracy"] <= 1
     assert model["limits"] == {"bytes": MAX_BYTES, "pixels": MAX_PIXELS}

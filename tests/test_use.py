@@ -80,8 +80,8 @@ def test_transparency_orientation_and_fashion_items():
         (png(Image.new("L", (300, 300), 0)), "blank"),
         (b"\x89PNG not really", "not an image"),
         (b"", "not an image"),
-        (png(Image.new("1", (10_000, 10_000))), "10000x10000 pixels, more than"),
-        (png(Image.new("1", (20_000, 20_000))), "more pixels than the 16,000,000 allowed"),
+        (png(Image.new("1", (10_000, 10_000))), "10000x10000 pixels, more than.*smaller copy"),
+        (png(Image.new("1", (20_000, 20_000))), "more pixels than the 16,000,000 allowed.*smaller"),
     ],
 )
 def test_images_that_cannot_be_read_are_errors_that_say_so(content, message):

@@ -23,6 +23,7 @@ from mnistlab.errors import MnistlabError
 
 SIDE = 28
 MAX_PIXELS = 16_000_000  # refused before decoding: a decompression bomb never unpacks
+SMALLER = "send a smaller copy (1,600 pixels on the long side is plenty for a digit)"
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -48,13 +49,15 @@ def open_image(source, max_pixels: int = MAX_PIXELS):
                 image = Image.open(stream)
         except Image.DecompressionBombError as error:  # far past Pillow's own limit
             raise ImageError(
-                f"{name} has more pixels than the {max_pixels:,} allowed ({error})"
+                f"{name} has more pixels than the {max_pixels:,} allowed ({error}); {SMALLER}"
             ) from None
         except (UnidentifiedImageError, OSError, ValueError) as error:
             raise ImageError(f"{name} is not an image Pillow can read ({error})") from None
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageError(f"{name} is {width}x{height} pixels, more than the {max_pixels:,} allowed")
+        raise ImageError(
+            f"{name} is {width}x{height} pixels, more than the {max_pixels:,} allowed; {SMALLER}"
+        )
     try:
         image.load()
     except (OSError, ValueError, Image.DecompressionBombError) as error:

@@ -49,12 +49,18 @@ async def _body(request: Request, max_bytes: int) -> bytes:
         if not declared.isdigit():
             raise Refused(400, "Content-Length is not a number")
         if int(declared) > max_bytes:
-            raise Refused(413, f"the body is {int(declared):,} bytes; the limit is {max_bytes:,}")
+            raise Refused(
+                413,
+                f"the body is {int(declared):,} bytes, over the limit of {max_bytes:,}; "
+                + preprocess.SMALLER,
+            )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > max_bytes:  # no Content-Length, or a false one
-            raise Refused(413, f"the body is over the limit of {max_bytes:,} bytes")
+            raise Refused(
+                413, f"the body is over the limit of {max_bytes:,} bytes; " + preprocess.SMALLER
+            )
     if not body:
         raise Refused(400, 'the body is empty: send an image file, or JSON {"pixels": 28x28}')
     return bytes(body)
