@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from mnistlab import data, export, preprocess
 from mnistlab.cli import main
@@ -87,6 +87,28 @@ def test_transparency_orientation_and_fashion_items():
 def test_images_that_cannot_be_read_are_errors_that_say_so(content, message):
     with pytest.raises(preprocess.ImageError, match=message):
         preprocess.prepare(content)
+
+
+def test_a_photo_past_the_pixel_limit_is_read_smaller_when_it_is_a_jpeg():
+    # A 48-megapixel phone photo of a digit: JPEG decodes it at half size, within the limit,
+    # and prepares it as the same photo taken at 12 megapixels; a PNG that large is refused.
+    def photo(width, height, kind):
+        image = Image.new("L", (width, height), 225)
+        ImageDraw.Draw(image).line(
+            [(width * 0.45, height * 0.2), (width * 0.55, height * 0.8)], fill=20,
+            width=width // 40,
+        )  # fmt: skip
+        buffer = io.BytesIO()
+        image.save(buffer, format=kind, **({"quality": 90} if kind == "JPEG" else {}))
+        return buffer.getvalue()
+
+    large = preprocess.open_image(photo(8000, 6000, "JPEG"))
+    assert large.size == (4000, 3000)
+    read = preprocess.prepare(photo(8000, 6000, "JPEG")).astype(float)
+    taken_smaller = preprocess.prepare(photo(4000, 3000, "JPEG")).astype(float)
+    assert np.abs(read - taken_smaller).mean() < 3 and read.max() > 128  # ink, and the same
+    with pytest.raises(preprocess.ImageError, match="8000x6000 pixels, more than"):
+        preprocess.open_image(photo(8000, 6000, "PNG"))
 
 
 @pytest.mark.realdata
