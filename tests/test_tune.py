@@ -312,6 +312,36 @@ def test_trials_is_a_budget_for_all_workers_together_and_each_draws_its_own_poin
     assert len(list((out / "trials").iterdir())) == 3  # nothing trained past the budget
 
 
+def test_any_machine_summarises_a_study_whose_best_ran_elsewhere(tiny, tmp_path, capsys):
+    # Machine A runs the search; machine B (here: A's folder moved out of reach) summarises it
+    # from the shared storage: best.toml and the standard error come from the study itself.
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    here, there = tmp_path / "a", tmp_path / "b"
+    search = ["tune", "--dataset", "tiny", "--data-dir", str(tiny[0]), "--hidden", "8",
+              "--batch-size", "64", "--epochs", "2", *GRID, "--sampler", "grid", "--pruner",
+              "none", "--storage", storage, "--study", "s", "--quiet"]  # fmt: skip
+    assert main([*search, "--out", str(here)]) == 0
+    best = tune.summary(tune.Engine(storage, "s"))["best"][0]
+    assert Path(best["run"]).is_absolute()
+    here.rename(tmp_path / "a-elsewhere")
+    capsys.readouterr()
+    summarise = ["tune", "--storage", storage, "--study", "s", "--summary", "--out", str(there)]
+    assert main(summarise) == 0
+    out = capsys.readouterr().out
+    assert "4 complete" in out
+    assert tune.summary(tune.Engine(storage, "s"))["standard_error"] is not None
+    settings = (there / "best.toml").read_text()
+    assert f"trial {best['trial']}" in settings and f"lr = {best['params']['lr']}" in settings
+    # The best not measured yet, and its run out of reach: said where it is, nothing fails.
+    optuna.load_study(study_name="s", storage=storage).set_user_attr("best_test", None)
+    assert main([*search, "--out", str(there)]) == 0
+    assert f"the best trial ({best['trial']}) ran on {socket.gethostname()}:" in (
+        capsys.readouterr().out
+    )
+
+
 SLOW_QUEUE = (  # python -c CODE ARGS: the CLI, with a pause before each trial it queues
     "import sys, time, optuna; from mnistlab.cli import main; "
     "queue = optuna.Study.enqueue_trial; "

@@ -17,12 +17,13 @@ A space is written NAME=KIND:ARGS, for any TrainConfig setting:
 import dataclasses
 import itertools
 import json
+import socket
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab.config import Runtime, TrainConfig, show
+from mnistlab.config import Runtime, TrainConfig, from_saved, show
 from mnistlab.errors import ConfigError, RunError, TrainingDiverged
 
 KINDS = ("log", "float", "int", "choice")
@@ -385,7 +386,7 @@ def optimize(
     training split only."""
     import optuna
 
-    from mnistlab import data
+    from mnistlab import data, runs
     from mnistlab import train as training
     from mnistlab.runs import Run, StopFlag
 
@@ -419,7 +420,12 @@ def optimize(
                 stop.set("pruned")
 
         folder_of_trial = Path(folder) / "trials" / f"{trial.number:04d}"
-        trial.set_user_attr("run", str(folder_of_trial))
+        # Kept in the study, so that any machine can summarise it: the run folder is on the
+        # machine that ran the trial only.
+        trial.set_user_attr("run", str(folder_of_trial.resolve()))
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("config", runs.plain(dataclasses.asdict(config)))
+        trial.set_user_attr("val_images", len(tensors.y_val))
         with Run.create(folder_of_trial, config) as run:
             try:
                 run.fit(tensors=tensors, pictures=False, on_epoch=report, should_stop=stop)
@@ -498,6 +504,9 @@ def measure_best(engine: Engine, runtime: Runtime | None = None) -> dict | None:
     saved = study.user_attrs.get("best_test")
     if saved and saved.get("trial") == best.number:
         return saved  # measured already: the test set is looked at once
+    if not runs.is_run(best.user_attrs["run"]):
+        # Run on another machine: measured there, when its search ends.
+        return {"trial": best.number, "elsewhere": where_it_ran(best.user_attrs)}
     loaded = runs.load(best.user_attrs["run"], runtime)
     tensors = loaded.tensors
     result = evaluate(loaded.model, tensors.x_test, tensors.y_test, len(tensors.classes))
@@ -559,18 +568,26 @@ def summary(engine: Engine, top: int = 5) -> dict:
     }
 
 
+def where_it_ran(attributes: dict) -> str:
+    """ "HOST:FOLDER" of a trial's run folder ("FOLDER" for a trial of an earlier version)."""
+    host = attributes.get("host")
+    return f"{host}:{attributes.get('run')}" if host else str(attributes.get("run"))
+
+
 def _standard_error(trial) -> float | None:
     """One standard error of the trial's validation accuracy, sqrt(p (1 - p) / n): trials
-    closer than this are not told apart by the split. n is read off the trial's run: the
-    images it trained on and the share held out."""
+    closer than this are not told apart by the split. n is the trial's validation images
+    (read off its run folder for a trial of an earlier version)."""
     from mnistlab import runs
 
-    try:
-        config = runs.read_config(trial.user_attrs["run"])
-        trained = runs.read_metrics(trial.user_attrs["run"])[-1]["samples"]
-    except (KeyError, IndexError, RunError):  # a run folder gone or never written
-        return None
-    held = round(trained * config.val_split / (1 - config.val_split))
+    held = trial.user_attrs.get("val_images")
+    if held is None:
+        try:
+            config = runs.read_config(trial.user_attrs["run"])
+            trained = runs.read_metrics(trial.user_attrs["run"])[-1]["samples"]
+        except (KeyError, IndexError, RunError):  # a run folder gone, or never written
+            return None
+        held = round(trained * config.val_split / (1 - config.val_split))
     accuracy = trial.value
     return (accuracy * (1 - accuracy) / held) ** 0.5 if held else None
 
@@ -583,7 +600,10 @@ def best_config_toml(engine: Engine) -> str:
 
     study = optuna.load_study(study_name=engine.study, storage=_storage(engine))
     best = study.best_trial
-    config = runs.read_config(best.user_attrs["run"])
+    if "config" in best.user_attrs:  # any machine can write it
+        config = from_saved(best.user_attrs["config"])
+    else:  # a trial of an earlier version: its run folder
+        config = runs.read_config(best.user_attrs["run"])
     lines = [f"# study {engine.study}, trial {best.number}: validation accuracy {best.value:.4f}"]
     for name, value in dataclasses.asdict(config).items():
         lines.append(f"{name} = {_toml(value)}")

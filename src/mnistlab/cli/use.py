@@ -76,7 +76,12 @@ def cmd_tune(args) -> int:
         )
     if args.worker:
         return 0
-    tune.measure_best(engine, runtime_from_args(args))
+    measured = tune.measure_best(engine, runtime_from_args(args))
+    if measured and "elsewhere" in measured:
+        print(
+            f"the best trial ({measured['trial']}) ran on {measured['elsewhere']}: its test "
+            "accuracy is measured there, when that machine's search ends"
+        )
     return _summary(engine, out)
 
 
@@ -90,6 +95,7 @@ def _summary(engine, out: Path | None) -> int:
     summary = tune.summary(engine)
     print(text.study(summary))
     if out is not None:
+        out.mkdir(parents=True, exist_ok=True)  # a machine that has not run the study yet
         _study_files(engine, summary, out)
         if summary["best"]:
             best = out / "best.toml"
