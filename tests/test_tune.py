@@ -164,6 +164,20 @@ def test_a_diverging_trial_is_pruned_after_its_first_epoch(tiny, tmp_path):
     assert epochs == [0, 4]
 
 
+def test_a_trial_that_finished_its_last_epoch_is_complete_not_pruned(tiny, tmp_path, capsys):
+    # One epoch each: the third trial is worse than the median of the first two at its first
+    # (and last) epoch; its training is done, so there is nothing to save by pruning it.
+    code = main(["tune", "--dataset", "tiny", "--data-dir", str(tiny[0]), "--hidden", "8",
+                 "--batch-size", "64", "--epochs", "1", "--sampler", "grid", "--space",
+                 "lr=choice:0.03,0.01,0.0001", "--pruner", "median", "--out",
+                 str(tmp_path / "study"), "--quiet"])  # fmt: skip
+    out = capsys.readouterr().out
+    trials = tune.summary(tune.Engine(tune.default_storage(tmp_path / "study"), "study"))
+    states = {t["params"]["lr"]: (t["state"], t["value"]) for t in trials["trials"]}
+    assert code == 0 and "3 complete" in out
+    assert states[0.0001][1] < min(states[0.03][1], states[0.01][1])  # the one to prune
+
+
 def test_the_baseline_is_the_first_trial_and_a_base_outside_the_space_is_refused(
     tiny, tmp_path, capsys
 ):
@@ -294,7 +308,7 @@ def test_the_default_file_storage_with_two_workers_and_the_best_settings(tiny, t
 
 
 def test_trials_is_a_budget_for_all_workers_together_and_each_draws_its_own_points(
-    tiny, tmp_path, capsys
+    tiny, tmp_path, capfd
 ):
     # Two workers, three trials: when the first two finish together, both would start a
     # third; the one that claimed it second stands aside, so the study runs exactly three.
@@ -305,7 +319,10 @@ def test_trials_is_a_budget_for_all_workers_together_and_each_draws_its_own_poin
                "--pruner", "none", "--trials", "3", "--workers", "2", "--out", str(out),
                "--quiet"]  # fmt: skip
     assert main(command) == 0
-    assert "3 complete" in capsys.readouterr().out
+    printed = capfd.readouterr().out  # the workers' lines too
+    assert "3 complete" in printed
+    lines = [line for line in printed.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 3 and all(": complete" in line for line in lines), lines  # none idle
     trials = tune.summary(tune.Engine(tune.default_storage(out), "study"))["trials"]
     assert [t["state"] for t in trials] == ["complete"] * 3
     assert len({t["params"]["lr"] for t in trials}) == 3  # workers seeded alike drew alike

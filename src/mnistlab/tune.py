@@ -416,7 +416,8 @@ def optimize(
 
         def report(record):
             trial.report(record["val_accuracy"], record["epoch"])
-            if trial.should_prune():
+            # After the last epoch there is nothing left to save: the trial is complete.
+            if record["epoch"] < config.epochs and trial.should_prune():
                 stop.set("pruned")
 
         folder_of_trial = Path(folder) / "trials" / f"{trial.number:04d}"

@@ -86,6 +86,8 @@ def cmd_tune(args) -> int:
 
 
 def _print_trial(study, trial) -> None:
+    if trial.user_attrs.get("idle"):  # a worker that found nothing left to run
+        return
     print(text.trial(trial.number, trial.state.name.lower(), trial.value, trial.params), flush=True)
 
 
