@@ -172,3 +172,18 @@ def tiny_run(tiny, tmp_path) -> Path:
     with Run.create(folder, TrainConfig(dataset="tiny", hidden=(32,), epochs=3)) as run:
         run.fit(Runtime(data_dir=str(tiny[0])), pictures=False)
     return folder
+
+
+def slowed_cli(folder, tally=None) -> str:
+    """Python code for `python -c CODE ARGS...`: the CLI on the synthetic data set in
+    `folder`, each batch slowed by 50 ms so that a test can act while it trains; with
+    `tally`, a byte is added to that file as each batch is taken."""
+    mark = f"open({str(tally)!r}, 'ab').write(b'.') and " if tally else ""
+    return (
+        f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import conftest; from mnistlab import data; conftest.register_tiny({str(folder)!r}); "
+        "batches = data.batches; "
+        f"data.batches = lambda *a, **k: (time.sleep(0.05) or {mark}b "
+        "for b in batches(*a, **k)); "
+        "from mnistlab.cli import main; sys.exit(main(sys.argv[1:]))"
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import slowed_cli
 from mnistlab import checkpoint, data, files
 from mnistlab import train as training
 from mnistlab.cli import main
@@ -142,21 +143,6 @@ def test_resume_refuses_other_settings_and_lists_them(capsys, tiny, tmp_path):
     # The same settings given again are no change; more epochs are.
     code, stdout, _ = cli(capsys, "train", "--resume", out, "--lr", 0.01, "--epochs", 2, "--quiet")
     assert code == 0 and "epoch 2/2" in stdout
-
-
-def slowed_cli(folder, tally=None) -> str:
-    """Python code for `python -c CODE ARGS...`: the CLI on the synthetic data set in
-    `folder`, each batch slowed by 50 ms so that a test can act while it trains; with
-    `tally`, a byte is added to that file as each batch is taken."""
-    mark = f"open({str(tally)!r}, 'ab').write(b'.') and " if tally else ""
-    return (
-        f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        f"import conftest; from mnistlab import data; conftest.register_tiny({str(folder)!r}); "
-        "batches = data.batches; "
-        f"data.batches = lambda *a, **k: (time.sleep(0.05) or {mark}b "
-        "for b in batches(*a, **k)); "
-        "from mnistlab.cli import main; sys.exit(main(sys.argv[1:]))"
-    )
 
 
 def test_sigterm_leaves_a_checkpoint_that_resumes_to_the_same_weights(tiny, tmp_path):

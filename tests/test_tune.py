@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import slowed_cli
 from mnistlab import data, runs, tune
 from mnistlab.cli import main
 from mnistlab.config import Runtime, TrainConfig
@@ -176,6 +177,32 @@ def test_a_trial_that_finished_its_last_epoch_is_complete_not_pruned(tiny, tmp_p
     states = {t["params"]["lr"]: (t["state"], t["value"]) for t in trials["trials"]}
     assert code == 0 and "3 complete" in out
     assert states[0.0001][1] < min(states[0.03][1], states[0.01][1])  # the one to prune
+
+
+def test_a_search_stopped_mid_trial_queues_the_trial_again_and_goes_on(tiny, tmp_path):
+    # Ctrl-C during a grid's first point: the process stops after its step (exit 130) and the
+    # point goes back to the queue; the same command then runs all four, each once.
+    tally, out = tmp_path / "batches-taken", tmp_path / "study"
+    command = [sys.executable, "-c", slowed_cli(tiny[0], tally), "tune", "--dataset", "tiny",
+               "--data-dir", str(tiny[0]), "--batch-size", "64", "--epochs", "3", *GRID,
+               "--sampler", "grid", "--pruner", "none", "--out", str(out), "--quiet"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not tally.exists() or tally.stat().st_size < 3:  # inside the first trial
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "run the same command to go on" in stdout and "Traceback" not in stderr
+    storage = tune.default_storage(out)
+    queued = tune.summary(tune.Engine(storage, "study"))["trials"]
+    assert [t["state"] for t in queued] == ["waiting"] * 4  # the stopped point among them
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    trials = tune.summary(tune.Engine(storage, "study"))["trials"]
+    points = sorted((t["params"]["hidden"], t["params"]["lr"]) for t in trials)
+    assert [t["state"] for t in trials] == ["complete"] * 4 and len(set(points)) == 4
 
 
 def test_the_baseline_is_the_first_trial_and_a_base_outside_the_space_is_refused(

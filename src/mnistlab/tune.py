@@ -380,10 +380,12 @@ def optimize(
     timeout: float | None = None,
     dataset=None,
     on_trial: Callable | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> None:
     """Work on the study until it has `trials` finished trials (complete or pruned), the
     `timeout` passes, or a grid is exhausted. `dataset` (loaded if None) is used for its
-    training split only."""
+    training split only. When `should_stop()` turns true the trial in progress stops after
+    its step and its settings go back to the queue, for this or any worker to run again."""
     import optuna
 
     from mnistlab import data, runs
@@ -409,10 +411,15 @@ def optimize(
             trial.study.stop()
             raise optuna.TrialPruned("the study has its trials")
         config = suggest(trial, space, base)
+        if should_stop is not None and should_stop():
+            _give_back(trial)
         if config.val_split not in prepared:  # the test split is never read: test=False
             prepared[config.val_split] = training.prepare(config, dataset, device, test=False)
         tensors = prepared[config.val_split]
-        stop = StopFlag()
+        stop = StopFlag()  # set by the pruner
+
+        def stopping() -> bool:
+            return bool(stop) or (should_stop is not None and should_stop())
 
         def report(record):
             trial.report(record["val_accuracy"], record["epoch"])
@@ -429,10 +436,14 @@ def optimize(
         trial.set_user_attr("val_images", len(tensors.y_val))
         with Run.create(folder_of_trial, config) as run:
             try:
-                run.fit(tensors=tensors, pictures=False, on_epoch=report, should_stop=stop)
+                result = run.fit(
+                    tensors=tensors, pictures=False, on_epoch=report, should_stop=stopping
+                )
             except TrainingDiverged as error:
                 trial.set_user_attr("diverged", str(error))
                 raise optuna.TrialPruned(str(error)) from None
+        if result.interrupted and not stop:  # stopped by the user, not by the pruner
+            _give_back(trial)
         if stop:
             raise optuna.TrialPruned(f"pruned after epoch {len(run.history)}")
         return run.history[-1]["val_accuracy"]
@@ -454,6 +465,18 @@ def optimize(
 
 
 FINISHED = ("COMPLETE", "PRUNED")
+
+
+def _give_back(trial) -> None:
+    """This worker stops: the trial's settings go back to the queue (a grid's point, the
+    baseline, or the point the sampler chose), and the trial itself is set aside."""
+    import optuna
+
+    kept = {key: trial.user_attrs[key] for key in ("point", "baseline") if key in trial.user_attrs}
+    trial.study.enqueue_trial(trial.params, kept)
+    trial.set_user_attr("idle", True)
+    trial.study.stop()
+    raise optuna.TrialPruned("stopped; its settings are queued again")
 
 
 def _finished(study) -> int:
@@ -621,13 +644,19 @@ def _toml(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def spawn_workers(argv: list[str], workers: int, out: Path) -> None:
+def spawn_workers(
+    argv: list[str], workers: int, out: Path, should_stop: Callable[[], bool] | None = None
+) -> bool:
     """`workers` processes on this machine running the same `mnistlab tune` command as workers,
     the cores divided among them; each joins the study as any other machine would. Started
-    with -P, so that nothing in the working directory is imported."""
+    with -P, so that nothing in the working directory is imported. When `should_stop()` turns
+    true each is asked to stop (SIGTERM: it stops after its step and queues its trial again);
+    returns whether they were stopped."""
     import os
+    import signal
     import subprocess
     import sys
+    import time
 
     from mnistlab.errors import RunError
 
@@ -638,9 +667,20 @@ def spawn_workers(argv: list[str], workers: int, out: Path) -> None:
         argv = argv[:position] + argv[position + 2 :]
     command = [sys.executable, "-P", "-m", "mnistlab", *argv, "--worker", "--out", str(out)]
     processes = [subprocess.Popen([*command, "--threads", str(threads)]) for _ in range(workers)]
-    codes = [process.wait() for process in processes]
-    if any(codes):
-        raise RunError(f"{sum(map(bool, codes))} of {workers} workers failed (exits {codes})")
+    asked = False
+    while any(process.poll() is None for process in processes):
+        if should_stop is not None and should_stop() and not asked:
+            asked = True  # (a Ctrl-C at the terminal reached them already; once more is no harm)
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+    stopped = (128 + signal.SIGINT, 128 + signal.SIGTERM)
+    codes = [process.returncode for process in processes]
+    failed = [code for code in codes if code and not (asked and code in stopped)]
+    if failed:
+        raise RunError(f"{len(failed)} of {workers} workers failed (exits {codes})")
+    return asked
 
 
 def describe_study(engine: Engine) -> dict:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from mnistlab import text
-from mnistlab.cli.console import runtime_from_args
+from mnistlab.cli.console import runtime_from_args, stopping_on_signals
 from mnistlab.cli.flags import config_from_args
 from mnistlab.errors import ConfigError
 from mnistlab.files import atomic_write
@@ -34,8 +34,10 @@ def cmd_check(args) -> int:
 
 def cmd_tune(args) -> int:
     import importlib.util
+    import signal
 
     from mnistlab import tune
+    from mnistlab.runs import StopFlag
 
     if importlib.util.find_spec("optuna") is None:
         raise ConfigError("tune needs optuna: pip install 'mnistlab[tune]'")
@@ -58,22 +60,28 @@ def cmd_tune(args) -> int:
     base = tune.search_config(config_from_args(args))
     tune.queued_baseline(engine, space, base)  # refused before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    if args.workers > 1:
-        # Made (and a grid or baseline queued) once, before the workers.
-        tune.open_study(engine, space, base=base)
-        tune.spawn_workers(args.argv, args.workers, out)
-    else:
-        runtime = runtime_from_args(args)
-        tune.optimize(
-            engine,
-            space,
-            base,
-            out,
-            runtime,
-            trials=args.trials,
-            timeout=args.timeout,
-            on_trial=_print_trial,
-        )
+    with stopping_on_signals(StopFlag()) as stop:
+        if args.workers > 1:
+            # Made (and a grid or baseline queued) once, before the workers.
+            tune.open_study(engine, space, base=base)
+            tune.spawn_workers(args.argv, args.workers, out, should_stop=stop)
+        else:
+            runtime = runtime_from_args(args)
+            tune.optimize(
+                engine,
+                space,
+                base,
+                out,
+                runtime,
+                trials=args.trials,
+                timeout=args.timeout,
+                on_trial=_print_trial,
+                should_stop=stop,
+            )
+    if stop:
+        if not args.worker:  # (the workers' parent says it once)
+            print("stopped: the trials in progress are queued again; run the same command to go on")
+        return 128 + signal.Signals[stop.reason].value
     if args.worker:
         return 0
     measured = tune.measure_best(engine, runtime_from_args(args))
