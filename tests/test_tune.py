@@ -100,8 +100,8 @@ def worker(tiny, storage, out, *extra, slow=False):
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def study_trials(storage):
-    return tune.summary(tune.Engine(storage, "s"))["trials"]
+def study_trials(storage, study="s"):
+    return tune.summary(tune.Engine(storage, study))["trials"]
 
 
 def test_two_workers_on_postgresql_run_each_grid_point_once(tiny, postgres, tmp_path, capsys):
@@ -145,9 +145,9 @@ def test_a_worker_killed_mid_trial_loses_nothing(tiny, postgres, tmp_path):
     assert study.best_value > 0.5
 
 
-def study_trials_safe(storage):
+def study_trials_safe(storage, study="s"):
     with contextlib.suppress(Exception):  # the study may not exist yet
-        return study_trials(storage)
+        return study_trials(storage, study)
     return []
 
 
@@ -203,6 +203,34 @@ def test_a_search_stopped_mid_trial_queues_the_trial_again_and_goes_on(tiny, tmp
     trials = tune.summary(tune.Engine(storage, "study"))["trials"]
     points = sorted((t["params"]["hidden"], t["params"]["lr"]) for t in trials)
     assert [t["state"] for t in trials] == ["complete"] * 4 and len(set(points)) == 4
+
+
+def test_ctrl_c_at_the_terminal_stops_local_workers_without_losing_their_trials(tiny, tmp_path):
+    # `--workers 2` in a terminal: Ctrl-C goes to the terminal's process group. Each worker is
+    # asked to stop once, finishes its step and queues its trial again; nothing fails.
+    out = tmp_path / "study"
+    command = [sys.executable, "-P", "-m", "mnistlab", "tune", "--dataset", "tiny",
+               "--data-dir", str(tiny[0]), "--hidden", "8", "--batch-size", "64", *GRID,
+               "--sampler", "grid", "--pruner", "none", "--workers", "2", "--out", str(out),
+               "--quiet"]  # fmt: skip
+    parent = subprocess.Popen(
+        [*command, "--epochs", "400"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, process_group=0,
+    )  # fmt: skip
+    storage = tune.default_storage(out)
+    deadline = time.monotonic() + 120
+    while sum(t["state"] == "running" for t in study_trials_safe(storage, "study")) < 2:
+        assert time.monotonic() < deadline and parent.poll() is None
+        time.sleep(0.1)
+    os.killpg(parent.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+    _, stderr = parent.communicate(timeout=120)
+    assert parent.returncode == 130, stderr
+    assert "Traceback" not in stderr and "aborted" not in stderr
+    states = [t["state"] for t in study_trials(storage, "study")]
+    assert sorted(states) == ["waiting"] * 4  # two points never started, two queued again
+    again = subprocess.run([*command, "--epochs", "2"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert [t["state"] for t in study_trials(storage, "study")] == ["complete"] * 4
 
 
 def test_the_baseline_is_the_first_trial_and_a_base_outside_the_space_is_refused(

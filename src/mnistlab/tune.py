@@ -666,15 +666,28 @@ def spawn_workers(
         position = argv.index("--workers")
         argv = argv[:position] + argv[position + 2 :]
     command = [sys.executable, "-P", "-m", "mnistlab", *argv, "--worker", "--out", str(out)]
-    processes = [subprocess.Popen([*command, "--threads", str(threads)]) for _ in range(workers)]
+    # Each in a process group of its own: a Ctrl-C at the terminal reaches this process only,
+    # which asks each worker once (a second signal would make a worker abort its trial).
+    processes = [
+        subprocess.Popen([*command, "--threads", str(threads)], process_group=0)
+        for _ in range(workers)
+    ]
+
+    def ask() -> None:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
     asked = False
-    while any(process.poll() is None for process in processes):
-        if should_stop is not None and should_stop() and not asked:
-            asked = True  # (a Ctrl-C at the terminal reached them already; once more is no harm)
-            for process in processes:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-        time.sleep(0.1)
+    try:
+        while any(process.poll() is None for process in processes):
+            if should_stop is not None and should_stop() and not asked:
+                asked = True
+                ask()
+            time.sleep(0.1)
+    except BaseException:  # aborted here (a second Ctrl-C): the workers abort too
+        ask()
+        raise
     stopped = (128 + signal.SIGINT, 128 + signal.SIGTERM)
     codes = [process.returncode for process in processes]
     failed = [code for code in codes if code and not (asked and code in stopped)]
