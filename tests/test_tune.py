@@ -233,6 +233,24 @@ def test_ctrl_c_at_the_terminal_stops_local_workers_without_losing_their_trials(
     assert [t["state"] for t in study_trials(storage, "study")] == ["complete"] * 4
 
 
+def test_a_study_that_is_not_there_and_a_search_without_an_end_are_one_line_errors(
+    tmp_path, capsys
+):
+    storage = tune.default_storage(tmp_path)
+    tune.open_study(tune.Engine(storage, "real"), tune.parse_space(["lr=log:1e-3:1e-2"]))
+    assert main(["tune", "--storage", storage, "--study", "other", "--summary"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no study 'other' (it holds: real); give --study NAME" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    missing = tmp_path / "nothing-here"
+    assert main(["tune", "--summary", "--out", str(missing)]) == 2
+    assert f"no study database at {missing / 'study.db'}" in capsys.readouterr().err
+    assert not missing.exists()  # nothing made by looking
+    refused = tmp_path / "no-end"
+    assert main(["tune", "--space", "lr=log:1e-3:1e-2", "--out", str(refused)]) == 2
+    assert "give --trials or --timeout" in capsys.readouterr().err and not refused.exists()
+
+
 def test_the_baseline_is_the_first_trial_and_a_base_outside_the_space_is_refused(
     tiny, tmp_path, capsys
 ):
@@ -267,7 +285,7 @@ def test_the_baseline_is_the_first_trial_and_a_base_outside_the_space_is_refused
         tune.open_study(grid, tune.parse_space(["hidden=choice:8,16"]), base=base)
     code = main(
         ["tune", "--dataset", "tiny", "--data-dir", str(tiny[0]), "--baseline", "--hidden", "4"]
-        + ["--space", "hidden=choice:8,16", "--out", str(tmp_path / "cli")]
+        + ["--space", "hidden=choice:8,16", "--trials", "1", "--out", str(tmp_path / "cli")]
     )
     assert code == 2 and "hidden 4 lies outside" in capsys.readouterr().err
     assert not (tmp_path / "cli").exists()  # refused before anything was written

@@ -453,8 +453,7 @@ def optimize(
         callbacks.append(_grid_wait(engine.heartbeat))
     if trials is not None:
         callbacks.append(_enough(trials))
-    if trials is None and timeout is None and engine.sampler != "grid":
-        raise ConfigError("give --trials or --timeout (or --sampler grid, which ends by itself)")
+    check_budget(engine, trials, timeout)
     study.optimize(
         objective,
         n_trials=trials,
@@ -512,6 +511,34 @@ def _enough(trials: int):
     return callback
 
 
+def load_study(engine: Engine):
+    """An existing study, to read; a ConfigError that says what is there when it is not."""
+    import optuna
+
+    if engine.storage.startswith("sqlite:///"):
+        path = Path(engine.storage.removeprefix("sqlite:///"))
+        if not path.is_file():  # (opening it would make an empty database)
+            raise ConfigError(
+                f"no study database at {path}: no search has run there (give the --out of one, "
+                "or its --storage and --study)"
+            )
+    storage = _storage(engine)
+    try:
+        return optuna.load_study(study_name=engine.study, storage=storage)
+    except KeyError:
+        names = ", ".join(optuna.get_all_study_names(storage)) or "none"
+        raise ConfigError(
+            f"{describe_study(engine)['storage']} holds no study {engine.study!r} (it holds: "
+            f"{names}); give --study NAME"
+        ) from None
+
+
+def check_budget(engine: Engine, trials: int | None, timeout: float | None) -> None:
+    """A search must know when to end: a ConfigError when nothing says."""
+    if trials is None and timeout is None and engine.sampler != "grid":
+        raise ConfigError("give --trials or --timeout (or --sampler grid, which ends by itself)")
+
+
 def measure_best(engine: Engine, runtime: Runtime | None = None) -> dict | None:
     """The best trial's test accuracy, measured once (now) and stored as a study attribute,
     apart from the validation accuracy it was chosen by."""
@@ -520,7 +547,7 @@ def measure_best(engine: Engine, runtime: Runtime | None = None) -> dict | None:
     from mnistlab import runs
     from mnistlab.evaluate import evaluate
 
-    study = optuna.load_study(study_name=engine.study, storage=_storage(engine))
+    study = load_study(engine)
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
         return None
@@ -544,7 +571,7 @@ def summary(engine: Engine, top: int = 5) -> dict:
     accuracy of the best."""
     import optuna
 
-    study = optuna.load_study(study_name=engine.study, storage=_storage(engine))
+    study = load_study(engine)
     trials = [trial for trial in study.trials if not trial.user_attrs.get("idle")]
     counts = {}
     for trial in trials:
@@ -618,11 +645,10 @@ def _standard_error(trial) -> float | None:
 
 def best_config_toml(engine: Engine) -> str:
     """The best trial's settings as a TOML file that `mnistlab train --config` reproduces."""
-    import optuna
 
     from mnistlab import runs
 
-    study = optuna.load_study(study_name=engine.study, storage=_storage(engine))
+    study = load_study(engine)
     best = study.best_trial
     if "config" in best.user_attrs:  # any machine can write it
         config = from_saved(best.user_attrs["config"])

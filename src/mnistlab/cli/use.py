@@ -58,7 +58,8 @@ def cmd_tune(args) -> int:
     if not space:
         raise ConfigError("--space: give at least one dimension, e.g. --space lr=log:1e-4:3e-2")
     base = tune.search_config(config_from_args(args))
-    tune.queued_baseline(engine, space, base)  # refused before anything is written
+    tune.check_budget(engine, args.trials, args.timeout)  # refused before anything is written
+    tune.queued_baseline(engine, space, base)
     out.mkdir(parents=True, exist_ok=True)
     with stopping_on_signals(StopFlag()) as stop:
         if args.workers > 1:
