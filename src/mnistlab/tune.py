@@ -620,7 +620,8 @@ def summary(engine: Engine, top: int = 5) -> dict:
 
 
 def where_it_ran(attributes: dict) -> str:
-    """ "HOST:FOLDER" of a trial's run folder ("FOLDER" for a trial of an earlier version)."""
+    """Where a trial's run folder is, as HOST:FOLDER (the folder alone for a trial of an
+    earlier version)."""
     host = attributes.get("host")
     return f"{host}:{attributes.get('run')}" if host else str(attributes.get("run"))
 
