@@ -251,6 +251,29 @@ def test_a_study_that_is_not_there_and_a_search_without_an_end_are_one_line_erro
     assert "give --trials or --timeout" in capsys.readouterr().err and not refused.exists()
 
 
+def test_a_worker_waiting_for_the_last_grid_points_stops_when_asked(tmp_path):
+    # Its own trial done, the queue empty, another worker's trial still running: this worker
+    # waits for it (to pick it up if that worker dies), but a stop request ends the wait.
+    import threading
+
+    import optuna
+
+    study = optuna.create_study(storage=tune.default_storage(tmp_path), study_name="g")
+    study.ask()  # another worker's trial, running for as long as it likes
+    asked, done = threading.Event(), threading.Event()
+
+    def work():
+        wait = tune._grid_wait(heartbeat=1, should_stop=asked.is_set)
+        study.optimize(lambda trial: 1.0, n_trials=5, callbacks=[wait])
+        done.set()
+
+    threading.Thread(target=work, daemon=True).start()
+    assert not done.wait(1.5)  # waiting, as it should
+    asked.set()
+    assert done.wait(10)
+    assert len(study.trials) == 2  # and it started nothing more
+
+
 def test_the_baseline_is_the_first_trial_and_a_base_outside_the_space_is_refused(
     tiny, tmp_path, capsys
 ):

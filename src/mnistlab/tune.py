@@ -335,10 +335,10 @@ def baseline_point(space: dict[str, Dimension], base: TrainConfig) -> dict:
     return point
 
 
-def _grid_wait(heartbeat: int):
+def _grid_wait(heartbeat: int, should_stop: Callable[[], bool] | None = None):
     """After each trial of a grid: go on while points are queued; when none are, wait for the
     trials still running (one whose worker died is failed when its heartbeat is stale, and
-    queued again), and stop when nothing is left."""
+    queued again), and stop when nothing is left, or when `should_stop()` turns true."""
     import time
     import warnings
 
@@ -347,6 +347,9 @@ def _grid_wait(heartbeat: int):
 
     def callback(study, trial) -> None:
         while True:
+            if should_stop is not None and should_stop():  # (this worker's trial is done)
+                study.stop()
+                return
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
@@ -450,7 +453,7 @@ def optimize(
 
     callbacks = [on_trial] if on_trial else []
     if engine.sampler == "grid":
-        callbacks.append(_grid_wait(engine.heartbeat))
+        callbacks.append(_grid_wait(engine.heartbeat, should_stop))
     if trials is not None:
         callbacks.append(_enough(trials))
     check_budget(engine, trials, timeout)
@@ -770,7 +773,7 @@ def sweep(engine: Engine, configs, folder: Path, runtime: Runtime, on_record, sh
             on_record(record, False)
         return sweeps.chosen_by_record(record)
 
-    study.optimize(objective, callbacks=[_grid_wait(engine.heartbeat)])
+    study.optimize(objective, callbacks=[_grid_wait(engine.heartbeat, should_stop)])
     finished = {
         t.user_attrs["record"]["key"]: t.user_attrs["record"]
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
