@@ -249,6 +249,10 @@ def test_a_study_that_is_not_there_and_a_search_without_an_end_are_one_line_erro
     refused = tmp_path / "no-end"
     assert main(["tune", "--space", "lr=log:1e-3:1e-2", "--out", str(refused)]) == 2
     assert "give --trials or --timeout" in capsys.readouterr().err and not refused.exists()
+    unreachable = f"postgresql://lab:s3cret@127.0.0.1:{free_port()}/lab"
+    assert main(["tune", "--storage", unreachable, "--study", "s", "--summary"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open postgresql://lab:***@127.0.0.1" in err and "s3cret" not in err
 
 
 def test_a_worker_waiting_for_the_last_grid_points_stops_when_asked(tmp_path):

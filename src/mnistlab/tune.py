@@ -165,6 +165,7 @@ def _storage(engine: Engine):
     import optuna
 
     sqlite = engine.storage.startswith("sqlite")
+    shown = describe_study(engine)["storage"]  # a password kept out of messages
     for attempt in range(6):
         with warnings.catch_warnings():  # heartbeats are marked experimental; we rely on them
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -181,7 +182,7 @@ def _storage(engine: Engine):
                 )
             except ImportError as error:
                 raise ConfigError(
-                    f"--storage {engine.storage}: needs {error.name} (for PostgreSQL: "
+                    f"--storage {shown}: needs {error.name} (for PostgreSQL: "
                     "pip install 'mnistlab[postgres]')"
                 ) from None
             except Exception as error:  # noqa: BLE001 - a bad URL, an unreachable server
@@ -192,7 +193,7 @@ def _storage(engine: Engine):
                     time.sleep(0.2 + random.random())
                     continue
                 first = str(error).splitlines()[0] if str(error) else type(error).__name__
-                raise ConfigError(f"--storage: cannot open {engine.storage} ({first})") from None
+                raise ConfigError(f"--storage: cannot open {shown} ({first})") from None
     raise AssertionError("unreachable")
 
 
