@@ -528,6 +528,10 @@ def test_a_worker_that_brings_another_search_is_refused(tmp_path):
     tune.open_study(sweep, points=[{"key": "a"}, {"key": "b"}])
     with pytest.raises(ConfigError, match="holds another sweep"):
         tune.open_study(sweep, points=[{"key": "a"}, {"key": "c"}])
+    with pytest.raises(ConfigError, match="study sweep holds a sweep, not a search"):
+        tune.open_study(dataclasses_replace(sweep, sampler="tpe"), space)
+    with pytest.raises(ConfigError, match="study s holds a search, not a sweep"):
+        tune.open_study(dataclasses_replace(engine, sampler="random"), points=[{"key": "a"}])
     # A study whose maker stopped before its queue was whole is refused, not waited on forever.
     optuna.create_study(storage=storage, study_name="orphan")
     with pytest.raises(ConfigError, match="still not set up after 1 s"):

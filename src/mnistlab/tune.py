@@ -295,6 +295,11 @@ def _join(study, engine: Engine, setup: dict, wait: float = 120.0) -> None:
     made = made.get("setup")
     if made is None:
         return
+    if bool(setup["runs"]) != bool(made["runs"]):
+        kinds = ("a sweep", "a search") if made["runs"] else ("a search", "a sweep")
+        raise ConfigError(
+            f"study {engine.study} holds {kinds[0]}, not {kinds[1]}: use another --study"
+        )
     if setup["runs"] != made["runs"]:
         raise ConfigError(
             f"study {engine.study} holds another sweep: give the same settings, or another --study"
