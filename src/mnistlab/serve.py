@@ -7,8 +7,8 @@ once; each prediction runs in the thread pool, off the event loop, so requests a
 concurrently. Input is bounded before it is decoded: a body over `max_bytes` is refused from
 its Content-Length (or as it streams past the limit; the rest, up to DRAIN_BYTES, is read and
 dropped first, so that a client sending it whole reads the answer), an image over
-`max_pixels` from its header, so a decompression bomb never unpacks. Every error is a 4xx JSON object with a
-message, and the server keeps serving.
+`max_pixels` from its header, so a decompression bomb never unpacks. Every error is a 4xx
+JSON object with a message, and the server keeps serving.
 
     GET  /              the page (every asset inline: works offline)
     POST /api/predict   an image file as the body (any type Pillow reads), or JSON
