@@ -429,6 +429,23 @@ def test_trials_is_a_budget_for_all_workers_together_and_each_draws_its_own_poin
     assert len(list((out / "trials").iterdir())) == 3  # nothing trained past the budget
 
 
+def test_a_grid_point_past_the_budget_stays_queued_for_a_larger_one(tiny, tmp_path):
+    # --trials 2 of a 4-point grid, two workers: the one whose short trial ends first finds
+    # the budget held and puts the point it took back. A later --trials 4 runs the other two.
+    out = tmp_path / "study"
+    command = ["tune", "--dataset", "tiny", "--data-dir", str(tiny[0]), "--hidden", "8",
+               "--batch-size", "64", "--space", "lr=choice:0.003,0.01", "--space",
+               "epochs=choice:2,60", "--sampler", "grid", "--pruner", "none", "--workers", "2",
+               "--out", str(out), "--quiet"]  # fmt: skip
+    assert main([*command, "--trials", "2"]) == 0
+    trials = study_trials(tune.default_storage(out), "study")
+    assert sorted(t["state"] for t in trials) == ["complete"] * 2 + ["waiting"] * 2
+    assert main([*command, "--trials", "4"]) == 0
+    trials = study_trials(tune.default_storage(out), "study")
+    points = {(t["params"]["lr"], t["params"]["epochs"]) for t in trials}
+    assert [t["state"] for t in trials] == ["complete"] * 4 and len(points) == 4
+
+
 def test_any_machine_summarises_a_study_whose_best_ran_elsewhere(tiny, tmp_path, capsys):
     # Machine A runs the search; machine B (here: A's folder moved out of reach) summarises it
     # from the shared storage: best.toml and the standard error come from the study itself.

@@ -413,15 +413,14 @@ def optimize(
             trial.set_user_attr("idle", True)
             trial.study.stop()
             raise optuna.TrialPruned("no grid point left")
+        config = suggest(trial, space, base)
         if trials is not None and _claimed(trial.study, trial.number) > trials:
             # Other workers hold the last trials of the budget: running this one would
-            # overshoot it (by up to a trial per worker).
-            trial.set_user_attr("idle", True)
-            trial.study.stop()
-            raise optuna.TrialPruned("the study has its trials")
-        config = suggest(trial, space, base)
+            # overshoot it (by up to a trial per worker). A queued one (a grid's point) stays
+            # queued, for a later search with a larger budget.
+            _set_aside(trial, requeue=any(key in trial.user_attrs for key in QUEUED))
         if should_stop is not None and should_stop():
-            _give_back(trial)
+            _set_aside(trial, requeue=True)
         if config.val_split not in prepared:  # the test split is never read: test=False
             prepared[config.val_split] = training.prepare(config, dataset, device, test=False)
         tensors = prepared[config.val_split]
@@ -452,7 +451,7 @@ def optimize(
                 trial.set_user_attr("diverged", str(error))
                 raise optuna.TrialPruned(str(error)) from None
         if result.interrupted and not stop:  # stopped by the user, not by the pruner
-            _give_back(trial)
+            _set_aside(trial, requeue=True)
         if stop:
             raise optuna.TrialPruned(f"pruned after epoch {len(run.history)}")
         return run.history[-1]["val_accuracy"]
@@ -475,16 +474,23 @@ def optimize(
 FINISHED = ("COMPLETE", "PRUNED")
 
 
-def _give_back(trial) -> None:
-    """This worker stops: the trial's settings go back to the queue (a grid's point, the
-    baseline, or the point the sampler chose), and the trial itself is set aside."""
+QUEUED = ("point", "baseline", "requeued")  # the marks of a trial taken from the queue
+
+
+def _set_aside(trial, requeue: bool) -> None:
+    """This worker does not run the trial, and stops: with `requeue`, its settings go back to
+    the queue (a grid's point, the baseline, or the point the sampler chose) for this or any
+    worker to run later."""
     import optuna
 
-    kept = {key: trial.user_attrs[key] for key in ("point", "baseline") if key in trial.user_attrs}
-    trial.study.enqueue_trial(trial.params, kept)
+    if requeue:
+        kept = {
+            key: trial.user_attrs[key] for key in ("point", "baseline") if key in trial.user_attrs
+        }
+        trial.study.enqueue_trial(trial.params, {**kept, "requeued": True})
     trial.set_user_attr("idle", True)
     trial.study.stop()
-    raise optuna.TrialPruned("stopped; its settings are queued again")
+    raise optuna.TrialPruned("set aside" + ("; its settings are queued again" if requeue else ""))
 
 
 def _finished(study) -> int:
