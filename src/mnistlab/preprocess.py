@@ -54,7 +54,7 @@ def open_image(source, max_pixels: int = MAX_PIXELS):
         except (UnidentifiedImageError, OSError, ValueError) as error:
             raise ImageError(f"{name} is not an image Pillow can read ({error})") from None
     width, height = image.size
-    if width * height > max_pixels and image.format == "JPEG":
+    if width * height > max_pixels and image.format in ("JPEG", "MPO"):  # MPO: a camera's JPEG
         # A JPEG decodes at 1/2, 1/4 or 1/8 of its size for less than the full cost: a
         # 48-megapixel photo is read at 12 (the largest that fits), none of it unpacked whole.
         scale = next((k for k in (2, 4, 8) if -(-width // k) * -(-height // k) <= max_pixels), 8)
