@@ -99,11 +99,13 @@ def test_a_photo_past_the_pixel_limit_is_read_smaller_when_it_is_a_jpeg():
             width=width // 40,
         )  # fmt: skip
         buffer = io.BytesIO()
-        image.save(buffer, format=kind, **({"quality": 90} if kind == "JPEG" else {}))
+        options = {"JPEG": {"quality": 90}, "MPO": {"save_all": True, "append_images": [image]}}
+        image.save(buffer, format=kind, **options.get(kind, {}))
         return buffer.getvalue()
 
     large = preprocess.open_image(photo(8000, 6000, "JPEG"))
     assert large.size == (4000, 3000)
+    assert preprocess.open_image(photo(8000, 6000, "MPO")).size == (4000, 3000)  # a camera's
     read = preprocess.prepare(photo(8000, 6000, "JPEG")).astype(float)
     taken_smaller = preprocess.prepare(photo(4000, 3000, "JPEG")).astype(float)
     assert np.abs(read - taken_smaller).mean() < 3 and read.max() > 128  # ink, and the same
