@@ -531,6 +531,31 @@ def test_a_machine_that_joins_a_study_still_being_made_waits_for_its_queue(tiny,
     ran_each_run_once([creator, sweep_machine(tiny, storage, folders[1])], folders)
 
 
+def test_a_joining_worker_waits_as_long_as_the_queue_grows(tmp_path):
+    # A large grid on a distant server takes its maker minutes to queue: a worker that joins
+    # waits while the queue grows, and gives up only when it stops growing for `wait` s.
+    import threading
+
+    import optuna
+
+    storage = tune.default_storage(tmp_path)
+    space = tune.parse_space(["hidden=choice:8,16"])
+    study = optuna.create_study(storage=storage, study_name="big")
+
+    def maker():  # six points, 0.4 s apart: 2.4 s in all, more than twice `wait`
+        for index in range(6):
+            time.sleep(0.4)
+            study.enqueue_trial({"hidden": "8"}, {"point": index})
+        study.set_user_attr("setup", tune._setup(space, None))
+
+    thread = threading.Thread(target=maker)
+    thread.start()
+    joined = optuna.load_study(study_name="big", storage=storage)
+    tune._join(joined, tune.Engine(storage, "big"), tune._setup(space, None), wait=1)
+    thread.join()
+    assert len(joined.trials) == 6 and "setup" in joined.user_attrs
+
+
 def test_a_worker_that_brings_another_search_is_refused(tmp_path):
     import optuna
 

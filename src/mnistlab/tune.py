@@ -271,20 +271,22 @@ def _setup(space: dict[str, Dimension] | None, points: list[dict] | None) -> dic
 
 
 def _join(study, engine: Engine, setup: dict, wait: float = 120.0) -> None:
-    """Wait until the study's creator has queued its trials, then check that this worker was
-    given the same search or sweep; a ConfigError when it was not."""
+    """Wait until the study's creator has queued its trials (however long a large queue
+    takes, while it grows), then check that this worker was given the same search or sweep;
+    a ConfigError when it was not, or when the queue stops growing for `wait` seconds."""
     import time
 
     from optuna.trial import TrialState
 
-    deadline = time.monotonic() + wait
+    deadline, queued = time.monotonic() + wait, 0
     while True:
         made = study.user_attrs
+        trials = study.get_trials(deepcopy=False)
         # A study made before "setup" was written is ready once any trial has started.
-        if "setup" in made or any(
-            t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False)
-        ):
+        if "setup" in made or any(t.state != TrialState.WAITING for t in trials):
             break
+        if len(trials) > queued:  # still queueing
+            deadline, queued = time.monotonic() + wait, len(trials)
         if time.monotonic() > deadline:
             raise ConfigError(
                 f"study {engine.study} is still not set up after {wait:.0f} s: the process that "
