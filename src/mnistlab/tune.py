@@ -251,8 +251,6 @@ def open_study(
             study.enqueue_trial(dict(zip(space, point, strict=True)), {"point": index})
     for index, attributes in enumerate(points or []):
         study.enqueue_trial({}, {"point": index, **attributes})
-    if points is not None:
-        study.set_user_attr("points", len(points))
     # Last: a worker that joins waits for this, so it never finds half a queue.
     study.set_user_attr("setup", setup)
     return study
@@ -412,9 +410,7 @@ def optimize(
     def objective(trial) -> float:
         if engine.sampler == "grid" and "point" not in trial.user_attrs:
             # Asked when the queue had just run dry: no point is left for this worker.
-            trial.set_user_attr("idle", True)
-            trial.study.stop()
-            raise optuna.TrialPruned("no grid point left")
+            _set_aside(trial, requeue=False)
         config = suggest(trial, space, base)
         if trials is not None and _claimed(trial.study, trial.number) > trials:
             # Other workers hold the last trials of the budget: running this one would
@@ -477,18 +473,17 @@ FINISHED = ("COMPLETE", "PRUNED")
 
 
 QUEUED = ("point", "baseline", "requeued")  # the marks of a trial taken from the queue
+KEPT = ("point", "baseline", "key")  # what a trial queued again carries over
 
 
 def _set_aside(trial, requeue: bool) -> None:
-    """This worker does not run the trial, and stops: with `requeue`, its settings go back to
-    the queue (a grid's point, the baseline, or the point the sampler chose) for this or any
-    worker to run later."""
+    """This worker does not run the trial (or stops it), and stops: with `requeue`, its
+    settings go back to the queue (a grid's point, a sweep's run, the baseline, or the point
+    the sampler chose) for this or any worker to run later."""
     import optuna
 
     if requeue:
-        kept = {
-            key: trial.user_attrs[key] for key in ("point", "baseline") if key in trial.user_attrs
-        }
+        kept = {key: trial.user_attrs[key] for key in KEPT if key in trial.user_attrs}
         trial.study.enqueue_trial(trial.params, {**kept, "requeued": True})
     trial.set_user_attr("idle", True)
     trial.study.stop()
@@ -690,12 +685,11 @@ def _toml(value) -> str:
 
 def spawn_workers(
     argv: list[str], workers: int, out: Path, should_stop: Callable[[], bool] | None = None
-) -> bool:
+) -> None:
     """`workers` processes on this machine running the same `mnistlab tune` command as workers,
     the cores divided among them; each joins the study as any other machine would. Started
     with -P, so that nothing in the working directory is imported. When `should_stop()` turns
-    true each is asked to stop (SIGTERM: it stops after its step and queues its trial again);
-    returns whether they were stopped."""
+    true each is asked to stop (SIGTERM: it stops after its step and queues its trial again)."""
     import os
     import signal
     import subprocess
@@ -737,7 +731,6 @@ def spawn_workers(
     failed = [code for code in codes if code and not (asked and code in stopped)]
     if failed:
         raise RunError(f"{len(failed)} of {workers} workers failed (exits {codes})")
-    return asked
 
 
 def describe_study(engine: Engine) -> dict:
@@ -755,7 +748,6 @@ def sweep(engine: Engine, configs, folder: Path, runtime: Runtime, on_record, sh
     """A sweep's runs through a study (sweep.run with an engine): each process claims runs
     from one queue, so each runs once; it writes its runs under its own `folder`/runs and the
     records go to the study. Returns every finished run's record, in the sweep's order."""
-    import optuna
     from optuna.trial import TrialState
 
     from mnistlab import sweep as sweeps
@@ -769,18 +761,13 @@ def sweep(engine: Engine, configs, folder: Path, runtime: Runtime, on_record, sh
 
     def objective(trial) -> float:
         if "point" not in trial.user_attrs:  # the queue ran dry: nothing left for us
-            trial.set_user_attr("idle", True)
-            trial.study.stop()
-            raise optuna.TrialPruned("no run left")
+            _set_aside(trial, requeue=False)
         index = trial.user_attrs["point"]
         record = sweeps._train(
             configs[index], Path(folder) / "runs" / keys[index], runtime, datasets, should_stop
         )
         if record is None:  # stopped mid-run: the run goes back to the queue for anyone
-            trial.set_user_attr("idle", True)
-            trial.study.enqueue_trial({}, {"point": index, "key": keys[index]})
-            trial.study.stop()
-            raise optuna.TrialPruned("stopped")
+            _set_aside(trial, requeue=True)
         record = {"key": keys[index], **record}
         trial.set_user_attr("record", record)
         if on_record is not None:
