@@ -10,7 +10,7 @@ import dataclasses
 
 import torch
 
-from mnistlab import data
+from mnistlab import data, resident
 from mnistlab import train as training
 from mnistlab.config import RECIPES, TrainConfig, describe
 
@@ -24,7 +24,7 @@ def main():
     args = parser.parse_args()
     config = TrainConfig(**{**RECIPES[args.recipe], "epochs": args.epochs})
     dataset = data.load(config.dataset, args.data_dir, download_missing=False)
-    tensors = training.prepare(config, dataset, torch.device("cpu"))
+    tensors = resident.prepare(config, dataset, torch.device("cpu"))
     print(f"{describe(config)}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     header = "  ".join(f"epoch {e:<9}" for e in range(1, config.epochs + 1))
     print(f"{'impl':8}  {header}")

@@ -16,7 +16,7 @@ import time
 import torch
 from torch import nn
 
-from mnistlab import bench, data, optim
+from mnistlab import bench, data, optim, resident
 from mnistlab import train as training
 from mnistlab.config import TrainConfig
 from mnistlab.evaluate import evaluate
@@ -57,7 +57,7 @@ def main():
     dataset = data.load("mnist", args.data_dir, download_missing=False)
     config = TrainConfig(epochs=1)
     device = torch.device("cpu")
-    tensors = training.prepare(config, dataset, device)
+    tensors = resident.prepare(config, dataset, device)
     epoch(config, tensors)  # warm-up
 
     print("batch size (module, lr scaled by sqrt): s/epoch, matmul bound, ratio")
@@ -119,7 +119,7 @@ def main():
             tensors.x_train[index], tensors.y_train[index]
 
     def reused():
-        for _ in data.batches(
+        for _ in resident.batches(
             tensors.x_train, tensors.y_train, config.batch_size, torch.Generator().manual_seed(0)
         ):
             pass

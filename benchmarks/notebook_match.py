@@ -16,7 +16,7 @@ import statistics
 import torch
 from torch import nn
 
-from mnistlab import bench, data
+from mnistlab import bench, data, resident
 from mnistlab import train as training
 from mnistlab.config import recipe
 from mnistlab.evaluate import evaluate
@@ -51,7 +51,7 @@ def main():
     args = parser.parse_args()
     dataset = data.load("mnist", args.data_dir, download_missing=False)
     config = recipe("assignment")
-    tensors = training.prepare(config, dataset, torch.device("cpu"))
+    tensors = resident.prepare(config, dataset, torch.device("cpu"))
     ours, theirs = [], []
     for seed in args.seeds:
         result = training.train(dataclasses.replace(config, seed=seed), tensors)

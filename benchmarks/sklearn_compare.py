@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import torch
 
-from mnistlab import data
+from mnistlab import data, resident
 from mnistlab import train as training
 from mnistlab.config import TrainConfig
 
@@ -50,7 +50,7 @@ def main():
     args = parser.parse_args()
     dataset = data.load("mnist", args.data_dir, download_missing=False)
     config = TrainConfig(epochs=args.epochs)
-    tensors = training.prepare(config, dataset, torch.device("cpu"))
+    tensors = resident.prepare(config, dataset, torch.device("cpu"))
     columns = {
         f"mnistlab b{config.batch_size}": [
             (r["seconds"], r["test_accuracy"]) for r in training.train(config, tensors).history

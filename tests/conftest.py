@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab import data
+from mnistlab import data, datasets
 
 REAL_DATA = os.environ.get("MNISTLAB_TEST_DATA")
 
@@ -57,7 +57,7 @@ def write_dataset(folder: Path, train=512, test=256) -> dict[str, bytes]:
     return contents
 
 
-def spec_for(contents: dict[str, bytes], name="tiny", mirrors=()) -> data.DatasetSpec:
+def spec_for(contents: dict[str, bytes], name="tiny", mirrors=()) -> datasets.DatasetSpec:
     keys = {
         "train_images": "train-images-idx3-ubyte.gz",
         "train_labels": "train-labels-idx1-ubyte.gz",
@@ -65,7 +65,7 @@ def spec_for(contents: dict[str, bytes], name="tiny", mirrors=()) -> data.Datase
         "test_labels": "t10k-labels-idx1-ubyte.gz",
     }
     files = {
-        key: data.FileSpec(
+        key: datasets.FileSpec(
             file,
             sha256(contents[file]),
             sha256(contents[file.removesuffix(".gz")]),
@@ -73,7 +73,7 @@ def spec_for(contents: dict[str, bytes], name="tiny", mirrors=()) -> data.Datase
         )
         for key, file in keys.items()
     }
-    return data.DatasetSpec(
+    return datasets.DatasetSpec(
         name, "Tiny", files, tuple(mirrors), tuple(str(digit) for digit in range(10))
     )
 
@@ -93,7 +93,7 @@ def tiny(tmp_path, monkeypatch):
     folder = tmp_path / "tiny-data"
     contents = write_dataset(folder)
     spec = spec_for(contents)
-    monkeypatch.setitem(data.DATASETS, "tiny", spec)
+    monkeypatch.setitem(datasets.DATASETS, "tiny", spec)
     # The same, for child processes: a dataset registry they find through the environment.
     registry = tmp_path / "datasets.json"
     files = {key: dataclasses.asdict(file) for key, file in spec.files.items()}
@@ -137,7 +137,7 @@ def register_tiny(folder) -> None:
     for path in Path(folder).glob("*.gz"):
         contents[path.name] = path.read_bytes()
         contents[path.name.removesuffix(".gz")] = gzip.decompress(contents[path.name])
-    data.DATASETS["tiny"] = spec_for(contents)
+    datasets.DATASETS["tiny"] = spec_for(contents)
 
 
 @pytest.fixture(scope="session")
@@ -181,9 +181,16 @@ def slowed_cli(folder, tally=None) -> str:
     mark = f"open({str(tally)!r}, 'ab').write(b'.') and " if tally else ""
     return (
         f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        f"import conftest; from mnistlab import data; conftest.register_tiny({str(folder)!r}); "
-        "batches = data.batches; "
-        f"data.batches = lambda *a, **k: (time.sleep(0.05) or {mark}b "
+        f"import conftest; from mnistlab import resident; conftest.register_tiny({str(folder)!r}); "
+        "batches = resident.batches; "
+        f"resident.batches = lambda *a, **k: (time.sleep(0.05) or {mark}b "
         "for b in batches(*a, **k)); "
         "from mnistlab.cli import main; sys.exit(main(sys.argv[1:]))"
     )
+
+
+def run_sweep(configs, folder, runtime=None, **options) -> list[dict]:
+    """A sweep's records, as the library leaves them (no pictures: they are tested apart)."""
+    from mnistlab.sweep import Sweep
+
+    return Sweep(folder).run(configs, runtime, pictures=False, **options).records

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from mnistlab import bench, data, models
+from mnistlab import bench, data, devices, models, resident
 from mnistlab.cli import main
 from mnistlab.config import TrainConfig
 
@@ -93,8 +93,8 @@ def test_cuda_training_keeps_the_dataset_on_the_device(tiny):
 
     folder, _ = tiny
     config = TrainConfig(dataset="tiny", hidden=(32,), batch_size=64, epochs=2)
-    device = training.resolve_device("cuda")
-    tensors = training.prepare(config, data.load("tiny", folder), device)
+    device = devices.resolve("cuda")
+    tensors = resident.prepare(config, data.load("tiny", folder), device)
     assert tensors.x_train.is_cuda and tensors.y_train.is_cuda and tensors.x_test.is_cuda
     for impl in ("module", "scratch", "manual"):
         result = training.train(TrainConfig(**{**config.__dict__, "impl": impl}), tensors)

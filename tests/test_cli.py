@@ -131,7 +131,7 @@ def test_assignment_recipe_is_one_flag_away(capsys, tiny, tmp_path):
     [
         (["train", "--lr", "-0.1"], "--lr must be a positive number"),
         (["train", "--lr", "0"], "--lr must be a positive number"),
-        (["train", "--lr", "fast"], "invalid float value"),
+        (["train", "--lr", "fast"], "--lr: cannot read 'fast' as float"),
         (["train", "--hidden", "0"], "--hidden widths must be between 1 and"),
         (["train", "--epochs", "0"], "--epochs must be at least 1"),
         (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
@@ -395,7 +395,7 @@ def test_the_run_report_leads_with_the_parameter_counts_and_per_class_accuracy(
     assert run(capsys, "report", mlp)[0] == 0
     page = (mlp / "report.html").read_text()
     assert "MLP 784-500-10 (relu)</b>: 397,510 trainable parameters" in page
-    assert "against logistic regression's 7,850 (50.6x as many)" in page
+    assert "against logistic regression&#39;s 7,850 (50.6x as many)" in page
     assert "<h2>Accuracy per class</h2>" in page and page.count("<tr><td>") >= 10
     assert "betas" in page and "momentum" not in page  # adam: no SGD settings shown
     code, stdout, _ = run(capsys, "report", mlp, logreg, "--out", tmp_path / "both.html")

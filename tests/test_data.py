@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import idx_bytes, sha256, spec_for, write_dataset
-from mnistlab import data, fetch
+from mnistlab import data, datasets, fetch, resident
 from mnistlab.errors import ConfigError, DataError
 from mnistlab.fetch import Limits
 from mnistlab.idx import parse_idx
@@ -127,7 +127,7 @@ def test_a_file_of_another_dataset_is_named_not_called_corrupt(tmp_path, tiny, m
     other = {name: content for name, content in contents.items()}
     other["train-images-idx3-ubyte.gz"] = gzip.compress(b"another dataset", mtime=0)
     other["train-images-idx3-ubyte"] = b"another dataset"
-    monkeypatch.setitem(data.DATASETS, "other", spec_for(other, name="other"))
+    monkeypatch.setitem(datasets.DATASETS, "other", spec_for(other, name="other"))
     with pytest.raises(DataError) as error:
         data.load("other", folder)
     message = str(error.value)
@@ -207,7 +207,7 @@ def server(tiny):
 
 
 def use_mirrors(monkeypatch, contents, mirrors):
-    monkeypatch.setitem(data.DATASETS, "tiny", spec_for(contents, mirrors=mirrors))
+    monkeypatch.setitem(datasets.DATASETS, "tiny", spec_for(contents, mirrors=mirrors))
 
 
 def test_download_falls_through_broken_mirrors(tmp_path, tiny, server, monkeypatch):
@@ -467,7 +467,7 @@ def test_batches_cover_the_epoch_once_in_a_seeded_order():
 
     def epoch(seed):
         generator = torch.Generator().manual_seed(seed)
-        return [(bx.clone(), by.clone()) for bx, by in data.batches(x, y, 4, generator)]
+        return [(bx.clone(), by.clone()) for bx, by in resident.batches(x, y, 4, generator)]
 
     first = epoch(3)
     assert [len(by) for _, by in first] == [4, 4, 2]
@@ -481,8 +481,8 @@ def test_batches_cover_the_epoch_once_in_a_seeded_order():
 def test_validation_split_is_deterministic_and_disjoint(tiny):
     folder, _ = tiny
     train = data.load("tiny", folder).train
-    kept, held = data.split_validation(train, 0.25, seed=0)
-    again, _ = data.split_validation(train, 0.25, seed=0)
+    kept, held = resident.split_validation(train, 0.25, seed=0)
+    again, _ = resident.split_validation(train, 0.25, seed=0)
     assert len(held) == 128 and len(kept) == 384
     assert torch.equal(kept.labels, again.labels)
     rows = {bytes(image.numpy()) for image in kept.images}
@@ -491,7 +491,7 @@ def test_validation_split_is_deterministic_and_disjoint(tiny):
 
 def test_inputs_are_normalised_once():
     images = torch.tensor([[[0, 255]]], dtype=torch.uint8).repeat(4, 1, 1)
-    x = data.to_inputs(images, 0.5, 0.5)
+    x = resident.to_inputs(images, 0.5, 0.5)
     assert x.shape == (4, 2) and x.dtype == torch.float32
     assert torch.allclose(x, torch.tensor([[-1.0, 1.0]]).repeat(4, 1))
 
@@ -506,7 +506,7 @@ def test_normalization_is_the_pixel_mean_and_std(tiny):
     folder, _ = tiny
     train = data.load("tiny", folder).train
     pixels = train.images.to(torch.float64) / 255
-    mean, std = data.normalization(train)
+    mean, std = resident.pixel_statistics(train)
     assert mean == pytest.approx(pixels.mean().item(), rel=1e-12)
     assert std == pytest.approx(pixels.std().item(), rel=1e-12)
 
@@ -514,10 +514,10 @@ def test_normalization_is_the_pixel_mean_and_std(tiny):
 def test_batches_can_skip_the_start_of_an_epoch():
     x = torch.arange(10.0).reshape(10, 1)
     y = torch.arange(10)
-    whole = [by.clone() for _, by in data.batches(x, y, 3, torch.Generator().manual_seed(5))]
-    rest = [by.clone() for _, by in data.batches(x, y, 3, torch.Generator().manual_seed(5), 2)]
+    whole = [by.clone() for _, by in resident.batches(x, y, 3, torch.Generator().manual_seed(5))]
+    rest = [by.clone() for _, by in resident.batches(x, y, 3, torch.Generator().manual_seed(5), 2)]
     assert [b.tolist() for b in rest] == [b.tolist() for b in whole[2:]]
-    assert [b.tolist() for _, b in data.batches(x, y, 4, skip=1)] == [[4, 5, 6, 7], [8, 9]]
+    assert [b.tolist() for _, b in resident.batches(x, y, 4, skip=1)] == [[4, 5, 6, 7], [8, 9]]
 
 
 def test_a_download_says_where_it_goes_once(tmp_path, tiny, server, monkeypatch, capsys):
@@ -535,11 +535,11 @@ def test_a_download_says_where_it_goes_once(tmp_path, tiny, server, monkeypatch,
 def test_a_registry_file_adds_datasets_and_a_broken_one_is_one_line(tmp_path, tiny, monkeypatch):
     from mnistlab.cli import main
 
-    monkeypatch.delitem(data.DATASETS, "tiny")  # only the registry file knows it now
+    monkeypatch.delitem(datasets.DATASETS, "tiny")  # only the registry file knows it now
     assert len(data.load("tiny", tiny[0]).train) == 512
-    assert "tiny" in data.registry() and "mnist" in data.registry()
+    assert "tiny" in datasets.registry() and "mnist" in datasets.registry()
     (tmp_path / "broken.json").write_text('{"mine": {"files": {}}}')
     monkeypatch.setenv("MNISTLAB_DATASETS", str(tmp_path / "broken.json"))
     with pytest.raises(ConfigError, match="not a dataset registry"):
-        data.get_spec("mine")
+        datasets.get_spec("mine")
     assert main(["data", "info", "--dataset", "mine"]) == 2

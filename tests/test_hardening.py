@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnistlab import checkpoint, report, sweep
+from conftest import run_sweep
+from mnistlab import checkpoint, report
 from mnistlab.cli import main
 from mnistlab.config import TrainConfig
 from mnistlab.errors import CheckpointError
+from mnistlab.sweep import results as sweep_results
 
 MARKUP = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 
@@ -162,8 +164,8 @@ def test_data_folders_that_are_files_are_one_line_errors(capsys, tmp_path, monke
         (["train", "--seed", "99999999999999999999"], "--seed must be between 0 and"),
         (["train", "--batch-size", "1000000000000"], "--batch-size must be between 1 and"),
         (["params", "--hidden", "10000000000000"], "--hidden widths must be between 1 and"),
-        (["train", "--weight-decay", "nan"], "--weight-decay must be a finite number"),
-        (["train", "--weight-decay", "inf"], "--weight-decay must be a finite number"),
+        (["train", "--weight-decay", "nan"], "--weight-decay: must be a finite number"),
+        (["train", "--weight-decay", "inf"], "--weight-decay: must be a finite number"),
         (["data", "show", "--rows", "0"], "--rows: must be at least 1"),
         (["data", "show", "--rows", "-3"], "--rows: must be at least 1"),
         (["sweep", "--grid", "nesterov=ture"], "cannot read 'ture' as true or false"),
@@ -278,7 +280,7 @@ def test_lines_that_are_not_records_are_skipped_with_their_line_number(tmp_path,
     before = (tmp_path / "results.jsonl").read_text()
     problems = []
     with caplog.at_level("WARNING"):
-        records = sweep.read_results(tmp_path, problems)
+        records = sweep_results.read_results(tmp_path, problems)
     assert records == [good]
     assert [problem.split(":")[1] for problem in problems] == ["1", "2", "3", "4", "5", "6"]
     assert "results.jsonl:6: not a sweep record" in caplog.text
@@ -293,7 +295,7 @@ def test_two_sweeps_cannot_write_one_folder_at_once(tmp_path, tiny):
 
     (tmp_path / "s").mkdir()
     with FileLock(str(tmp_path / "s" / ".mnistlab.lock")), pytest.raises(RunError, match="in use"):
-        sweep.run([TrainConfig(dataset="tiny")], tmp_path / "s")
+        run_sweep([TrainConfig(dataset="tiny")], tmp_path / "s")
 
 
 # --- 20. misleading messages --------------------------------------------------------------------

@@ -3,7 +3,7 @@ unset outside CI (conftest makes a missing setting in CI a failure)."""
 
 import pytest
 
-from mnistlab import data
+from mnistlab import data, datasets
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -12,7 +12,7 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 @pytest.mark.realdata
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 def test_real_files_match_their_sha256(real_data, name):
-    spec = data.get_spec(name)
+    spec = datasets.get_spec(name)
     for file in spec.files.values():
         assert data.sha256_of(real_data / name / file.name) == file.sha256
 

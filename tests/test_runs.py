@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import slowed_cli
-from mnistlab import checkpoint, data, files
-from mnistlab import train as training
+from conftest import run_sweep, slowed_cli
+from mnistlab import checkpoint, data, files, resident
 from mnistlab.cli import main
 from mnistlab.config import Runtime, TrainConfig
 from mnistlab.errors import CheckpointError, RunError
 from mnistlab.runs import Run
+from mnistlab.sweep import grids as sweep_plan
 
 SMALL = ("--hidden", "16", "--batch-size", "64", "--no-plots")
 
@@ -211,7 +211,6 @@ def test_a_sweep_resumed_elsewhere_reruns_nothing_and_its_runs_are_run_folders(
 
 
 def test_a_sweep_stopped_mid_run_continues_that_run_from_its_checkpoint(tiny, tmp_path):
-    from mnistlab import sweep
 
     configs = [tiny_config(epochs=2, lr=lr) for lr in (0.003, 0.01)]
     runtime = Runtime(data_dir=str(tiny[0]))
@@ -221,12 +220,12 @@ def test_a_sweep_stopped_mid_run_continues_that_run_from_its_checkpoint(tiny, tm
         steps["n"] += 1
         return steps["n"] > 11
 
-    assert sweep.run(configs, tmp_path / "s", runtime, should_stop=stop) == []
-    folder = tmp_path / "s" / "runs" / sweep.run_key(configs[0])
+    assert run_sweep(configs, tmp_path / "s", runtime, should_stop=stop) == []
+    folder = tmp_path / "s" / "runs" / sweep_plan.run_key(configs[0])
     assert checkpoint.load(folder)["epoch"] == 1
-    records = sweep.run(configs, tmp_path / "s", runtime)
+    records = run_sweep(configs, tmp_path / "s", runtime)
     assert len(records) == 2 and len(records[0]["history"]) == 2
-    whole = sweep.run(configs, tmp_path / "whole", runtime)
+    whole = run_sweep(configs, tmp_path / "whole", runtime)
     assert [r["test_accuracy"] for r in records] == [r["test_accuracy"] for r in whole]
 
 
@@ -252,7 +251,7 @@ def test_a_failed_atomic_write_leaves_no_temporary_file_and_the_old_file(tmp_pat
 
 def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(tiny, tmp_path, monkeypatch):
     config = tiny_config(epochs=2)
-    tensors = training.prepare(config, data.load("tiny", tiny[0]), torch.device("cpu"))
+    tensors = resident.prepare(config, data.load("tiny", tiny[0]), torch.device("cpu"))
     with Run.create(tmp_path / "run", config) as run:
         run.fit(tensors=tensors, pictures=False, should_stop=lambda: True)  # one epoch saved
     before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
@@ -303,7 +302,7 @@ def test_a_stop_asked_during_the_last_step_lets_the_run_finish(tiny, tmp_path):
     # Ctrl-C in the last step of the last epoch: nothing is left to resume, so the run ends
     # as finished, pictures and all (no helper process to be caught by the signal either).
     config = tiny_config(epochs=1)
-    tensors = training.prepare(config, data.load("tiny", tiny[0]), torch.device("cpu"))
+    tensors = resident.prepare(config, data.load("tiny", tiny[0]), torch.device("cpu"))
     steps = {"n": 0}
 
     def last_step(done, total, loss):

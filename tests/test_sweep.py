@@ -6,11 +6,20 @@ import pytest
 import torch
 from PIL import Image
 
-from mnistlab import augment, plots, report, sweep
+from conftest import run_sweep
+from mnistlab import (
+    augment,
+    plots,
+    report,
+    resident,
+    runfiles,
+)
 from mnistlab import train as training
 from mnistlab.cli import main
 from mnistlab.config import Runtime, TrainConfig
 from mnistlab.errors import ConfigError
+from mnistlab.sweep import grids as sweep_plan
+from mnistlab.sweep import results as sweep_results
 
 
 def base_config(folder, **settings):
@@ -26,13 +35,17 @@ GRID = ["hidden=8,16", "lr=0.003,0.01"]
 
 
 def test_grid_by_seeds_gives_records_and_a_correct_summary(tiny, tmp_path):
-    configs = sweep.plan(base_config(tiny[0]), sweep.parse_grid(GRID), [0, 1])
-    records = sweep.run(configs, tmp_path / "s", on(tiny[0]))
-    assert len(records) == 8 == len(sweep.read_results(tmp_path / "s"))
-    rows = sweep.summarize(records)
+    configs = sweep_plan.plan(base_config(tiny[0]), sweep_plan.parse_grid(GRID), [0, 1])
+    records = run_sweep(configs, tmp_path / "s", on(tiny[0]))
+    assert len(records) == 8 == len(sweep_results.read_results(tmp_path / "s"))
+    rows = sweep_results.summarize(records)
     assert len(rows) == 4 and all(row["n"] == 2 for row in rows)
     for row in rows:
-        group = [r for r in records if sweep.label(r["config"], ["hidden", "lr"]) == row["config"]]
+        group = [
+            r
+            for r in records
+            if sweep_results.label(r["config"], ["hidden", "lr"]) == row["config"]
+        ]
         accuracies = [r["test_accuracy"] for r in group]
         assert row["accuracy_mean"] == pytest.approx(statistics.fmean(accuracies))
         assert row["accuracy_std"] == pytest.approx(statistics.stdev(accuracies))
@@ -47,7 +60,7 @@ def test_grid_by_seeds_gives_records_and_a_correct_summary(tiny, tmp_path):
         "hidden=16 lr=0.01",
     }
     seen = []
-    again = sweep.run(
+    again = run_sweep(
         configs, tmp_path / "s", on(tiny[0]), on_record=lambda r, skipped: seen.append(skipped)
     )
     assert seen == [True] * 8 and again == records
@@ -55,11 +68,11 @@ def test_grid_by_seeds_gives_records_and_a_correct_summary(tiny, tmp_path):
 
 
 def test_a_sweep_stopped_halfway_resumes_to_the_same_records(tiny, tmp_path):
-    configs = sweep.plan(base_config(tiny[0]), sweep.parse_grid(GRID), [0, 1])
-    whole = sweep.run(configs, tmp_path / "whole", on(tiny[0]))
+    configs = sweep_plan.plan(base_config(tiny[0]), sweep_plan.parse_grid(GRID), [0, 1])
+    whole = run_sweep(configs, tmp_path / "whole", on(tiny[0]))
 
     finished = []
-    partial = sweep.run(
+    partial = run_sweep(
         configs,
         tmp_path / "part",
         on(tiny[0]),
@@ -69,36 +82,36 @@ def test_a_sweep_stopped_halfway_resumes_to_the_same_records(tiny, tmp_path):
     assert len(partial) == 3
     with open(tmp_path / "part" / "results.jsonl", "a") as handle:
         handle.write('{"key": "cut short by a cra')  # a crash in the middle of a write
-    resumed = sweep.run(configs, tmp_path / "part", on(tiny[0]))
+    resumed = run_sweep(configs, tmp_path / "part", on(tiny[0]))
     assert [r["key"] for r in resumed] == [r["key"] for r in whole]
     assert [r["test_accuracy"] for r in resumed] == [r["test_accuracy"] for r in whole]
-    assert len(sweep.read_results(tmp_path / "part")) == 8
+    assert len(sweep_results.read_results(tmp_path / "part")) == 8
 
 
 def test_parse_grid_and_its_errors():
-    assert sweep.parse_grid(["hidden=64,32x32", "activation=tanh"]) == [
+    assert sweep_plan.parse_grid(["hidden=64,32x32", "activation=tanh"]) == [
         {"hidden": (64,), "activation": "tanh"},
         {"hidden": (32, 32), "activation": "tanh"},
     ]
-    assert sweep.parse_grid(["batch-size=64,128"]) == [{"batch_size": 64}, {"batch_size": 128}]
+    assert sweep_plan.parse_grid(["batch-size=64,128"]) == [{"batch_size": 64}, {"batch_size": 128}]
     for bad in (["seed=1,2"], ["colour=red"], ["lr"], ["epochs=one"]):
         with pytest.raises(ConfigError):
-            sweep.parse_grid(bad)
+            sweep_plan.parse_grid(bad)
 
 
 def test_presets_build_valid_configs():
     base = TrainConfig()
-    for name, preset in sweep.PRESETS.items():
-        configs = sweep.plan(base, preset(base), [0])
+    for name, preset in sweep_plan.PRESETS.items():
+        configs = sweep_plan.plan(base, preset(base), [0])
         assert len(configs) >= 4, name
-    depth = sweep.PRESETS["depth"](base)
+    depth = sweep_plan.PRESETS["depth"](base)
     assert {"hidden": (500,)} in depth  # the fixed budget at depth 1 is the assignment's MLP
-    assert {"model": "logreg"} in sweep.PRESETS["activation"](base)
+    assert {"model": "logreg"} in sweep_plan.PRESETS["activation"](base)
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
 def test_width_for_budget_hits_the_budget(depth):
-    width = sweep.width_for_budget(depth, 397_510)
+    width = sweep_plan.width_for_budget(depth, 397_510)
     sizes = (784, *(width,) * depth, 10)
     count = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
     assert abs(count - 397_510) / 397_510 < 0.01
@@ -115,7 +128,9 @@ def test_pareto_frontier():
             ("e", 4, 0.96),
         ]
     ]
-    assert [row["config"] for row in rows if sweep.on_frontier(row, rows, "train_flops")] == [
+    assert [
+        row["config"] for row in rows if sweep_results.on_frontier(row, rows, "train_flops")
+    ] == [
         "a",
         "b",
         "d",
@@ -171,14 +186,14 @@ def test_sweep_command_pictures_and_report(capsys, tiny, tmp_path):
     )
     stdout = capsys.readouterr().out
     assert code == 0 and "[4/4]" in stdout and "| hidden=16" in stdout
-    for name in report.SWEEP_PICTURES:
+    for name in plots.SWEEP_PICTURES:
         assert_png(out / name)
     assert (out / "summary.csv").read_text().startswith("config,n,parameters,train_flops")
     assert main(["report", str(out)]) == 0
     page = parse_html(out / "report.html")
     images = [attrs for tag, attrs in page.tags if tag == "img"]
     assert len(images) == 3 and all(a["src"].startswith("data:image/png;base64,") for a in images)
-    best = sweep.summarize(sweep.read_results(out))[0]
+    best = sweep_results.summarize(sweep_results.read_results(out))[0]
     assert f"{100 * best['accuracy_mean']:.2f}%" in "".join(page.text)
 
 
@@ -205,11 +220,11 @@ def test_run_pictures_plot_command_and_report(capsys, tiny, tmp_path):
         )
         == 0
     )
-    for name in report.RUN_PICTURES:
+    for name in runfiles.PICTURES:
         assert_png(out / name)
         (out / name).unlink()
     assert main(["plot", str(out)]) == 0  # redraws them from the checkpoint
-    for name in report.RUN_PICTURES:
+    for name in runfiles.PICTURES:
         assert_png(out / name)
     assert main(["report", str(out), "--out", str(tmp_path / "r.html")]) == 0
     page = parse_html(tmp_path / "r.html")
@@ -260,7 +275,7 @@ def test_augmented_training_leaves_the_datasets_untouched(tiny):
 
     folder, _ = tiny
     config = base_config(folder, augment="elastic", epochs=2)
-    tensors = training.prepare(config, data.load("tiny", folder), torch.device("cpu"))
+    tensors = resident.prepare(config, data.load("tiny", folder), torch.device("cpu"))
     train_before, test_before = tensors.x_train.clone(), tensors.x_test.clone()
     training.train(config, tensors)
     assert torch.equal(tensors.x_train, train_before)
@@ -280,14 +295,14 @@ def test_a_sweep_folder_reused_with_other_settings_says_so(capsys, tiny, tmp_pat
 
 def test_with_a_validation_split_the_summary_ranks_by_it_and_shows_both(tiny, tmp_path):
     base = base_config(tiny[0], val_split=0.25, epochs=1)
-    configs = sweep.plan(base, sweep.parse_grid(["lr=0.0003,0.003,0.03"]), [0])
-    rows = sweep.summarize(sweep.run(configs, tmp_path / "s", on(tiny[0])))
+    configs = sweep_plan.plan(base, sweep_plan.parse_grid(["lr=0.0003,0.003,0.03"]), [0])
+    rows = sweep_results.summarize(run_sweep(configs, tmp_path / "s", on(tiny[0])))
     assert all(row["val_mean"] is not None for row in rows)
     assert [row["val_mean"] for row in rows] == sorted((r["val_mean"] for r in rows), reverse=True)
-    text = sweep.markdown(rows)
+    text = sweep_results.markdown(rows)
     assert "| validation accuracy | test accuracy (mean ± std) |" in text
     assert "Ranked by validation accuracy" in text
-    sweep.write_summary(tmp_path / "s", rows)
+    sweep_results.write_summary(tmp_path / "s", rows)
     page = report.write(tmp_path / "s").read_text()
     assert "Best by validation accuracy" in page and "<th>validation accuracy</th>" in page
 
@@ -296,8 +311,10 @@ def test_with_a_validation_split_the_summary_ranks_by_it_and_shows_both(tiny, tm
 def test_the_summary_table_has_one_alignment_cell_per_column(tiny, tmp_path, val_split):
     """Markdown renders a table only when the alignment row has as many cells as the header."""
     base = base_config(tiny[0], val_split=val_split, epochs=1)
-    rows = sweep.summarize(sweep.run(sweep.plan(base, [{}], [0, 1]), tmp_path / "s", on(tiny[0])))
-    table = [line for line in sweep.markdown(rows).splitlines() if line.startswith("|")]
+    rows = sweep_results.summarize(
+        run_sweep(sweep_plan.plan(base, [{}], [0, 1]), tmp_path / "s", on(tiny[0]))
+    )
+    table = [line for line in sweep_results.markdown(rows).splitlines() if line.startswith("|")]
     cells = [line.count("|") - 1 for line in table]
     assert len(table) == 3 and cells == [cells[0]] * 3 and cells[0] == 6 + (val_split > 0)
     assert set(table[1].replace("|", "").split()) == {"---", "---:"}

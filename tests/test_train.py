@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnistlab import checkpoint, data, optim
+from mnistlab import checkpoint, data, optim, resident
 from mnistlab import train as training
 from mnistlab.config import TrainConfig
 from mnistlab.errors import TrainingDiverged
@@ -17,7 +17,7 @@ TIMING = ("seconds", "samples_per_second")
 def tiny_run(folder, **settings):
     settings = {"hidden": (32,), "batch_size": 64, "epochs": 2, **settings}
     config = TrainConfig(dataset="tiny", **settings)
-    tensors = training.prepare(config, data.load("tiny", folder), torch.device("cpu"))
+    tensors = resident.prepare(config, data.load("tiny", folder), torch.device("cpu"))
     return config, tensors
 
 
@@ -177,7 +177,7 @@ def test_validation_split_is_reported(tiny):
 @pytest.mark.parametrize(("model", "floor"), [("mlp", 0.96), ("logreg", 0.90)])
 def test_one_epoch_on_mnist(mnist, model, floor):
     config = TrainConfig(model=model, epochs=1)
-    tensors = training.prepare(config, mnist, torch.device("cpu"))
+    tensors = resident.prepare(config, mnist, torch.device("cpu"))
     accuracy = training.train(config, tensors).history[-1]["test_accuracy"]
     assert accuracy >= floor, f"{model}: {accuracy:.4f}"
 
@@ -187,7 +187,7 @@ def test_bf16_autocast_ends_within_0_2_points_of_fp32(mnist):
     # The default recipe in both precisions, same seed: reduced precision must not buy speed
     # with accuracy.
     config = TrainConfig()
-    tensors = training.prepare(config, mnist, torch.device("cpu"))
+    tensors = resident.prepare(config, mnist, torch.device("cpu"))
     fp32 = training.train(config, tensors).history[-1]["test_accuracy"]
     bf16_config = dataclasses.replace(config, precision="bf16")
     bf16 = training.train(bf16_config, tensors).history[-1]["test_accuracy"]

@@ -17,11 +17,15 @@ from pathlib import Path
 import pytest
 
 from conftest import slowed_cli
-from mnistlab import data, runs, tune
+from mnistlab import data, runfiles, tune
 from mnistlab.cli import main
 from mnistlab.config import Runtime, TrainConfig
 from mnistlab.errors import ConfigError
 from mnistlab.text import study as tune_text
+from mnistlab.tune import results as tune_results
+from mnistlab.tune import search as tune_search
+from mnistlab.tune import space as tune_space
+from mnistlab.tune import storage as tune_storage
 
 POSTGRES = Path("/usr/lib/postgresql/15/bin")
 GRID = ["--space", "hidden=choice:8,16", "--space", "lr=choice:0.003,0.01"]
@@ -100,8 +104,14 @@ def worker(tiny, storage, out, *extra, slow=False):
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def open_sweep(engine, points):
+    """A sweep's study, as Sweep makes it: one queued trial per run."""
+    queue = [({}, {"point": index, **point}) for index, point in enumerate(points)]
+    return tune_storage.open_study(engine, queue, tune_storage.setup_of(None, points))
+
+
 def study_trials(storage, study="s"):
-    return tune.summary(tune.Engine(storage, study))["trials"]
+    return tune_results.summary(tune.Engine(storage, study))["trials"]
 
 
 def test_two_workers_on_postgresql_run_each_grid_point_once(tiny, postgres, tmp_path, capsys):
@@ -157,11 +167,13 @@ def test_a_diverging_trial_is_pruned_after_its_first_epoch(tiny, tmp_path):
     base = TrainConfig(
         dataset="tiny", hidden=(8,), batch_size=64, epochs=4, val_split=0.25, optimizer="sgd"
     )
-    tune.optimize(engine, space, base, tmp_path, Runtime(data_dir=str(tiny[0])))
-    trials = {t["params"]["lr"]: t for t in tune.summary(engine)["trials"]}
+    tune_search.optimize(engine, space, base, tmp_path, Runtime(data_dir=str(tiny[0])))
+    trials = {t["params"]["lr"]: t for t in tune_results.summary(engine)["trials"]}
     assert trials[10000]["state"] == "pruned" and trials[0.03]["state"] == "complete"
     # The diverging trial stopped inside its first epoch; the other trained all four.
-    epochs = sorted(len(runs.read_metrics(folder)) for folder in (tmp_path / "trials").iterdir())
+    epochs = sorted(
+        len(runfiles.read_metrics(folder)) for folder in (tmp_path / "trials").iterdir()
+    )
     assert epochs == [0, 4]
 
 
@@ -173,7 +185,7 @@ def test_a_trial_that_finished_its_last_epoch_is_complete_not_pruned(tiny, tmp_p
                  "lr=choice:0.03,0.01,0.0001", "--pruner", "median", "--out",
                  str(tmp_path / "study"), "--quiet"])  # fmt: skip
     out = capsys.readouterr().out
-    trials = tune.summary(tune.Engine(tune.default_storage(tmp_path / "study"), "study"))
+    trials = tune_results.summary(tune.Engine(tune.default_storage(tmp_path / "study"), "study"))
     states = {t["params"]["lr"]: (t["state"], t["value"]) for t in trials["trials"]}
     assert code == 0 and "3 complete" in out
     assert states[0.0001][1] < min(states[0.03][1], states[0.01][1])  # the one to prune
@@ -196,11 +208,11 @@ def test_a_search_stopped_mid_trial_queues_the_trial_again_and_goes_on(tiny, tmp
     assert process.returncode == 130, stderr
     assert "run the same command to go on" in stdout and "Traceback" not in stderr
     storage = tune.default_storage(out)
-    queued = tune.summary(tune.Engine(storage, "study"))["trials"]
+    queued = tune_results.summary(tune.Engine(storage, "study"))["trials"]
     assert [t["state"] for t in queued] == ["waiting"] * 4  # the stopped point among them
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    trials = tune.summary(tune.Engine(storage, "study"))["trials"]
+    trials = tune_results.summary(tune.Engine(storage, "study"))["trials"]
     points = sorted((t["params"]["hidden"], t["params"]["lr"]) for t in trials)
     assert [t["state"] for t in trials] == ["complete"] * 4 and len(set(points)) == 4
 
@@ -237,10 +249,10 @@ def test_a_study_that_is_not_there_and_a_search_without_an_end_are_one_line_erro
     tmp_path, capsys
 ):
     storage = tune.default_storage(tmp_path)
-    tune.open_study(tune.Engine(storage, "real"), tune.parse_space(["lr=log:1e-3:1e-2"]))
+    tune_search.open_search(tune.Engine(storage, "real"), tune.parse_space(["lr=log:1e-3:1e-2"]))
     assert main(["tune", "--storage", storage, "--study", "other", "--summary"]) == 2
     err = capsys.readouterr().err
-    assert "holds no study 'other' (it holds: real); give --study NAME" in err
+    assert "holds no study 'other' (it holds: real)" in err
     assert "Traceback" not in err and err.count("\n") == 1
     missing = tmp_path / "nothing-here"
     assert main(["tune", "--summary", "--out", str(missing)]) == 2
@@ -248,7 +260,9 @@ def test_a_study_that_is_not_there_and_a_search_without_an_end_are_one_line_erro
     assert not missing.exists()  # nothing made by looking
     refused = tmp_path / "no-end"
     assert main(["tune", "--space", "lr=log:1e-3:1e-2", "--out", str(refused)]) == 2
-    assert "give --trials or --timeout" in capsys.readouterr().err and not refused.exists()
+    assert (
+        "give a number of trials or a timeout" in capsys.readouterr().err and not refused.exists()
+    )
     unreachable = f"postgresql://lab:s3cret@127.0.0.1:{free_port()}/lab"
     assert main(["tune", "--storage", unreachable, "--study", "s", "--summary"]) == 2
     err = capsys.readouterr().err
@@ -267,7 +281,7 @@ def test_a_worker_waiting_for_the_last_grid_points_stops_when_asked(tmp_path):
     asked, done = threading.Event(), threading.Event()
 
     def work():
-        wait = tune._grid_wait(heartbeat=1, should_stop=asked.is_set)
+        wait = tune_search.queue_wait(heartbeat=1, should_stop=asked.is_set)
         study.optimize(lambda trial: 1.0, n_trials=5, callbacks=[wait])
         done.set()
 
@@ -286,8 +300,8 @@ def test_the_baseline_is_the_first_trial_and_a_base_outside_the_space_is_refused
     base = TrainConfig(
         dataset="tiny", hidden=(16, 16), lr=0.004, batch_size=64, epochs=2, val_split=0.25
     )
-    tune.optimize(engine, space, base, tmp_path, Runtime(data_dir=str(tiny[0])), trials=3)
-    summary = tune.summary(engine)
+    tune_search.optimize(engine, space, base, tmp_path, Runtime(data_dir=str(tiny[0])), trials=3)
+    summary = tune_results.summary(engine)
     first = summary["trials"][0]
     assert first["params"] == {"lr": 0.004, "hidden": "16x16"}
     assert summary["baseline"]["trial"] == 0 and summary["baseline"]["state"] == "complete"
@@ -299,17 +313,19 @@ def test_the_baseline_is_the_first_trial_and_a_base_outside_the_space_is_refused
     best = summary["best"][0]["val_accuracy"]  # on 128 of the 512 training images
     assert summary["standard_error"] == pytest.approx((best * (1 - best) / 128) ** 0.5)
     assert "the base settings (trial 0, complete): validation" in tune_text(summary)
-    (tmp_path / "study.json").write_text(json.dumps(tune.describe_study(engine)))
+    (tmp_path / "study.json").write_text(
+        json.dumps({"storage": engine.storage, "study": engine.study})
+    )
     assert main(["report", str(tmp_path)]) == 0
     page = (tmp_path / "report.html").read_text()
     assert "The base settings (trial 0) scored" in page and "One standard error" in page
     outside = dataclasses_replace(base, lr=0.5)
     other = tune.Engine(tune.default_storage(tmp_path / "o"), "o", baseline=True)
     with pytest.raises(ConfigError, match="base's lr 0.5 lies outside the space's lr"):
-        tune.open_study(other, space, base=outside)
+        tune_search.open_search(other, space, outside)
     grid = tune.Engine(tune.default_storage(tmp_path / "g"), "g", sampler="grid", baseline=True)
     with pytest.raises(ConfigError, match="a grid runs its own points"):
-        tune.open_study(grid, tune.parse_space(["hidden=choice:8,16"]), base=base)
+        tune_search.open_search(grid, tune.parse_space(["hidden=choice:8,16"]), base=base)
     code = main(
         ["tune", "--dataset", "tiny", "--data-dir", str(tiny[0]), "--baseline", "--hidden", "4"]
         + ["--space", "hidden=choice:8,16", "--trials", "1", "--out", str(tmp_path / "cli")]
@@ -331,13 +347,13 @@ def test_the_search_never_touches_the_test_set(tiny, tmp_path):
         object.__setattr__(guarded, name, getattr(loaded, name))
     engine = tune.Engine(tune.default_storage(tmp_path), "blind", sampler="random")
     space = tune.parse_space(["lr=log:1e-3:3e-2", "hidden=choice:8,16"])
-    base = tune.search_config(TrainConfig(dataset="tiny", batch_size=64, epochs=2), 512)
+    base = tune_search.search_config(TrainConfig(dataset="tiny", batch_size=64, epochs=2), 512)
     assert base.val_split == pytest.approx(51 / 512)  # a tenth of so small a training set
-    assert tune.search_config(TrainConfig()).val_split == pytest.approx(5000 / 60000)
-    tune.optimize(engine, space, base, tmp_path, trials=3, dataset=guarded)
+    assert tune_search.search_config(TrainConfig()).val_split == pytest.approx(5000 / 60000)
+    tune_search.optimize(engine, space, base, tmp_path, trials=3, dataset=guarded)
     assert (
-        tune.summary(engine)["counts"].get("complete", 0)
-        + tune.summary(engine)["counts"].get("pruned", 0)
+        tune_results.summary(engine)["counts"].get("complete", 0)
+        + tune_results.summary(engine)["counts"].get("pruned", 0)
         == 3
     )
     for metrics in (tmp_path / "trials").glob("*/metrics.jsonl"):
@@ -376,7 +392,7 @@ def test_the_default_file_storage_with_two_workers_and_the_best_settings(tiny, t
     text = capsys.readouterr().out
     assert code == 0 and (out / "study.db").is_file()
     assert "4 complete" in text and "test accuracy of the best" in text
-    summary = tune.summary(tune.Engine(tune.default_storage(out), "study"))
+    summary = tune_results.summary(tune.Engine(tune.default_storage(out), "study"))
     best = summary["best"][0]
     # The best trial's settings, trained again from best.toml: the same validation accuracy.
     assert (
@@ -423,7 +439,7 @@ def test_trials_is_a_budget_for_all_workers_together_and_each_draws_its_own_poin
     assert "3 complete" in printed
     lines = [line for line in printed.splitlines() if line.startswith("trial ")]
     assert len(lines) == 3 and all(": complete" in line for line in lines), lines  # none idle
-    trials = tune.summary(tune.Engine(tune.default_storage(out), "study"))["trials"]
+    trials = tune_results.summary(tune.Engine(tune.default_storage(out), "study"))["trials"]
     assert [t["state"] for t in trials] == ["complete"] * 3
     assert len({t["params"]["lr"] for t in trials}) == 3  # workers seeded alike drew alike
     assert len(list((out / "trials").iterdir())) == 3  # nothing trained past the budget
@@ -457,7 +473,7 @@ def test_any_machine_summarises_a_study_whose_best_ran_elsewhere(tiny, tmp_path,
               "--batch-size", "64", "--epochs", "2", *GRID, "--sampler", "grid", "--pruner",
               "none", "--storage", storage, "--study", "s", "--quiet"]  # fmt: skip
     assert main([*search, "--out", str(here)]) == 0
-    best = tune.summary(tune.Engine(storage, "s"))["best"][0]
+    best = tune_results.summary(tune.Engine(storage, "s"))["best"][0]
     assert Path(best["run"]).is_absolute()
     here.rename(tmp_path / "a-elsewhere")
     capsys.readouterr()
@@ -465,7 +481,7 @@ def test_any_machine_summarises_a_study_whose_best_ran_elsewhere(tiny, tmp_path,
     assert main(summarise) == 0
     out = capsys.readouterr().out
     assert "4 complete" in out
-    assert tune.summary(tune.Engine(storage, "s"))["standard_error"] is not None
+    assert tune_results.summary(tune.Engine(storage, "s"))["standard_error"] is not None
     settings = (there / "best.toml").read_text()
     assert f"trial {best['trial']}" in settings and f"lr = {best['params']['lr']}" in settings
     # The best not measured yet, and its run out of reach: said where it is, nothing fails.
@@ -546,12 +562,14 @@ def test_a_joining_worker_waits_as_long_as_the_queue_grows(tmp_path):
         for index in range(6):
             time.sleep(0.4)
             study.enqueue_trial({"hidden": "8"}, {"point": index})
-        study.set_user_attr("setup", tune._setup(space, None))
+        study.set_user_attr("setup", tune_storage.setup_of(space, None))
 
     thread = threading.Thread(target=maker)
     thread.start()
     joined = optuna.load_study(study_name="big", storage=storage)
-    tune._join(joined, tune.Engine(storage, "big"), tune._setup(space, None), wait=1)
+    tune_storage.join(
+        joined, tune.Engine(storage, "big"), tune_storage.setup_of(space, None), wait=1
+    )
     thread.join()
     assert len(joined.trials) == 6 and "setup" in joined.user_attrs
 
@@ -562,23 +580,25 @@ def test_a_worker_that_brings_another_search_is_refused(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     engine = tune.Engine(storage, "s", sampler="grid")
     space = tune.parse_space(["hidden=choice:8,16"])
-    tune.open_study(engine, space)
-    tune.open_study(engine, space)  # the same search joins
+    tune_search.open_search(engine, space)
+    tune_search.open_search(engine, space)  # the same search joins
     with pytest.raises(ConfigError, match="searches another space .over hidden"):
-        tune.open_study(engine, tune.parse_space(["hidden=choice:8,32"]))
+        tune_search.open_search(engine, tune.parse_space(["hidden=choice:8,32"]))
     sweep = tune.Engine(storage, "sweep", sampler="random", pruner="none")
-    tune.open_study(sweep, points=[{"key": "a"}, {"key": "b"}])
+    open_sweep(sweep, [{"key": "a"}, {"key": "b"}])
     with pytest.raises(ConfigError, match="holds another sweep"):
-        tune.open_study(sweep, points=[{"key": "a"}, {"key": "c"}])
+        open_sweep(sweep, [{"key": "a"}, {"key": "c"}])
     with pytest.raises(ConfigError, match="study sweep holds a sweep, not a search"):
-        tune.open_study(dataclasses_replace(sweep, sampler="tpe"), space)
+        tune_search.open_search(dataclasses_replace(sweep, sampler="tpe"), space)
     with pytest.raises(ConfigError, match="study s holds a search, not a sweep"):
-        tune.open_study(dataclasses_replace(engine, sampler="random"), points=[{"key": "a"}])
+        open_sweep(dataclasses_replace(engine, sampler="random"), [{"key": "a"}])
     # A study whose maker stopped before its queue was whole is refused, not waited on forever.
     optuna.create_study(storage=storage, study_name="orphan")
     with pytest.raises(ConfigError, match="still not set up after 1 s"):
-        tune._join(optuna.load_study(study_name="orphan", storage=storage),
-                   tune.Engine(storage, "orphan"), tune._setup(space, None), wait=1)  # fmt: skip
+        orphan = optuna.load_study(study_name="orphan", storage=storage)
+        tune_storage.join(
+            orphan, tune.Engine(storage, "orphan"), tune_storage.setup_of(space, None), 1
+        )
 
 
 def test_the_documented_best_search_reads_and_holds_its_base_and_the_best_recipe():
@@ -591,5 +611,32 @@ def test_the_documented_best_search_reads_and_holds_its_base_and_the_best_recipe
     space = tune.parse_space(tune.read_space(path))
     base = from_dict(read_settings(path))
     assert set(space) >= {"epochs", "hidden", "dropout", "lr", "augment"}
-    assert tune.baseline_point(space, base)["hidden"] == "1024x1024"
-    tune.baseline_point(space, recipe("best"))  # a ConfigError if the recipe left the space
+    assert tune_space.baseline_point(space, base)["hidden"] == "1024x1024"
+    tune_space.baseline_point(space, recipe("best"))  # a ConfigError if the recipe left the space
+
+
+def test_a_study_and_a_sweep_driven_from_python_leave_what_report_and_plot_read(tiny, tmp_path):
+    from mnistlab import plots
+    from mnistlab.sweep import Sweep, plan
+
+    runtime = Runtime(data_dir=str(tiny[0]))
+    base = TrainConfig(dataset="tiny", hidden=(8,), batch_size=64, epochs=1)
+    folder = tmp_path / "study"
+    engine = tune.Engine(tune.default_storage(folder), sampler="grid", pruner="none")
+    study = tune.Study(folder, engine)
+    study.optimize(["lr=choice:0.003,0.01"], base, runtime)
+    summary = study.finish(runtime)
+    assert summary["counts"] == {"complete": 2}
+    assert 0 < summary["measured"]["test_accuracy"] <= 1  # measured once, and kept
+    assert study.finish(runtime)["measured"] == summary["measured"]
+    assert tune.Study.open(folder).engine == tune.Engine(engine.storage)
+    assert (folder / "best.toml").read_text().startswith("# study study, trial ")
+    assert (folder / plots.STUDY_PICTURES[0]).is_file()
+    sweep = tmp_path / "sweep"
+    result = Sweep(sweep).run(plan(base, [{"hidden": (8,)}, {"hidden": (16,)}], [0]), runtime)
+    assert result.complete and len(result.rows) == 2
+    assert all((sweep / name).is_file() for name in ("summary.md", *plots.SWEEP_PICTURES))
+    for made in (folder, sweep):  # the folders the CLI leaves: its report and plot read them
+        assert main(["report", str(made)]) == 0 and (made / "report.html").is_file()
+        assert main(["plot", str(made)]) == 0
+    assert "The best trial (" in (folder / "report.html").read_text()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from mnistlab import data, export, preprocess
+from mnistlab import data, errors, export, preprocess
 from mnistlab.cli import main
 from mnistlab.predict import Predictor
 
@@ -85,7 +85,7 @@ def test_transparency_orientation_and_fashion_items():
     ],
 )
 def test_images_that_cannot_be_read_are_errors_that_say_so(content, message):
-    with pytest.raises(preprocess.ImageError, match=message):
+    with pytest.raises(errors.ImageError, match=message):
         preprocess.prepare(content)
 
 
@@ -109,7 +109,7 @@ def test_a_photo_past_the_pixel_limit_is_read_smaller_when_it_is_a_jpeg():
     read = preprocess.prepare(photo(8000, 6000, "JPEG")).astype(float)
     taken_smaller = preprocess.prepare(photo(4000, 3000, "JPEG")).astype(float)
     assert np.abs(read - taken_smaller).mean() < 3 and read.max() > 128  # ink, and the same
-    with pytest.raises(preprocess.ImageError, match="8000x6000 pixels, more than"):
+    with pytest.raises(errors.ImageError, match="8000x6000 pixels, more than"):
         preprocess.open_image(photo(8000, 6000, "PNG"))
 
 

@@ -15,7 +15,7 @@ were (every random stream has its own generator), and nothing is printed.
 import dataclasses
 from pathlib import Path
 
-from mnistlab import data, models, runs
+from mnistlab import data, models, runfiles, runs
 from mnistlab.config import Runtime, TrainConfig
 from mnistlab.config import recipe as named_recipe
 
@@ -86,7 +86,7 @@ def evaluate_run(run: runs.Run | str | Path, data_dir: str | Path | None = None)
 def show(run: runs.Run | str | Path) -> list[Path]:
     """Display the run's pictures inline (in Jupyter) and return their paths."""
     folder = Path(getattr(run, "folder", run))
-    paths = [folder / name for name in runs.PICTURES if (folder / name).is_file()]
+    paths = [folder / name for name in runfiles.PICTURES if (folder / name).is_file()]
     try:
         from IPython.display import Image, display
     except ImportError:  # outside IPython: the paths are the answer

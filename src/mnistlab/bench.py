@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnistlab import data
+from mnistlab import data, resident
 from mnistlab import train as training
 from mnistlab.config import TrainConfig
 from mnistlab.models import epoch_flops
@@ -59,7 +59,7 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def training_epoch(config: TrainConfig, tensors: training.Tensors) -> float:
+def training_epoch(config: TrainConfig, tensors: resident.Tensors) -> float:
     """Seconds of one training epoch (no evaluation) of `config`'s model, from fresh weights."""
     _sync(tensors.x_train.device)
     result = training.train(dataclasses.replace(config, epochs=1), tensors)
@@ -122,7 +122,7 @@ def run(
     scratch, manual, bound, ...) so that a slow spell on a shared machine lands on every row
     alike instead of on one. The notebook's much longer epoch is timed once.
     """
-    tensors = training.prepare(config, dataset, device)
+    tensors = resident.prepare(config, dataset, device)
     samples = len(tensors.y_train)
     flops = epoch_flops(config.layer_sizes, samples)
     precision = torch.bfloat16 if config.precision == "bf16" else torch.float32

@@ -14,10 +14,10 @@ import torch
 from mnistlab.config import TrainConfig, from_saved
 from mnistlab.errors import CheckpointError, ConfigError
 from mnistlab.files import atomic_write, is_no_space
+from mnistlab.runfiles import CHECKPOINT
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-FILENAME = "checkpoint.pt"
 
 
 def save(
@@ -59,7 +59,7 @@ def resolve(path: str | Path) -> Path:
     """A run folder or a checkpoint file -> the checkpoint file."""
     path = Path(path)
     if path.is_dir():
-        path = path / FILENAME
+        path = path / CHECKPOINT
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint at {path}: give a run folder made by "
@@ -137,6 +137,19 @@ def load_weights(model, state: dict, source: str = "checkpoint") -> None:
             f"({describe_shapes(expected)})"
         )
     model.load_state_dict(state)
+
+
+def load_model(path: str | Path, device="cpu") -> tuple[dict, torch.nn.Module]:
+    """A checkpoint (run folder or file) and its model, built as its config says with the
+    saved weights, on `device`."""
+    from mnistlab import models
+
+    saved = load(path)
+    # A throwaway generator: the weights are replaced by the saved ones, and torch's global
+    # generator is left alone.
+    model = models.build_from_config(saved["config"], torch.Generator()).to(device)
+    load_weights(model, saved["model"], str(path))
+    return saved, model
 
 
 def describe_shapes(shapes: dict) -> str:

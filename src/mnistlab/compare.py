@@ -5,13 +5,14 @@ import time
 
 from mnistlab import train as training
 from mnistlab.config import IMPLEMENTATIONS, TrainConfig
+from mnistlab.resident import Tensors
 
 
 def _largest_difference(state: dict, reference: dict) -> float:
     return max((state[name] - reference[name]).abs().max().item() for name in state)
 
 
-def compare(config: TrainConfig, tensors: training.Tensors, on_result=None) -> list[dict]:
+def compare(config: TrainConfig, tensors: Tensors, on_result=None) -> list[dict]:
     """One row per implementation: final test accuracy and train loss, seconds, and the
     largest weight difference from `module` at the end and after the first step.
 

@@ -115,7 +115,7 @@ class TrainConfig:
     def __post_init__(self):
         _check_types(self)
         _check_choices(self)
-        from mnistlab.data import get_spec
+        from mnistlab.datasets import get_spec
 
         get_spec(self.dataset)  # a ConfigError naming the known datasets
         check = _Checker()
@@ -223,6 +223,38 @@ def coerce(name: str, kind, value):
     if not isinstance(value, kind):
         raise ConfigError(f"{name} must be a {kind.__name__}, got {value!r}", name)
     return value
+
+
+BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def parse_value(name: str, text: str, kind=TrainConfig):
+    """A setting written as text (a flag, a grid's or a space's value) read as its field's
+    type: a tuple joins its items with 'x' (hidden=1024x1024, betas=0.9x0.95), a bool is
+    true/false, yes/no or 1/0. A ConfigError naming the field when it cannot be read; the
+    range checks are the config's own, when the value is used."""
+    fields = {item.name: item for item in dataclasses.fields(kind)}
+    if name not in fields:
+        raise ConfigError(f"{name}: not a setting; settings: {', '.join(fields)}", name)
+    base, item_kind = _kind(fields[name].type)
+    if base is tuple:
+        return tuple(_parse(name, item_kind, item) for item in text.split("x"))
+    return _parse(name, base, text)
+
+
+def _parse(name: str, kind, text: str):
+    word = text.strip()
+    if kind is bool:
+        if word.lower() not in BOOLEANS:
+            raise ConfigError(f"{name}: cannot read {text!r} as true or false", name)
+        return BOOLEANS[word.lower()]
+    if kind in (int, float):
+        try:
+            value = kind(word)
+        except ValueError:
+            raise ConfigError(f"{name}: cannot read {text!r} as {kind.__name__}", name) from None
+        return coerce(name, kind, value)
+    return word
 
 
 def _check_types(settings) -> None:

@@ -1,4 +1,4 @@
-"""The datasets: where their files are, how they load, and how they are batched in memory.
+"""The data sets' files: found on this machine or fetched, verified, decoded and loaded.
 
 A file is looked for, in order, in an explicit data folder, in $MNISTLAB_DATA_DIR, in the
 user cache folder, and in a torchvision-style ./data/<Name>/raw/ folder (so users of the
@@ -7,7 +7,6 @@ verified by sha256 before use. Decoded arrays are cached as .npy files keyed by 
 second load skips gzip and parsing.
 """
 
-import functools
 import gzip
 import hashlib
 import logging
@@ -19,170 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistlab.errors import ConfigError, DataError
+from mnistlab.datasets import DatasetSpec, get_spec, registry
+from mnistlab.errors import DataError
 from mnistlab.fetch import Limits, download
 from mnistlab.files import atomic_write
 from mnistlab.idx import parse_idx
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FileSpec:
-    name: str  # the compressed file's name, as the mirrors serve it
-    sha256: str  # of the .gz file
-    raw_sha256: str  # of its uncompressed form, for folders that hold only that
-    size: int | None = None  # of the .gz file, in bytes: a download is cut off past it
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    torchvision_name: str  # the folder torchvision uses: ./data/<torchvision_name>/raw/
-    files: dict[str, FileSpec]  # train_images, train_labels, test_images, test_labels
-    mirrors: tuple[str, ...]  # tried in order, after any mirror the user adds
-    classes: tuple[str, ...]
-
-
-def _files(sha: dict[str, tuple[str, str, int]]) -> dict[str, FileSpec]:
-    names = {
-        "train_images": "train-images-idx3-ubyte.gz",
-        "train_labels": "train-labels-idx1-ubyte.gz",
-        "test_images": "t10k-images-idx3-ubyte.gz",
-        "test_labels": "t10k-labels-idx1-ubyte.gz",
-    }
-    return {key: FileSpec(names[key], *sha[key]) for key in names}
-
-
-DATASETS = {
-    "mnist": DatasetSpec(
-        name="mnist",
-        torchvision_name="MNIST",
-        files=_files(
-            {
-                "train_images": (
-                    "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-                    "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-                    9912422,
-                ),
-                "train_labels": (
-                    "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-                    "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-                    28881,
-                ),
-                "test_images": (
-                    "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-                    "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-                    1648877,
-                ),
-                "test_labels": (
-                    "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-                    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-                    4542,
-                ),
-            }
-        ),
-        # The original host comes last: it now answers 403 or drops the connection.
-        mirrors=(
-            "https://ossci-datasets.s3.amazonaws.com/mnist/",
-            "https://storage.googleapis.com/cvdf-datasets/mnist/",
-            "http://yann.lecun.com/exdb/mnist/",
-        ),
-        classes=tuple(str(digit) for digit in range(10)),
-    ),
-    "fashion-mnist": DatasetSpec(
-        name="fashion-mnist",
-        torchvision_name="FashionMNIST",
-        files=_files(
-            {
-                "train_images": (
-                    "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-                    "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-                    26421880,
-                ),
-                "train_labels": (
-                    "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-                    "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-                    29515,
-                ),
-                "test_images": (
-                    "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-                    "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-                    4422102,
-                ),
-                "test_labels": (
-                    "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
-                    "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-                    5148,
-                ),
-            }
-        ),
-        mirrors=(
-            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-            "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
-        ),
-        classes=(
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
-        ),
-    ),
-}
-
-
-def registry() -> dict[str, DatasetSpec]:
-    """The built-in datasets, and those a file named by $MNISTLAB_DATASETS adds: IDX
-    datasets of your own (or KMNIST), each file pinned by its hashes like the built-in ones.
-
-    The file is JSON: {"NAME": {"classes": [...], "mirrors": [...], "files": {"train_images":
-    {"name": "train-images-idx3-ubyte.gz", "sha256": "...", "raw_sha256": "...", "size": N},
-    "train_labels": ..., "test_images": ..., "test_labels": ...}}}. A built-in name is never
-    replaced."""
-    path = os.environ.get("MNISTLAB_DATASETS")
-    if not path:
-        return DATASETS
-    try:
-        return {**_read_registry(path, Path(path).stat().st_mtime_ns), **DATASETS}
-    except OSError as error:
-        raise ConfigError(f"MNISTLAB_DATASETS={path}: {error.strerror}") from None
-
-
-@functools.lru_cache(maxsize=4)
-def _read_registry(path: str, mtime: int) -> dict[str, DatasetSpec]:
-    """The datasets a registry file adds (read again only when the file changes)."""
-    import json
-
-    try:
-        entries = json.loads(Path(path).read_text())
-        added = {
-            name: DatasetSpec(
-                name,
-                entry.get("torchvision_name", name),
-                {key: FileSpec(**file) for key, file in entry["files"].items()},
-                tuple(entry.get("mirrors", ())),
-                tuple(entry["classes"]),
-            )
-            for name, entry in entries.items()
-        }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        raise ConfigError(f"MNISTLAB_DATASETS={path}: not a dataset registry ({error})") from None
-    return added
-
-
-def get_spec(name: str) -> DatasetSpec:
-    known = registry()
-    if name not in known:
-        raise ConfigError(
-            f"dataset: unknown dataset {name!r}; choose one of: {', '.join(known)}", "dataset"
-        )
-    return known[name]
 
 
 def cache_dir() -> Path:
@@ -442,68 +284,3 @@ def load(name: str = "mnist", data_dir: str | Path | None = None, **locate_optio
 
 def class_counts(split: Split, classes: int = 10) -> list[int]:
     return torch.bincount(split.labels, minlength=classes).tolist()
-
-
-def split_validation(train: Split, fraction: float, seed: int = 0) -> tuple[Split, Split]:
-    """Carve a validation set off the training set: the same fraction and seed, the same split."""
-    count = round(len(train) * fraction)
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-    held, kept = order[:count], order[count:]
-    return (
-        Split(train.images[kept], train.labels[kept]),
-        Split(train.images[held], train.labels[held]),
-    )
-
-
-def normalization(split: Split) -> tuple[float, float]:
-    """Mean and std of the training pixels in [0, 1]; applied to every split alike.
-
-    Computed from the 256-bin histogram of the uint8 pixels: exact, and far cheaper than
-    converting 47 million pixels to float64.
-    """
-    counts = torch.bincount(split.images.flatten(), minlength=256).to(torch.float64)
-    values = torch.arange(256, dtype=torch.float64) / 255
-    total = counts.sum()
-    mean = (counts * values).sum() / total
-    variance = (counts * (values - mean) ** 2).sum() / (total - 1)
-    return mean.item(), variance.sqrt().item()
-
-
-def to_inputs(
-    images: torch.Tensor, mean: float, std: float, device="cpu", dtype=torch.float32
-) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> normalised (N, 784), once, on the device."""
-    x = images.to(device).reshape(len(images), -1).to(dtype)
-    return x.div_(255).sub_(mean).div_(std)
-
-
-def batches(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    batch_size: int,
-    generator: torch.Generator | None = None,
-    skip: int = 0,
-):
-    """Yield (x, y) batches: a shuffled epoch when a generator is given, in order otherwise,
-    leaving out the first `skip` batches (a resumed epoch).
-
-    Batches are gathered into two reused buffers instead of fresh tensors each step; a batch
-    is only valid until the next one is drawn, which is all a training step needs.
-    """
-    count = len(y)
-    if generator is None:
-        for start in range(skip * batch_size, count, batch_size):
-            yield x[start : start + batch_size], y[start : start + batch_size]
-        return
-    order = torch.randperm(count, generator=generator).to(x.device)
-    size = min(batch_size, count)
-    x_buffer = x.new_empty((size, *x.shape[1:]))
-    y_buffer = y.new_empty((size,))
-    # The whole permutation is drawn even when resuming, so the batches after `skip` are
-    # the ones an uninterrupted epoch would have had.
-    for start in range(skip * batch_size, count, batch_size):
-        index = order[start : start + batch_size]
-        size = len(index)
-        torch.index_select(x, 0, index, out=x_buffer[:size])
-        torch.index_select(y, 0, index, out=y_buffer[:size])
-        yield x_buffer[:size], y_buffer[:size]

@@ -405,7 +405,7 @@ def _agreement(report, model, parameters, x) -> None:
 def batch(dataset, size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """`size` training images (N, 784) scaled to [-1, 1] as the course notebook's
     Normalize((0.5,), (0.5,)) does, and their labels; the same seed, the same batch."""
-    from mnistlab.data import to_inputs
+    from mnistlab.resident import to_inputs
 
     order = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(seed))
     chosen = order[:size]

@@ -43,3 +43,21 @@ class RunError(MnistlabError):
 
 class TrainingDiverged(MnistlabError):
     """The loss became NaN or infinite."""
+
+
+class PictureError(MnistlabError):
+    """The pictures could not be drawn; the run itself is saved."""
+
+
+class ImageError(MnistlabError):
+    """An image that cannot be read, is too large, or holds no ink."""
+
+    exit_code = 2
+
+
+class ImageTooLarge(ImageError):
+    """An image past the pixel limit, refused from its header before it is decoded."""
+
+
+class UnsupportedImage(ImageError):
+    """Bytes that are no image of a format we decode."""

@@ -20,6 +20,7 @@ from torch import nn
 from mnistlab import checkpoint
 from mnistlab.config import EXPORT_FORMATS
 from mnistlab.files import atomic_write
+from mnistlab.resident import to_inputs
 
 FORMATS = dict(zip(EXPORT_FORMATS, (".onnx", ".pt", ".safetensors"), strict=True))
 ACTIVATION_LAYERS = {
@@ -39,8 +40,7 @@ class Pixels(nn.Module):
         self.mean, self.std = float(mean), float(std)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = pixels.reshape(pixels.shape[0], 784).float() / 255.0
-        return (x - self.mean) / self.std
+        return to_inputs(pixels, self.mean, self.std)
 
 
 def sequential(state: dict, sizes, activation: str) -> nn.Sequential:
@@ -69,7 +69,7 @@ def _sequential_names(state: dict, count: int) -> dict:
 def _saved(run):
     saved = checkpoint.load(run)
     config = saved["config"]
-    from mnistlab.data import get_spec
+    from mnistlab.datasets import get_spec
 
     return saved, config, list(get_spec(config.dataset).classes)
 

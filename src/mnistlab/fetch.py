@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mnistlab.errors import DataError
-from mnistlab.files import make_readable
+from mnistlab.files import LOCK, make_readable
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def _as_requests_errors():
 def _lock(folder: Path, filename: str, limits: Limits, on_wait: Callable[[str], None] | None):
     from filelock import FileLock, Timeout
 
-    lock = FileLock(str(folder / ".mnistlab.lock"))
+    lock = FileLock(str(folder / LOCK))
     try:
         lock.acquire(timeout=0)
         return lock

@@ -17,6 +17,8 @@ from typing import BinaryIO
 # Short and fixed, so that a temporary name fits wherever the target's name fits (255 bytes),
 # and so that leftovers of a killed process can be found and removed.
 TEMP_PREFIX = ".mnistlab-tmp-"
+# The lock a process holds on a folder it writes in (a run, a sweep, a download folder).
+LOCK = ".mnistlab.lock"
 
 
 def _umask() -> int:

@@ -208,7 +208,7 @@ def confusion(matrix, classes, path) -> Path:
 
 def confident_mistakes(images, titles, path) -> Path:
     """The test images the model gets wrong with the highest confidence, titled
-    "true X\nsaid Y, N%" (chosen by `run_picture_data`)."""
+    "true X\nsaid Y, N%" (chosen by `run_pictures`)."""
     return image_grid(
         images,
         titles,
@@ -260,68 +260,44 @@ def first_layer(weight, path, count: int = 64, classes=None) -> Path:
     return _save(figure, path)
 
 
-def run_picture_data(
-    model, tensors, history, logits=None, mistakes: int = 20, title: str = ""
-) -> dict:
-    """What a run's pictures show, as plain lists and numpy arrays: worked out here with
-    torch, drawn by `draw_run_pictures`, which needs only numpy and matplotlib.
-
-    `logits`: the model's test-set logits when the caller has them (training's last
-    evaluation); otherwise one pass over the test set serves every picture.
-    """
+def run_pictures(folder, model, tensors, history, logits=None, title: str = "") -> list[Path]:
+    """Every picture of a finished run (PICTURES), written into its folder. `logits`: the
+    model's test-set logits when the caller has them (training's last evaluation);
+    otherwise one pass over the test set serves every picture."""
     import torch
 
     from mnistlab.evaluate import predict, score
+    from mnistlab.runfiles import PICTURES
 
     if logits is None:
         logits = predict(model, tensors.x_test)
-    result = score(logits, tensors.y_test, len(tensors.classes))
+    classes = list(tensors.classes)
+    result = score(logits, tensors.y_test, len(classes))
     confidence, predicted = torch.softmax(logits.float(), 1).max(1)
     labels = tensors.y_test
     wrong = (predicted != labels).nonzero().flatten()
-    order = wrong[confidence[wrong].argsort(descending=True)][:mistakes]
+    order = wrong[confidence[wrong].argsort(descending=True)][:20]
     mean, std = tensors.normalization
-    images = (tensors.x_test[order] * std + mean).reshape(-1, 28, 28).clamp(0, 1)
-    classes = list(tensors.classes)
+    mistakes = (tensors.x_test[order] * std + mean).reshape(-1, 28, 28).clamp(0, 1)
+    titles = [
+        f"true {classes[labels[i]]}\nsaid {classes[predicted[i]]}, {100 * confidence[i]:.0f}%"
+        for i in order.tolist()
+    ]
     parameters = dict(model.named_parameters())
     linear = "hidden.0.weight" not in parameters  # logistic regression: one layer
     weight = parameters["output.weight" if linear else "hidden.0.weight"]
-    return {
-        "title": title,
-        "linear": linear,
-        "history": list(history),
-        "classes": classes,
-        "confusion": result.confusion.numpy(),
-        "mistakes": images.float().cpu().numpy(),
-        "mistake_titles": [
-            f"true {classes[labels[i]]}\nsaid {classes[predicted[i]]}, {100 * confidence[i]:.0f}%"
-            for i in order.tolist()
-        ],
-        "weights": weight.detach()[:64].float().cpu().numpy(),
-    }
-
-
-def draw_run_pictures(picture_data: dict, folder) -> list[Path]:
-    """Every picture of a finished run, written into its folder."""
+    paths = dict(zip(("curves", "confusion", "mistakes", "weights"), PICTURES, strict=True))
     folder = Path(folder)
     return [
-        curves(picture_data["history"], folder / "curves.png", picture_data.get("title", "")),
-        confusion(picture_data["confusion"], picture_data["classes"], folder / "confusion.png"),
-        confident_mistakes(
-            picture_data["mistakes"], picture_data["mistake_titles"], folder / "mistakes.png"
-        ),
+        curves(list(history), folder / paths["curves"], title),
+        confusion(result.confusion.numpy(), classes, folder / paths["confusion"]),
+        confident_mistakes(mistakes.float().cpu().numpy(), titles, folder / paths["mistakes"]),
         first_layer(
-            picture_data["weights"],
-            folder / "weights.png",
-            classes=picture_data["classes"] if picture_data.get("linear") else None,
+            weight.detach()[:64].float().cpu().numpy(),
+            folder / paths["weights"],
+            classes=classes if linear else None,
         ),
     ]
-
-
-def run_pictures(folder, model, tensors, history, logits=None, title: str = "") -> list[Path]:
-    """Work out and draw every picture of a finished run, in this process."""
-    content = run_picture_data(model, tensors, history, logits, title=title)
-    return draw_run_pictures(content, folder)
 
 
 SWEEP_AXES = {
@@ -333,8 +309,6 @@ SWEEP_AXES = {
 
 def sweep_plot(rows: list[dict], axis: str, path) -> Path:
     """Test accuracy (mean ± std over seeds) against one cost, log x, Pareto frontier marked."""
-    from mnistlab.sweep import on_frontier
-
     key, title, scale, unit = SWEEP_AXES[axis]
     figure = _figure(8, 5)
     axes = figure.add_subplot(1, 1, 1)
@@ -369,7 +343,7 @@ def sweep_plot(rows: list[dict], axis: str, path) -> Path:
             va="bottom" if above else "top",
             fontsize=7,
         )
-    frontier = [index for index, row in enumerate(rows) if on_frontier(row, rows, key)]
+    frontier = [index for index, row in enumerate(rows) if row[f"pareto_{axis}"]]
     frontier.sort(key=lambda index: x[index])
     axes.plot(x[frontier], y[frontier], "-", color="tab:red", alpha=0.6, label="Pareto frontier")
     axes.set_xscale("log")
@@ -386,9 +360,16 @@ def sweep_plot(rows: list[dict], axis: str, path) -> Path:
     return _save(figure, path)
 
 
+SWEEP_PICTURES = tuple(f"accuracy_vs_{axis}.png" for axis in SWEEP_AXES)
+STUDY_PICTURES = ("study_history.png", "study_importances.png", "study_parameters.png")
+
+
 def sweep_pictures(rows: list[dict], folder) -> list[Path]:
     folder = Path(folder)
-    return [sweep_plot(rows, axis, folder / f"accuracy_vs_{axis}.png") for axis in SWEEP_AXES]
+    return [
+        sweep_plot(rows, axis, folder / name)
+        for axis, name in zip(SWEEP_AXES, SWEEP_PICTURES, strict=True)
+    ]
 
 
 def inputs_seen(sources, predictions, path) -> Path:
@@ -441,7 +422,8 @@ def study_pictures(summary: dict, folder) -> list[Path]:
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
-    written = [_save(figure, folder / "study_history.png")]
+    history, importances, parameters = (folder / name for name in STUDY_PICTURES)
+    written = [_save(figure, history)]
     if summary["importances"]:
         names = list(summary["importances"])
         figure = _figure(6, 0.6 + 0.4 * len(names))
@@ -449,7 +431,7 @@ def study_pictures(summary: dict, folder) -> list[Path]:
         axes.barh(names[::-1], [summary["importances"][n] for n in names[::-1]], color="tab:blue")
         axes.set_xlabel("importance (share of the variance in validation accuracy)")
         figure.tight_layout()
-        written.append(_save(figure, folder / "study_importances.png"))
+        written.append(_save(figure, importances))
     names = sorted({name for t in done for name in t["params"]})
     figure = _figure(4 * len(names), 3.5)
     for index, name in enumerate(names):
@@ -468,5 +450,5 @@ def study_pictures(summary: dict, folder) -> list[Path]:
         axes.set_ylabel("validation accuracy (%)" if index == 0 else "")
         axes.grid(alpha=0.3)
     figure.tight_layout()
-    written.append(_save(figure, folder / "study_parameters.png"))
+    written.append(_save(figure, parameters))
     return written

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistlab import checkpoint, models, preprocess
+from mnistlab import checkpoint, preprocess
 from mnistlab.config import TrainConfig
+from mnistlab.resident import to_inputs
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,10 @@ class Predictor:
 
     @classmethod
     def load(cls, run: str | Path, device: str = "cpu") -> "Predictor":
-        from mnistlab.data import get_spec
+        from mnistlab.datasets import get_spec
 
-        saved = checkpoint.load(run)
+        saved, model = checkpoint.load_model(run, device)
         config = saved["config"]
-        model = models.build_from_config(config, torch.Generator()).to(device)
-        checkpoint.load_weights(model, saved["model"], str(run))
         folder = checkpoint.resolve(run).parent
         return cls(
             config, model, saved["normalization"], get_spec(config.dataset).classes, folder.name
@@ -66,9 +65,8 @@ class Predictor:
     @torch.no_grad()
     def predict_prepared(self, images: np.ndarray) -> list[Prediction]:
         """Predictions for (N, 28, 28) uint8 images already prepared."""
-        x = torch.from_numpy(np.ascontiguousarray(images)).reshape(len(images), -1).float()
         device = next(iter(self.model.parameters())).device
-        x = x.to(device).div_(255).sub_(self.mean).div_(self.std)
+        x = to_inputs(torch.from_numpy(np.ascontiguousarray(images)), self.mean, self.std, device)
         probabilities = torch.softmax(self.model(x).float(), 1).cpu()
         predictions = []
         for image, row in zip(images, probabilities, strict=True):

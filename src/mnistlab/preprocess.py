@@ -19,18 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import ImageError, ImageTooLarge, UnsupportedImage
 
 SIDE = 28
 MAX_PIXELS = 16_000_000  # refused before decoding: a decompression bomb never unpacks
 SMALLER = "send a smaller copy (1,600 pixels on the long side is plenty for a digit)"
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-
-
-class ImageError(MnistlabError):
-    """An image that cannot be read, is too large, or holds no ink."""
-
-    exit_code = 2
 
 
 def open_image(source, max_pixels: int = MAX_PIXELS):
@@ -48,11 +42,11 @@ def open_image(source, max_pixels: int = MAX_PIXELS):
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image = Image.open(stream)
         except Image.DecompressionBombError as error:  # far past Pillow's own limit
-            raise ImageError(
+            raise ImageTooLarge(
                 f"{name} has more pixels than the {max_pixels:,} allowed ({error}); {SMALLER}"
             ) from None
         except (UnidentifiedImageError, OSError, ValueError) as error:
-            raise ImageError(f"{name} is not an image Pillow can read ({error})") from None
+            raise UnsupportedImage(f"{name} is not an image Pillow can read ({error})") from None
     width, height = image.size
     if width * height > max_pixels and image.format in ("JPEG", "MPO"):  # MPO: a camera's JPEG
         # A JPEG decodes at 1/2, 1/4 or 1/8 of its size for less than the full cost: a
@@ -61,7 +55,7 @@ def open_image(source, max_pixels: int = MAX_PIXELS):
         image.draft(image.mode, (-(-width // scale), -(-height // scale)))
         width, height = image.size
     if width * height > max_pixels:
-        raise ImageError(
+        raise ImageTooLarge(
             f"{name} is {width}x{height} pixels, more than the {max_pixels:,} allowed; {SMALLER}"
         )
     try:

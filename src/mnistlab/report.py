@@ -1,51 +1,49 @@
-"""One self-contained HTML page for a run, a sweep, or several runs side by side: tables and
-pictures (embedded as data URIs), readable offline and easy to hand in or send.
+"""One self-contained HTML page for a run, a sweep, a study, or several runs side by side:
+tables and pictures (embedded as data URIs), readable offline and easy to hand in or send.
 
-Every value that reaches the page is escaped, whatever file it came from, and only the run's
-own PNG files are embedded (never a link, never another kind of file).
+The page is a Jinja2 template with autoescaping: every value that reaches it is escaped,
+whatever file it came from. Only the folder's own PNG files are embedded (never a link,
+never another kind of file).
 """
 
 import base64
-import html
 import json
 from pathlib import Path
 
-from mnistlab import runs, sweep
-from mnistlab.config import applicable, from_saved, model_name, show
+from mnistlab import runfiles
+from mnistlab.config import TrainConfig, applicable, from_saved, model_name, show
 from mnistlab.errors import ConfigError, MnistlabError
 from mnistlab.files import atomic_write
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; display: block; margin: 1em 0; }
-.summary { font-size: 18px; }
-"""
 
-RUN_PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
-SWEEP_PICTURES = ("accuracy_vs_flops.png", "accuracy_vs_seconds.png", "accuracy_vs_parameters.png")
-STUDY_PICTURES = ("study_history.png", "study_importances.png", "study_parameters.png")
-LOGISTIC_REGRESSION = 7_850  # 784 x 10 weights + 10 biases: the assignment's baseline
+def _render(title: str, sections: list[dict]) -> str:
+    from jinja2 import Environment, PackageLoader, select_autoescape
 
-
-def _esc(value) -> str:
-    return html.escape(str(value))
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{_esc(cell)}</th>" for cell in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_esc(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    environment = Environment(
+        loader=PackageLoader("mnistlab", "templates"), autoescape=select_autoescape(["html"])
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return environment.get_template("page.html").render(title=title, sections=sections) + "\n"
 
 
-def _images(folder: Path, names) -> list[str]:
+def _section(heading=None, paragraphs=(), table=None, images=(), lead=False) -> dict:
+    """A part of the page. A paragraph is a list of texts and {"bold": text} parts."""
+    return {
+        "heading": heading,
+        "paragraphs": [p if isinstance(p, list) else [p] for p in paragraphs],
+        "table": table,
+        "images": list(images),
+        "lead": lead,
+    }
+
+
+def _table(header: list, rows: list[list]) -> dict:
+    return {"header": [str(cell) for cell in header], "rows": [[str(c) for c in r] for r in rows]}
+
+
+def _images(folder: Path, names) -> list[dict]:
     """The pictures that are regular files of the folder itself: a link is never followed
     (`curves.png -> /etc/passwd` would otherwise end up in the page)."""
-    parts = []
+    images = []
     for name in names:
         path = folder / name
         if path.is_symlink() or not path.is_file():
@@ -53,18 +51,8 @@ def _images(folder: Path, names) -> list[str]:
         content = path.read_bytes()
         if not content.startswith(b"\x89PNG\r\n\x1a\n"):
             continue
-        encoded = base64.b64encode(content).decode()
-        parts.append(f'<img alt="{_esc(path.stem)}" src="data:image/png;base64,{encoded}">')
-    return parts
-
-
-def _page(title: str, parts: list[str]) -> str:
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(title)}"
-        f"</title><style>{STYLE}</style></head><body><h1>{_esc(title)}</h1>"
-        + "\n".join(parts)
-        + "</body></html>\n"
-    )
+        images.append({"alt": path.stem, "data": base64.b64encode(content).decode()})
+    return images
 
 
 def _percent(value) -> str:
@@ -82,19 +70,26 @@ def _json(path: Path):
         return None
 
 
+def _logistic_regression() -> int:
+    """The assignment's baseline: 784 x 10 weights + 10 biases."""
+    from mnistlab.models import count_parameters
+
+    return count_parameters(TrainConfig(model="logreg").layer_sizes)
+
+
 class _Run:
     """What a report shows of one run folder, read defensively (any file may be crafted)."""
 
     def __init__(self, folder: Path):
         self.folder = folder
-        values = _json(folder / runs.CONFIG)
+        values = _json(folder / runfiles.CONFIG)
         self.settings = values if isinstance(values, dict) else {}
         try:
             self.config = from_saved(self.settings)
         except MnistlabError:
             self.config = None
-        self.history = runs.read_metrics(folder)
-        evaluation = _json(folder / runs.EVALUATION)
+        self.history = runfiles.read_metrics(folder)
+        evaluation = _json(folder / runfiles.EVALUATION)
         self.evaluation = evaluation if isinstance(evaluation, dict) else {}
 
     @property
@@ -125,114 +120,106 @@ class _Run:
         return list(zip(classes, accuracy, strict=False))
 
 
-def _lead(run: _Run) -> str:
+def _lead(run: _Run) -> list:
     """The model, its trainable parameters beside logistic regression's (the assignment's
     short answer), and the result."""
-    parts = [f"<p class='summary'><b>{_esc(run.model)}</b>"]
+    parts: list = [{"bold": run.model}]
     if run.parameters is not None:
-        ratio = run.parameters / LOGISTIC_REGRESSION
+        baseline = _logistic_regression()
         parts.append(
             f": {run.parameters:,} trainable parameters, against logistic regression's "
-            f"{LOGISTIC_REGRESSION:,} ({ratio:.1f}x as many)"
+            f"{baseline:,} ({run.parameters / baseline:.1f}x as many)"
         )
     if run.history:
-        parts.append(
-            f". Test accuracy <b>{_esc(_percent(run.final.get('test_accuracy')))}</b> after "
-            f"{_esc(run.final.get('epoch'))} epochs, {run.seconds:.1f} s of training."
-        )
-    return "".join(parts) + "</p>"
+        parts += [
+            ". Test accuracy ",
+            {"bold": _percent(run.final.get("test_accuracy"))},
+            f" after {run.final.get('epoch')} epochs, {run.seconds:.1f} s of training.",
+        ]
+    return parts
 
 
 def render_run(folder: Path) -> str:
     run = _Run(folder)
-    parts = [_lead(run)]
+    sections = [_section(paragraphs=[_lead(run)], lead=True)]
     if run.history:
-        parts.append("<h2>Metrics per epoch</h2>")
-        parts.append(
-            "<p>train: the average over the epoch's batches while the model learned; "
-            "test: the whole test set after the epoch.</p>"
-        )
-        parts.append(
-            _table(
-                ["epoch", "train loss", "train acc", "test loss", "test acc", "seconds"],
+        rows = [
+            [
+                r.get("epoch"),
+                _number(r.get("train_loss"), ".4f"),
+                _percent(r.get("train_accuracy")),
+                _number(r.get("test_loss"), ".4f"),
+                _percent(r.get("test_accuracy")),
+                _number(r.get("seconds"), ".2f"),
+            ]
+            for r in run.history
+        ]
+        header = ["epoch", "train loss", "train acc", "test loss", "test acc", "seconds"]
+        sections.append(
+            _section(
+                "Metrics per epoch",
                 [
-                    [
-                        r.get("epoch"),
-                        _number(r.get("train_loss"), ".4f"),
-                        _percent(r.get("train_accuracy")),
-                        _number(r.get("test_loss"), ".4f"),
-                        _percent(r.get("test_accuracy")),
-                        _number(r.get("seconds"), ".2f"),
-                    ]
-                    for r in run.history
+                    "train: the average over the epoch's batches while the model learned; "
+                    "test: the whole test set after the epoch."
                 ],
+                _table(header, rows),
             )
         )
     if run.per_class():
-        parts.append("<h2>Accuracy per class</h2>")
-        parts.append(
-            _table(["class", "test accuracy"], [[c, _percent(a)] for c, a in run.per_class()])
+        rows = [[c, _percent(a)] for c, a in run.per_class()]
+        sections.append(
+            _section("Accuracy per class", table=_table(["class", "test accuracy"], rows))
         )
-    parts.append("<h2>Pictures</h2>")
-    parts += _images(folder, RUN_PICTURES)
-    parts.append("<h2>Settings</h2>")
-    parts.append(
-        _table(["setting", "value"], [[k, show(v)] for k, v in applicable(run.settings).items()])
-    )
-    return _page(f"mnistlab run {folder.name}", parts)
+    sections.append(_section("Pictures", images=_images(folder, runfiles.PICTURES)))
+    settings = [[k, show(v)] for k, v in applicable(run.settings).items()]
+    sections.append(_section("Settings", table=_table(["setting", "value"], settings)))
+    return _render(f"mnistlab run {folder.name}", sections)
 
 
 def render_runs(folders: list[Path]) -> str:
-    """Several runs side by side: the assignment's MLP against logistic regression, say."""
+    """Several runs side by side: the assignment's MLP against logistic regression, say. Each
+    run is a column of its own, named by its folder (the full path where two names agree)."""
     loaded = [_Run(folder) for folder in folders]
-    parts = [
-        "<h2>Runs</h2>",
-        _table(
-            ["run", "model", "parameters", "epochs", "test accuracy", "seconds"],
-            [
-                [
-                    run.folder.name,
-                    run.model,
-                    f"{run.parameters:,}" if run.parameters is not None else "n/a",
-                    run.final.get("epoch", "n/a"),
-                    _percent(run.final.get("test_accuracy")),
-                    f"{run.seconds:.1f}",
-                ]
-                for run in loaded
-            ],
-        ),
+    names = [run.folder.name for run in loaded]
+    if len(set(names)) < len(names):
+        names = [str(run.folder) for run in loaded]
+    rows = [
+        [
+            name,
+            run.model,
+            f"{run.parameters:,}" if run.parameters is not None else "n/a",
+            run.final.get("epoch", "n/a"),
+            _percent(run.final.get("test_accuracy")),
+            f"{run.seconds:.1f}",
+        ]
+        for name, run in zip(names, loaded, strict=True)
     ]
+    header = ["run", "model", "parameters", "epochs", "test accuracy", "seconds"]
+    sections = [_section("Runs", table=_table(header, rows))]
     classes = next((run.per_class() for run in loaded if run.per_class()), [])
     if classes:
-        parts.append("<h2>Accuracy per class</h2>")
-        table = {run.folder.name: dict(run.per_class()) for run in loaded}
-        parts.append(
-            _table(
-                ["class", *table],
-                [[name, *(_percent(t.get(name)) for t in table.values())] for name, _ in classes],
-            )
-        )
+        accuracy = [dict(run.per_class()) for run in loaded]
+        rows = [[name, *(_percent(a.get(name)) for a in accuracy)] for name, _ in classes]
+        sections.append(_section("Accuracy per class", table=_table(["class", *names], rows)))
     settings = [applicable(run.settings) for run in loaded]
     keys = list(dict.fromkeys(key for values in settings for key in values))
     differing = [k for k in keys if len({json.dumps(v.get(k)) for v in settings}) > 1]
     if differing:
-        parts.append("<h2>Settings that differ</h2>")
-        parts.append(
-            _table(
-                ["setting", *(run.folder.name for run in loaded)],
-                [[k, *(show(v[k]) if k in v else "-" for v in settings)] for k in differing],
-            )
-        )
-    for run in loaded:
-        parts.append(f"<h2>{_esc(run.folder.name)}</h2>")
-        parts += _images(run.folder, ("curves.png", "weights.png"))
-    return _page(f"mnistlab: {len(loaded)} runs side by side", parts)
+        rows = [[k, *(show(v[k]) if k in v else "-" for v in settings)] for k in differing]
+        sections.append(_section("Settings that differ", table=_table(["setting", *names], rows)))
+    for name, run in zip(names, loaded, strict=True):
+        pictures = [runfiles.PICTURES[0], runfiles.PICTURES[-1]]  # curves and weights
+        sections.append(_section(name, images=_images(run.folder, pictures)))
+    return _render(f"mnistlab: {len(loaded)} runs side by side", sections)
 
 
 def render_sweep(folder: Path) -> str:
-    records = sweep.read_results(folder)
-    rows = sweep.summarize(records)
-    fields = sweep.varied_fields(records)
+    from mnistlab.plots import SWEEP_PICTURES
+    from mnistlab.sweep.results import chosen_by, label, read_results, summarize, varied_fields
+
+    records = read_results(folder)
+    rows = summarize(records)
+    fields = varied_fields(records)
     base = {
         key: value
         for key, value in applicable(records[0]["config"] if records else {}).items()
@@ -240,136 +227,123 @@ def render_sweep(folder: Path) -> str:
     }
     validation = bool(rows) and rows[0].get("val_mean") is not None
     measure = "validation" if validation else "test"
-    parts = [
-        f"<p class='summary'>{len(records)} runs, {len(rows)} configurations. Best by {measure} "
-        f"accuracy: <b>{_esc(rows[0]['config'])}</b> at "
-        f"{100 * sweep.chosen_by(rows[0]):.2f}% (n = {rows[0]['n']}).</p>"
+    lead = (
+        [
+            f"{len(records)} runs, {len(rows)} configurations. Best by {measure} accuracy: ",
+            {"bold": rows[0]["config"]},
+            f" at {100 * chosen_by(rows[0]):.2f}% (n = {rows[0]['n']}).",
+        ]
         if rows
-        else "<p>No finished runs.</p>",
-        f"<p>Varied: {_esc(', '.join(fields) or 'nothing but the seed')}; every other setting "
-        "as in the table of base settings below.</p>",
-        "<h2>Summary</h2>",
-        _table(
-            [
-                "configuration",
-                "n",
-                "parameters",
-                "train GFLOP",
-                "seconds",
-                *(["validation accuracy"] if validation else []),
-                "test accuracy",
-                "Pareto (FLOPs)",
-            ],
-            [
-                [
-                    r["config"],
-                    r["n"],
-                    f"{r['parameters']:,}",
-                    f"{r['train_flops'] / 1e9:,.0f}",
-                    f"{r['seconds_mean']:.1f} ± {r['seconds_std']:.1f}",
-                    *(
-                        [f"{100 * r['val_mean']:.2f} ± {100 * r['val_std']:.2f}%"]
-                        if validation
-                        else []
-                    ),
-                    f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}%",
-                    "yes" if r["pareto_flops"] else "",
-                ]
-                for r in rows
-            ],
-        ),
-        "<h2>Pictures</h2>",
-    ]
-    parts += _images(folder, SWEEP_PICTURES)
-    parts.append("<h2>Every run</h2>")
-    parts.append(
-        _table(
-            ["configuration", "seed", "test accuracy", "seconds"],
-            [
-                [
-                    sweep.label(r["config"], fields),
-                    r["config"].get("seed"),
-                    f"{100 * r['test_accuracy']:.2f}%",
-                    f"{r['seconds']:.1f}",
-                ]
-                for r in records
-            ],
-        )
+        else "No finished runs."
     )
-    parts.append("<h2>Base settings</h2>")
-    parts.append(_table(["setting", "value"], [[k, show(v)] for k, v in base.items()]))
-    return _page(f"mnistlab sweep {folder.name}", parts)
+    varied = (
+        f"Varied: {', '.join(fields) or 'nothing but the seed'}; every other setting as in the "
+        "table of base settings below."
+    )
+    header = ["configuration", "n", "parameters", "train GFLOP", "seconds"]
+    header += ["validation accuracy"] if validation else []
+    header += ["test accuracy", "Pareto (FLOPs)"]
+    summary = [
+        [
+            r["config"],
+            r["n"],
+            f"{r['parameters']:,}",
+            f"{r['train_flops'] / 1e9:,.0f}",
+            f"{r['seconds_mean']:.1f} ± {r['seconds_std']:.1f}",
+            *([f"{100 * r['val_mean']:.2f} ± {100 * r['val_std']:.2f}%"] if validation else []),
+            f"{100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f}%",
+            "yes" if r["pareto_flops"] else "",
+        ]
+        for r in rows
+    ]
+    every = [
+        [
+            label(r["config"], fields),
+            r["config"].get("seed"),
+            f"{100 * r['test_accuracy']:.2f}%",
+            f"{r['seconds']:.1f}",
+        ]
+        for r in records
+    ]
+    sections = [
+        _section(paragraphs=[lead, varied], lead=True),
+        _section("Summary", table=_table(header, summary)),
+        _section("Pictures", images=_images(folder, SWEEP_PICTURES)),
+        _section(
+            "Every run",
+            table=_table(["configuration", "seed", "test accuracy", "seconds"], every),
+        ),
+        _section(
+            "Base settings",
+            table=_table(["setting", "value"], [[k, show(v)] for k, v in base.items()]),
+        ),
+    ]
+    return _render(f"mnistlab sweep {folder.name}", sections)
 
 
 def render_study(folder: Path) -> str:
     """A study: counts, the best trials by validation accuracy, the best's test accuracy
     measured once, importances, and its pictures."""
-    from mnistlab import tune
+    from mnistlab.plots import STUDY_PICTURES
+    from mnistlab.tune import Study
 
-    where = _json(folder / "study.json") or {}
-    engine = tune.Engine(str(where.get("storage", "")), str(where.get("study", "")))
-    summary = tune.summary(engine)
+    study = Study.open(folder)
+    summary = study.summary()
     counts = ", ".join(f"{count} {state}" for state, count in sorted(summary["counts"].items()))
-    parts = [f"<p class='summary'>{_esc(counts or 'no trials')}.</p>"]
+    paragraphs: list = [f"{counts or 'no trials'}."]
     best = summary.get("best_test")
     if best:
-        parts.append(
-            f"<p>The best trial ({_esc(best['trial'])}) was chosen by its validation accuracy, "
-            f"{_esc(_percent(best['val_accuracy']))}; its test accuracy, measured once after the "
-            f"search: <b>{_esc(_percent(best['test_accuracy']))}</b>.</p>"
+        paragraphs.append(
+            [
+                f"The best trial ({best['trial']}) was chosen by its validation accuracy, "
+                f"{_percent(best['val_accuracy'])}; its test accuracy, measured once after the "
+                "search: ",
+                {"bold": _percent(best["test_accuracy"])},
+                ".",
+            ]
         )
-    notes = []
     if summary.get("standard_error"):
-        notes.append(
+        paragraphs.append(
             f"One standard error of the best's validation accuracy is "
             f"{100 * summary['standard_error']:.2f} points: trials closer than that are not "
             "told apart."
         )
     baseline = summary.get("baseline")
     if baseline and baseline["val_accuracy"] is not None:
-        notes.append(
+        paragraphs.append(
             f"The base settings (trial {baseline['trial']}) scored "
             f"{_percent(baseline['val_accuracy'])} on validation."
         )
-    parts += [f"<p>{_esc(note)}</p>" for note in notes]
-    parts.append("<h2>Best trials</h2>")
-    parts.append(
-        _table(
-            ["trial", "validation accuracy", "settings"],
-            [
-                [
-                    t["trial"],
-                    _percent(t["val_accuracy"]),
-                    " ".join(f"{k}={v}" for k, v in t["params"].items()),
-                ]
-                for t in summary["best"]
-            ],
-        )
-    )
+    trials = [
+        [
+            t["trial"],
+            _percent(t["val_accuracy"]),
+            " ".join(f"{k}={v}" for k, v in t["params"].items()),
+        ]
+        for t in summary["best"]
+    ]
+    sections = [
+        _section(paragraphs=paragraphs, lead=True),
+        _section(
+            "Best trials",
+            table=_table(["trial", "validation accuracy", "settings"], trials),
+        ),
+    ]
     if summary["importances"]:
-        parts.append("<h2>Parameter importances</h2>")
-        parts.append(
-            _table(
-                ["setting", "importance"],
-                [[k, f"{v:.2f}"] for k, v in summary["importances"].items()],
-            )
+        rows = [[k, f"{v:.2f}"] for k, v in summary["importances"].items()]
+        sections.append(
+            _section("Parameter importances", table=_table(["setting", "importance"], rows))
         )
-    parts.append("<h2>Pictures</h2>")
-    parts += _images(folder, STUDY_PICTURES)
-    return _page(f"mnistlab study {engine.study}", parts)
-
-
-def is_study(folder: Path) -> bool:
-    return (folder / "study.json").is_file()
-
-
-def is_sweep(folder: Path) -> bool:
-    return (folder / sweep.RESULTS).is_file()
+    sections.append(_section("Pictures", images=_images(folder, STUDY_PICTURES)))
+    return _render(f"mnistlab study {study.engine.study}", sections)
 
 
 def write(folder: str | Path | list, out: str | Path | None = None) -> Path:
-    """The report of a run or sweep folder (FOLDER/report.html), or of several runs side by
-    side (`out` needed)."""
+    """The report of a run, sweep or study folder (FOLDER/report.html), or of several runs
+    side by side (`out` needed)."""
+    from mnistlab.sweep import is_sweep
+    from mnistlab.tune import is_study
+
     folders = [Path(f) for f in folder] if isinstance(folder, list | tuple) else [Path(folder)]
     if len(folders) > 1:
         if out is None:

@@ -18,33 +18,33 @@ data, so a `Run`:
 
 import dataclasses
 import itertools
-import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
-from mnistlab import __version__, checkpoint, data
+from mnistlab import __version__, checkpoint, data, devices, resident
 from mnistlab import train as training
-from mnistlab.config import Runtime, TrainConfig, describe, from_saved, show
-from mnistlab.errors import CheckpointError, MnistlabError, RunError
-from mnistlab.files import atomic_write, remove_stale_temporaries
+from mnistlab.config import Runtime, TrainConfig, describe, show
+from mnistlab.errors import CheckpointError, PictureError, RunError
+from mnistlab.files import LOCK, remove_stale_temporaries
+from mnistlab.runfiles import (
+    CHECKPOINT,
+    CONFIG,
+    EVALUATION,
+    MACHINE,
+    data_dir_of,
+    is_run,
+    lock_folder,
+    read_metrics,
+    write_json,
+    write_metrics,
+)
 
-CONFIG = "config.json"
-MACHINE = "machine.json"
-METRICS = "metrics.jsonl"
-EVALUATION = "evaluation.json"
-LOCK = ".mnistlab.lock"
-PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
 # Settings a resumed run may change: more epochs, and another of the three implementations.
 RESUMABLE_CHANGES = ("epochs", "impl")
-
-
-class PictureError(MnistlabError):
-    """The pictures could not be drawn; the run itself is saved."""
 
 
 class StopFlag:
@@ -62,87 +62,6 @@ class StopFlag:
 
     def __call__(self) -> bool:
         return self.reason is not None
-
-
-def plain(value):
-    """JSON has no NaN or infinity: a non-finite number is written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(item) for item in value]
-    return value
-
-
-def write_json(path: Path, value) -> Path:
-    return atomic_write(path, json.dumps(plain(value), indent=2, allow_nan=False) + "\n")
-
-
-def write_metrics(folder: Path, history: list[dict]) -> Path:
-    """Rewrite metrics.jsonl from the whole history, so a resumed run never repeats a line."""
-    lines = "".join(json.dumps(plain(record), allow_nan=False) + "\n" for record in history)
-    return atomic_write(Path(folder) / METRICS, lines)
-
-
-def read_metrics(folder: str | Path) -> list[dict]:
-    """The per-epoch records; lines that are not records are left out."""
-    path = Path(folder) / METRICS
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
-def read_config(folder: str | Path) -> TrainConfig:
-    path = Path(folder) / CONFIG
-    try:
-        return from_saved(json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as error:
-        raise RunError(f"{path}: not a readable mnistlab run config ({error})") from None
-
-
-def is_run(folder: str | Path) -> bool:
-    """A folder with a checkpoint, or with the config.json of a run (not any config.json)."""
-    folder = Path(folder)
-    if (folder / checkpoint.FILENAME).is_file():
-        return True
-    try:
-        read_config(folder)
-    except MnistlabError:
-        return False
-    return True
-
-
-def data_dir_of(folder: str | Path) -> str | None:
-    """The data folder a run was trained with (absolute), if it was given one."""
-    try:
-        value = json.loads((Path(folder) / MACHINE).read_text()).get("data_dir")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
-
-
-def lock_folder(folder: Path) -> FileLock:
-    """Hold `folder` for this process (a run's or a sweep's), or say who has it."""
-    lock = FileLock(str(folder / LOCK), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RunError(
-            f"{folder} is in use by another mnistlab process; wait for it to finish "
-            "or choose another folder"
-        ) from None
-    except OSError as error:
-        raise RunError(f"cannot lock the folder {folder}: {error.strerror}") from None
-    return lock
 
 
 def _check_target(folder: Path) -> None:
@@ -164,7 +83,7 @@ def _check_folder(folder: Path) -> None:
                 f"{folder} is not empty and is not a mnistlab run folder; nothing in it was "
                 "touched: choose another folder"
             )
-        if (folder / checkpoint.FILENAME).exists():
+        if (folder / CHECKPOINT).exists():
             raise RunError(
                 f"{folder} already holds a run; continue it with --resume {folder} "
                 "or choose another folder"
@@ -262,7 +181,7 @@ class Run:
         self,
         runtime: Runtime | None = None,
         *,
-        tensors: training.Tensors | None = None,
+        tensors: resident.Tensors | None = None,
         dry_run: bool = False,
         pictures: bool = True,
         on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
@@ -280,7 +199,7 @@ class Run:
         if tensors is None:
             tensors = self.load_tensors(runtime)
         if dry_run:
-            tensors = training.dry_run(tensors, self.config.batch_size)
+            tensors = resident.dry_run(tensors, self.config.batch_size)
         model, optimizer, position = self._start(tensors.x_train.device)
         self._write_machine(runtime, tensors.x_train.device)
 
@@ -317,18 +236,12 @@ class Run:
         evaluation = score(result.test_logits, tensors.y_test, len(tensors.classes))
         write_json(self.folder / EVALUATION, evaluation.as_dict(tensors.classes))
 
-    def load_tensors(self, runtime: Runtime) -> training.Tensors:
+    def load_tensors(self, runtime: Runtime) -> resident.Tensors:
         """The run's data set on the runtime's device, normalised as the run trains on it."""
-        device = training.resolve_device(runtime.device)
-        dataset = data.load(
-            self.config.dataset,
-            runtime.data_dir or data_dir_of(self.folder),
-            mirrors=runtime.mirrors,
-            progress=runtime.progress,
-        )
-        return training.prepare(self.config, dataset, device)
+        dataset = _dataset(self.config, self.folder, runtime)
+        return resident.prepare(self.config, dataset, devices.resolve(runtime.device))
 
-    def draw_pictures(self, result: training.TrainResult, tensors: training.Tensors):
+    def draw_pictures(self, result: training.TrainResult, tensors: resident.Tensors):
         """The curves, confusion matrix, mistakes and first-layer weights, in the folder."""
         from mnistlab import plots
 
@@ -374,7 +287,7 @@ class Run:
 
     def _save(self, model, optimizer, position, normalization) -> None:
         checkpoint.save(
-            self.folder / checkpoint.FILENAME,
+            self.folder / CHECKPOINT,
             config=self.config,
             model=model,
             optimizer=optimizer,
@@ -385,7 +298,7 @@ class Run:
         write_metrics(self.folder, self.history)
 
     def _write_machine(self, runtime: Runtime, device: torch.device) -> None:
-        data_dir = runtime.data_dir or data_dir_of(self.folder)
+        data_dir = _data_dir(runtime, self.folder)
         write_json(
             self.folder / MACHINE,
             {
@@ -430,30 +343,32 @@ class Saved:
     config: TrainConfig
     model: object
     history: list[dict]
-    tensors: training.Tensors
+    tensors: resident.Tensors
+
+
+def _data_dir(runtime: Runtime, folder: Path) -> str | None:
+    """Where a run's data is looked for: the runtime's folder, else where the run found it."""
+    return runtime.data_dir or data_dir_of(folder)
+
+
+def _dataset(config: TrainConfig, folder: Path, runtime: Runtime) -> data.Dataset:
+    return data.load(
+        config.dataset,
+        _data_dir(runtime, folder),
+        mirrors=runtime.mirrors,
+        progress=runtime.progress,
+    )
 
 
 def load(path: str | Path, runtime: Runtime | None = None) -> Saved:
     """A run folder or checkpoint, with its data set on the runtime's device, normalised as
     the run was (the data is found where the run found it unless the runtime says)."""
-    from mnistlab import models
-
     runtime = runtime or Runtime()
-    device = training.resolve_device(runtime.device)
-    saved = checkpoint.load(path)
+    device = devices.resolve(runtime.device)
+    saved, model = checkpoint.load_model(path, device)
     folder = checkpoint.resolve(path).parent
     config = saved["config"]
-    # A throwaway generator: the weights are replaced by the saved ones, and torch's global
-    # generator is left alone.
-    model = models.build_from_config(config, torch.Generator()).to(device)
-    checkpoint.load_weights(model, saved["model"], str(path))
-    dataset = data.load(
-        config.dataset,
-        runtime.data_dir or data_dir_of(folder),
-        mirrors=runtime.mirrors,
-        progress=runtime.progress,
-    )
-    normalization = tuple(saved["normalization"])
-    tensors = training.prepare(config, dataset, device, normalization)
+    dataset = _dataset(config, folder, runtime)
+    prepared = resident.prepare(config, dataset, device, tuple(saved["normalization"]))
     history = saved["history"] or read_metrics(folder)
-    return Saved(folder, config, model, history, tensors)
+    return Saved(folder, config, model, history, prepared)

@@ -29,13 +29,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from mnistlab import preprocess, runs
+from mnistlab import preprocess, runfiles
+from mnistlab.errors import ImageError, ImageTooLarge
 from mnistlab.predict import Predictor
+from mnistlab.preprocess import MAX_PIXELS
 
 MAX_BYTES = 2_000_000
 DRAIN_BYTES = 16_000_000  # the most of a refused body read (and dropped) so the 413 is seen
 DRAIN_SECONDS = 10.0
-MAX_PIXELS = 16_000_000
 
 
 class Refused(Exception):
@@ -115,12 +116,13 @@ def create_app(
     def prepared(body: bytes) -> np.ndarray:
         try:
             image = preprocess.open_image(body, max_pixels)
-        except preprocess.ImageError as error:
-            status = 413 if "allowed" in str(error) else 415
-            raise Refused(status, str(error)) from None
+        except ImageTooLarge as error:
+            raise Refused(413, str(error)) from None
+        except ImageError as error:
+            raise Refused(415, str(error)) from None
         try:
             return predictor.prepare(image)
-        except preprocess.ImageError as error:
+        except ImageError as error:
             raise Refused(422, str(error)) from None
 
     def answer(body: bytes, kind: str) -> dict:
@@ -162,11 +164,11 @@ def app_for_run(run, device: str = "cpu", **limits) -> Starlette:
 
     predictor = Predictor.load(run, device)
     folder = checkpoint.resolve(run).parent
-    history = runs.read_metrics(folder)
+    history = runfiles.read_metrics(folder)
     info = {
         "run": folder.name,
         "model": model_name(predictor.config),
-        "config": runs.plain(json.loads(json.dumps(predictor.config.__dict__))),
+        "config": runfiles.plain(json.loads(json.dumps(predictor.config.__dict__))),
         "test_accuracy": history[-1].get("test_accuracy") if history else None,
         "classes": predictor.classes,
     }

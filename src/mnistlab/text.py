@@ -138,7 +138,14 @@ def check_report(report) -> str:
     return "\n".join(lines)
 
 
-def trial(number: int, state: str, value: float | None, params: dict) -> str:
+def trial_line(trial) -> str | None:
+    """An Optuna trial as one line; None for an idle one (a worker that found nothing left)."""
+    if trial.user_attrs.get("idle"):
+        return None
+    return _trial(trial.number, trial.state.name.lower(), trial.value, trial.params)
+
+
+def _trial(number: int, state: str, value: float | None, params: dict) -> str:
     accuracy = "" if value is None else f" val acc {percent(value)}"
     settings = " ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()

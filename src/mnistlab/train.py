@@ -6,7 +6,6 @@ steps resumes to exactly the weights an uninterrupted run reaches, and training 
 torch's global generator or thread count. The run folder around it lives in runs.py.
 """
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -15,98 +14,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from mnistlab import augment, data, models, optim
+from mnistlab import augment, models, optim, resident
 from mnistlab.config import TrainConfig
-from mnistlab.errors import ConfigError, TrainingDiverged
+from mnistlab.errors import TrainingDiverged
 from mnistlab.evaluate import evaluate, predict, score
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """auto picks cuda, then mps, then cpu; an asked-for device that is absent is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available(),
-        "mps": torch.backends.mps.is_available(),
-    }
-    if not available.get(name, False):
-        raise ConfigError(
-            f"device {name}: no such device is available here; use device auto or cpu", "device"
-        )
-    return torch.device(name)
-
-
-@dataclass(frozen=True)
-class Tensors:
-    """A dataset resident on the device, normalised once: x (N, 784) float, y (N,) int64."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor | None  # None in a search: the test set is not touched
-    y_test: torch.Tensor | None
-    x_val: torch.Tensor | None
-    y_val: torch.Tensor | None
-    normalization: tuple[float, float]  # mean, std applied to pixels in [0, 1]
-    classes: tuple[str, ...]
-
-
-def prepare(
-    config: TrainConfig,
-    dataset: data.Dataset,
-    device: torch.device,
-    normalization: tuple[float, float] | None = None,
-    test: bool = True,
-) -> Tensors:
-    """The data set on the device, normalised by the training pixels' mean and std (or by a
-    saved run's `normalization`), with the validation split carved off when asked. With
-    `test` False the test split is never read (a search chooses on validation alone)."""
-    train_split, val_split = dataset.train, None
-    if config.val_split > 0:
-        train_split, val_split = data.split_validation(train_split, config.val_split)
-        if len(train_split) == 0 or len(val_split) == 0:
-            raise ConfigError(
-                f"val_split {config.val_split} leaves {len(train_split)} training and "
-                f"{len(val_split)} validation images of {len(dataset.train)}; choose a "
-                "fraction that keeps both",
-                "val_split",
-            )
-    if normalization is None:
-        standard = config.normalize == "standard"
-        normalization = data.normalization(train_split) if standard else (0.5, 0.5)
-    mean, std = normalization
-
-    def inputs(split):
-        return data.to_inputs(split.images, mean, std, device)
-
-    return Tensors(
-        inputs(train_split),
-        train_split.labels.to(device),
-        inputs(dataset.test) if test else None,
-        dataset.test.labels.to(device) if test else None,
-        inputs(val_split) if val_split else None,
-        val_split.labels.to(device) if val_split else None,
-        (mean, std),
-        dataset.classes,
-    )
-
-
-def dry_run(tensors: Tensors, batch_size: int) -> Tensors:
-    """A slice for a quick end-to-end check: two batches of training, 1,000 test images."""
-    keep = 2 * batch_size
-    return dataclasses.replace(
-        tensors,
-        x_train=tensors.x_train[:keep],
-        y_train=tensors.y_train[:keep],
-        x_test=None if tensors.x_test is None else tensors.x_test[:1000],
-        y_test=None if tensors.y_test is None else tensors.y_test[:1000],
-        x_val=None if tensors.x_val is None else tensors.x_val[:1000],
-        y_val=None if tensors.y_val is None else tensors.y_val[:1000],
-    )
+from mnistlab.resident import Tensors
 
 
 def _seed(config: TrainConfig, epoch: int, stream: int) -> int:
@@ -215,7 +127,7 @@ def train(
             epoch_labels = torch.empty_like(tensors.y_train)
             seen, start = 0, time.perf_counter()
             for index, (x, y) in enumerate(
-                data.batches(tensors.x_train, tensors.y_train, config.batch_size, order, skip),
+                resident.batches(tensors.x_train, tensors.y_train, config.batch_size, order, skip),
                 start=skip,
             ):
                 if "augment" in generators:

@@ -1,8 +1,9 @@
 """The command line: parse -> config and runtime -> one library call -> print.
 
 The only code that prints, draws progress bars, handles signals or sets torch's thread count.
-flags.py builds the parser from the settings dataclasses, console.py holds the terminal side,
-lab.py and use.py the commands; the tables they print are written in mnistlab.text.
+One module per command group holds its parsers and its handlers (train, data, sweep, tune,
+model, report); flags.py builds flags from the settings dataclasses, console.py holds the
+terminal side; the tables they print are written in mnistlab.text.
 """
 
 import gc
@@ -12,22 +13,22 @@ import sys
 
 from mnistlab.errors import MnistlabError
 
-COMMANDS = {
-    "data": "lab",
-    "train": "lab",
-    "params": "lab",
-    "evaluate": "lab",
-    "compare": "lab",
-    "bench": "lab",
-    "sweep": "lab",
-    "plot": "lab",
-    "report": "lab",
-    "check": "use",
-    "tune": "use",
-    "predict": "use",
-    "export": "use",
-    "serve": "use",
-}
+GROUPS = ("data", "train", "sweep", "tune", "model", "report")
+
+
+def build_parser():
+    """The parser of every command, each group's from its module; each sets its handler."""
+    from importlib import import_module
+
+    from mnistlab import __version__
+    from mnistlab.cli.flags import Parser
+
+    parser = Parser(prog="mnistlab", description="Train MLPs and logistic regression on MNIST.")
+    parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for group in GROUPS:
+        import_module(f"mnistlab.cli.{group}").add_parsers(commands)
+    return parser
 
 
 def _message(error: MnistlabError) -> str:
@@ -71,19 +72,13 @@ def _show_library_messages() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _show_library_messages()
-    from mnistlab.cli.flags import build_parser
-
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit:  # --help, or a usage error already reported in one line
         return exit.code
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    from importlib import import_module
-
-    module = import_module(f"mnistlab.cli.{COMMANDS[args.command]}")
     try:
-        return getattr(module, f"cmd_{args.command}")(args)
+        return args.handler(args)
     except MnistlabError as error:
         print(f"mnistlab: error: {_message(error)}", file=sys.stderr)
         return error.exit_code

@@ -11,7 +11,7 @@ from mnistlab.config import Runtime
 
 def runtime_from_args(args) -> Runtime:
     """The machine settings, and torch's thread count set from them: the process is ours."""
-    runtime = flags.runtime_from_args(args)
+    runtime = flags.read_runtime(args)
     if runtime.threads:
         import torch
 

@@ -3,7 +3,7 @@
 Flags are made from the fields of TrainConfig (the experiment) and Runtime (the machine), so
 each default, choice and help text is written once (in config.py). Training flags not given
 stay unset and fall back to, in order: a --config TOML file, a --recipe, then TrainConfig's
-defaults. Each subcommand's name is `args.command`; mnistlab.cli runs it.
+defaults. Each command module adds its own parsers with these helpers, and sets its handler.
 """
 
 import argparse
@@ -11,14 +11,12 @@ import dataclasses
 import sys
 from difflib import get_close_matches
 
-from mnistlab import __version__
 from mnistlab.config import (
-    EXPORT_FORMATS,
-    IMPLEMENTATIONS,
     RECIPES,
     Runtime,
     TrainConfig,
     from_dict,
+    parse_value,
     read_settings,
     recipe,
     split,
@@ -74,12 +72,27 @@ def add_setting_flags(parser, kind=TrainConfig, skip: tuple[str, ...] = ()) -> N
             group.add_argument("--mirror", **options)
             continue
         elif item.name == "hidden":
-            options.update(nargs="*", type=int, metavar="WIDTH")
+            options.update(nargs="*", type=_reader(kind, item.name), metavar="WIDTH")
         elif isinstance(default, tuple):
-            options.update(nargs=len(default), type=type(default[0]), metavar="VALUE")
+            options.update(nargs=len(default), type=_reader(kind, item.name), metavar="VALUE")
         elif default is not None:
-            options["type"] = type(default)
+            options["type"] = _reader(kind, item.name)
         group.add_argument("--" + item.name.replace("_", "-"), **options)
+
+
+def _reader(kind, name: str):
+    """argparse's type for a setting: the text read as grids and spaces read it (a tuple's
+    items joined by x: --hidden 1024x1024 is --hidden 1024 1024)."""
+
+    def read(text: str):
+        try:
+            return parse_value(name, text, kind)
+        except ConfigError as error:
+            message = str(error).removeprefix(f"{name}: ").removeprefix(f"{name} ")
+            raise argparse.ArgumentTypeError(message) from None
+
+    read.__name__ = name
+    return read
 
 
 def _show(value) -> str:
@@ -87,8 +100,13 @@ def _show(value) -> str:
 
 
 def given(args, kind=TrainConfig) -> dict:
+    """The settings given as flags; a tuple's flag gives a list of tuples, joined here."""
     names = {item.name for item in dataclasses.fields(kind)}
-    return {name: value for name, value in vars(args).items() if name in names}
+    values = {name: value for name, value in vars(args).items() if name in names}
+    for name, value in values.items():
+        if isinstance(value, list) and all(isinstance(item, tuple) for item in value):
+            values[name] = tuple(part for item in value for part in item)
+    return values
 
 
 def config_from_args(args, base: TrainConfig | None = None) -> TrainConfig:
@@ -111,7 +129,7 @@ def _from_file(path, build):
         ) from None
 
 
-def runtime_from_args(args) -> Runtime:
+def read_runtime(args) -> Runtime:
     """Flags, over the machine settings of a --config file, over Runtime's defaults."""
     base = Runtime()
     if getattr(args, "config", None):
@@ -120,38 +138,20 @@ def runtime_from_args(args) -> Runtime:
     return dataclasses.replace(base, **given(args, Runtime), progress=progress)
 
 
-def _command(commands, name: str, text: str) -> "Parser":
+def command(commands, name: str, text: str) -> "Parser":
     """A subcommand whose one-line description shows in its own --help and in the list."""
     return commands.add_parser(name, help=text, description=text)
 
 
-def _data_parsers(commands) -> None:
-    data_parser = _command(commands, "data", "fetch, check and look at the datasets")
-    actions = data_parser.add_subparsers(dest="action", required=True, parser_class=Parser)
-    for name, summary in (
-        ("fetch", "find or download the files, verified"),
-        ("info", "where each file is, hashes, counts per class"),
-        ("show", "a grid of sample images with their labels"),
-    ):
-        sub = actions.add_parser(name, help=summary, description=summary)
-        sub.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist")
-        add_setting_flags(sub, Runtime, skip=("device", "threads"))
-        sub.add_argument("--quiet", action="store_true", help="no progress bars")
-    sub.add_argument("--out", help="picture file to write (default: a new temporary folder)")
-    sub.add_argument("--split", choices=("train", "test"), default="train")
-    sub.add_argument("--rows", type=_positive, default=8, help="images per class")
-    sub.add_argument("--seed", type=int, default=0)
-
-
-def _positive(text: str) -> int:
+def positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
-def _training_parser(commands, name, text, skip=()):
-    sub = _command(commands, name, text)
+def training_parser(commands, name, text, skip=()):
+    sub = command(commands, name, text)
     if "recipe" not in skip:
         sub.add_argument("--recipe", choices=list(RECIPES), help="a named starting config")
     sub.add_argument("--config", help="TOML file of settings (top level or a [train] table)")
@@ -159,154 +159,3 @@ def _training_parser(commands, name, text, skip=()):
     add_setting_flags(sub, TrainConfig, skip)
     add_setting_flags(sub, Runtime)
     return sub
-
-
-def build_parser() -> Parser:
-    parser = Parser(prog="mnistlab", description="Train MLPs and logistic regression on MNIST.")
-    parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    _data_parsers(commands)
-
-    train = _training_parser(commands, "train", "train a model and save the run")
-    train.add_argument("--out", help="run folder (default: runs/DATASET-MODEL-TIME)")
-    train.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
-    train.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="one epoch of two batches in a temporary folder: a quick end-to-end check",
-    )
-    train.add_argument("--no-plots", action="store_true", help="skip the run's pictures")
-
-    params = _command(commands, "params", "count trainable parameters, layer by layer")
-    params.add_argument("--hidden", nargs="*", type=int, default=argparse.SUPPRESS, help="widths")
-    params.add_argument("--model", choices=("mlp", "logreg"), default=argparse.SUPPRESS)
-
-    evaluate = _command(commands, "evaluate", "test a saved run or checkpoint")
-    evaluate.add_argument("run", help="run folder or checkpoint.pt")
-    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    add_setting_flags(evaluate, Runtime, skip=("threads",))
-
-    _training_parser(
-        commands, "compare", "train module, scratch and manual side by side", skip=("impl",)
-    )
-
-    bench = _training_parser(
-        commands, "bench", "time an epoch against its matmul bound", skip=("impl", "epochs")
-    )
-    bench.add_argument(
-        "--impl", dest="impls", nargs="*", default=list(IMPLEMENTATIONS), choices=IMPLEMENTATIONS
-    )
-    bench.add_argument("--no-notebook", action="store_true", help="skip the notebook pipeline")
-    bench.add_argument("--repeats", type=int, help="repeats, the best kept (default 5)")
-    bench.add_argument("--json", action="store_true", help="print one JSON object")
-
-    _sweep_parser(commands)
-    plot = _command(commands, "plot", "draw the pictures of a run or a sweep")
-    plot.add_argument("folder", help="run folder or sweep folder")
-    add_setting_flags(plot, Runtime, skip=("threads",))
-    _use_parsers(commands)
-    report = _command(
-        commands, "report", "one self-contained HTML page of a run or a sweep, or runs side by side"
-    )
-    report.add_argument("folder", nargs="+", help="run folder or sweep folder, or several runs")
-    report.add_argument("--out", help="HTML file (default: FOLDER/report.html)")
-    return parser
-
-
-def _use_parsers(commands) -> None:
-    """check, tune, predict, export, serve."""
-    check = _command(
-        commands, "check", "diagnose a model you wrote: leaves, gradients, logits, scale, agreement"
-    )
-    check.add_argument("target", metavar="FILE.py:NAME", help="a model class or object in a file")
-    check.add_argument("--dataset", default="mnist", help="the batch's data set (default mnist)")
-    check.add_argument("--json", action="store_true", help="print one JSON object")
-    check.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_setting_flags(check, Runtime, skip=("device", "threads"))
-
-    _tune_parser(commands)
-    predict = _command(commands, "predict", "read your own images: class and top-3 probabilities")
-    predict.add_argument("run", help="run folder or checkpoint.pt")
-    predict.add_argument("images", nargs="+", help="image files, folders of them, or - for stdin")
-    predict.add_argument("--json", action="store_true", help="one JSON object per image")
-    predict.add_argument(
-        "--show-input", metavar="FILE.png", help="a picture of each image and the 28x28 input"
-    )
-    export = _command(commands, "export", "the model for ONNX, TorchScript or safetensors")
-    export.add_argument("run", help="run folder or checkpoint.pt")
-    export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
-    export.add_argument("--out", help="file to write (default: RUN/model.EXT)")
-    serve = _command(commands, "serve", "a web page to draw digits on, and a JSON API")
-    serve.add_argument("run", help="run folder or checkpoint.pt")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
-    add_setting_flags(serve, Runtime, skip=("data_dir", "mirrors"))
-
-
-def _tune_parser(commands) -> None:
-    from mnistlab.tune import PRUNERS, SAMPLERS
-
-    tune = _training_parser(commands, "tune", "search settings on Optuna, chosen on validation")
-    tune.add_argument(
-        "--space",
-        action="append",
-        default=[],
-        metavar="NAME=KIND:ARGS",
-        help="a dimension: lr=log:1e-4:3e-2, dropout=float:0:0.5, epochs=int:2:20, "
-        "hidden=choice:256,512,1024x1024; repeatable",
-    )
-    tune.add_argument("--space-file", metavar="FILE.toml", help="a [space] table of dimensions")
-    tune.add_argument("--sampler", choices=SAMPLERS, default=SAMPLERS[0])
-    tune.add_argument("--pruner", choices=PRUNERS, default=PRUNERS[0])
-    tune.add_argument(
-        "--baseline",
-        action="store_true",
-        help="run the base settings (recipe and flags) first, to score the starting point",
-    )
-    tune.add_argument("--trials", type=int, help="finished trials the study needs (all workers)")
-    tune.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    tune.add_argument(
-        "--storage",
-        help="Optuna storage URL (default: STUDY/study.db, SQLite); "
-        "postgresql://... shares the study between machines",
-    )
-    tune.add_argument("--study", default="study", help="the study's name in the storage")
-    tune.add_argument("--out", help="study folder: trial runs, best.toml (default studies/NAME)")
-    tune.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
-    tune.add_argument(
-        "--heartbeat",
-        type=int,
-        default=30,
-        help="seconds between heartbeats; a trial 3 beats silent is failed, retried",
-    )
-    tune.add_argument("--summary", action="store_true", help="print the study and stop")
-    tune.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-
-
-def _sweep_parser(commands) -> None:
-    sweep = _training_parser(
-        commands, "sweep", "train a grid of configurations x seeds", skip=("seed",)
-    )
-    sweep.add_argument(
-        "--preset",
-        choices=("width", "depth", "activation", "optimizer", "batch"),
-        help="a ready-made grid",
-    )
-    sweep.add_argument(
-        "--grid",
-        action="append",
-        default=[],
-        metavar="NAME=V1,V2",
-        help="vary a setting (tuples join items with x: hidden=64,128x128); "
-        "repeatable, combined as a product",
-    )
-    sweep.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds for each config")
-    sweep.add_argument("--out", help="sweep folder (default: sweeps/PRESET)")
-    sweep.add_argument("--no-plots", action="store_true", help="skip the sweep's pictures")
-    sweep.add_argument(
-        "--storage",
-        help="share the sweep through an Optuna storage (sqlite:///FILE, postgresql://...): "
-        "every process given it takes runs from one queue, each run once",
-    )
-    sweep.add_argument("--study", help="the sweep's name in the storage (default sweep-OUT)")
-    sweep.add_argument("--heartbeat", type=int, default=30, help="seconds between heartbeats")

@@ -1,0 +1,105 @@
+"""The files of a run folder: their names, JSON written and read defensively, the folder lock.
+
+A run folder holds config.json (the experiment), machine.json (where it ran), metrics.jsonl
+(one JSON line per finished epoch), evaluation.json (the final test evaluation),
+checkpoint.pt, and the run's pictures. Any of them may have been edited by hand: readers
+leave out what they cannot read, or raise a RunError that names the file.
+"""
+
+import json
+import math
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from mnistlab.config import TrainConfig, from_saved
+from mnistlab.errors import MnistlabError, RunError
+from mnistlab.files import LOCK, atomic_write
+
+CONFIG = "config.json"
+CHECKPOINT = "checkpoint.pt"
+MACHINE = "machine.json"
+METRICS = "metrics.jsonl"
+EVALUATION = "evaluation.json"
+PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
+
+
+def plain(value):
+    """JSON has no NaN or infinity: a non-finite number is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+def write_json(path: Path, value) -> Path:
+    return atomic_write(path, json.dumps(plain(value), indent=2, allow_nan=False) + "\n")
+
+
+def write_metrics(folder: Path, history: list[dict]) -> Path:
+    """Rewrite metrics.jsonl from the whole history, so a resumed run never repeats a line."""
+    lines = "".join(json.dumps(plain(record), allow_nan=False) + "\n" for record in history)
+    return atomic_write(Path(folder) / METRICS, lines)
+
+
+def read_metrics(folder: str | Path) -> list[dict]:
+    """The per-epoch records; lines that are not records are left out."""
+    path = Path(folder) / METRICS
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def read_config(folder: str | Path) -> TrainConfig:
+    path = Path(folder) / CONFIG
+    try:
+        return from_saved(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as error:
+        raise RunError(f"{path}: not a readable mnistlab run config ({error})") from None
+
+
+def is_run(folder: str | Path) -> bool:
+    """A folder with a checkpoint, or with the config.json of a run (not any config.json)."""
+    folder = Path(folder)
+    if (folder / CHECKPOINT).is_file():
+        return True
+    try:
+        read_config(folder)
+    except MnistlabError:
+        return False
+    return True
+
+
+def data_dir_of(folder: str | Path) -> str | None:
+    """The data folder a run was trained with (absolute), if it was given one."""
+    try:
+        value = json.loads((Path(folder) / MACHINE).read_text()).get("data_dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def lock_folder(folder: Path) -> FileLock:
+    """Hold `folder` for this process (a run's or a sweep's), or say who has it."""
+    lock = FileLock(str(folder / LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunError(
+            f"{folder} is in use by another mnistlab process; wait for it to finish "
+            "or choose another folder"
+        ) from None
+    except OSError as error:
+        raise RunError(f"cannot lock the folder {folder}: {error.strerror}") from None
+    return lock

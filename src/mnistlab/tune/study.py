@@ -1,0 +1,134 @@
+"""A study and its folder, the way a Run is a run and its folder.
+
+    study = Study("studies/lr")
+    study.optimize(parse_space(["lr=log:1e-4:3e-2"]), base, runtime, trials=20)
+    summary = study.finish(runtime)   # best.toml, study.json, pictures, the best's test accuracy
+
+The folder holds the trials' run folders (trials/NNNN), study.json (where the study lives,
+for `report` and `plot`), best.toml and the study's pictures; with the default storage, also
+the SQLite database (study.db). A study driven from Python leaves what the CLI leaves.
+"""
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from mnistlab.config import Runtime, TrainConfig
+from mnistlab.errors import ConfigError
+from mnistlab.files import atomic_write
+from mnistlab.tune import results, search
+from mnistlab.tune import workers as processes
+from mnistlab.tune.space import Dimension
+from mnistlab.tune.storage import Engine, default_storage
+
+STUDY = "study.json"
+BEST = "best.toml"
+
+
+def is_study(folder: str | Path) -> bool:
+    return (Path(folder) / STUDY).is_file()
+
+
+class Study:
+    """A search on Optuna: its storage (`engine`) and the folder its trials are written in."""
+
+    def __init__(self, folder: str | Path, engine: Engine | None = None):
+        self.folder = Path(folder)
+        self.engine = engine or Engine(default_storage(self.folder))
+
+    @classmethod
+    def open(cls, folder: str | Path, storage: str | None = None) -> "Study":
+        """The study a folder's study.json names (`storage` replaces its URL, for one whose
+        password was left out of the file)."""
+        path = Path(folder) / STUDY
+        try:
+            where = json.loads(path.read_text())
+            engine = Engine(storage or str(where["storage"]), str(where["study"]))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ConfigError(f"{path}: not a study description ({error})") from None
+        return cls(folder, engine)
+
+    def optimize(
+        self,
+        space: dict[str, Dimension] | list[str],
+        base: TrainConfig,
+        runtime: Runtime | None = None,
+        *,
+        trials: int | None = None,
+        timeout: float | None = None,
+        workers: int = 1,
+        dataset=None,
+        on_trial: Callable | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        """Search until the study has `trials` finished trials, `timeout` seconds pass, or a
+        grid is done; in this process, or in `workers` processes on this machine. The base
+        gets a validation split (5,000 images) unless it has one."""
+        from mnistlab.tune.space import parse_space
+
+        specs = space if isinstance(space, list) else None
+        space = parse_space(space) if specs is not None else space
+        if not space:
+            raise ConfigError("space: give at least one dimension, e.g. lr=log:1e-4:3e-2", "space")
+        runtime = runtime or Runtime()
+        base = search.search_config(base)
+        search.check_budget(self.engine, trials, timeout)  # refused before anything is made
+        search.queue_of(self.engine, space, base)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._describe()
+        if workers > 1:
+            if specs is None:
+                specs = [_spec(dimension) for dimension in space.values()]
+            search.open_search(self.engine, space, base)  # made, and queued, once
+            share = dataclasses.replace(runtime, threads=processes.threads_each(workers))
+            job = processes.job(self, specs, base, share, trials, timeout)
+            processes.spawn(job, workers, should_stop=should_stop)
+            return
+        search.optimize(
+            self.engine,
+            space,
+            base,
+            self.folder,
+            runtime,
+            trials=trials,
+            timeout=timeout,
+            dataset=dataset,
+            on_trial=on_trial,
+            should_stop=should_stop,
+        )
+
+    def summary(self, top: int = 5) -> dict:
+        return results.summary(self.engine, top)
+
+    def finish(
+        self, runtime: Runtime | None = None, *, measure: bool = True, pictures: bool = True
+    ) -> dict:
+        """The best's test accuracy (measured once, unless `measure` is False), best.toml,
+        study.json and the pictures; returns the summary, with `measured` (None before any
+        trial completed)."""
+        from mnistlab import plots
+
+        measured = results.measure_best(self.engine, runtime) if measure else None
+        summary = self.summary()
+        self.folder.mkdir(parents=True, exist_ok=True)  # a machine that ran no trial of it
+        self._describe()
+        if summary["best"]:
+            atomic_write(self.folder / BEST, results.best_config_toml(self.engine))
+        if pictures:
+            plots.study_pictures(summary, self.folder)
+        return {**summary, "measured": measured}
+
+    def _describe(self) -> None:
+        """study.json: where the study lives (a password left out), for report and plot."""
+        where = {"storage": self.engine.shown(), "study": self.engine.study}
+        atomic_write(self.folder / STUDY, json.dumps(where, indent=2) + "\n")
+
+
+def _spec(dimension: Dimension) -> str:
+    """A dimension written back as NAME=KIND:ARGS."""
+    from mnistlab.tune.space import encode
+
+    if dimension.kind == "choice":
+        return f"{dimension.name}=choice:" + ",".join(map(str, map(encode, dimension.choices)))
+    return f"{dimension.name}={dimension.kind}:{dimension.low!r}:{dimension.high!r}"

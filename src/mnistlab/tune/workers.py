@@ -1,0 +1,68 @@
+"""Worker processes on this machine: each runs `python -P -m mnistlab.tune JOB`, JOB
+being the search as JSON (where the study lives, its space, the base settings, the folder,
+the budget). A worker has no way to start workers: its entry point takes a job, not a
+command line. Each joins the study as a worker on another machine would.
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mnistlab.errors import RunError
+
+
+def job(study, specs: list[str], base, runtime, trials, timeout) -> str:
+    """The search a worker runs, as one JSON argument."""
+    return json.dumps(
+        {
+            "folder": str(Path(study.folder).resolve()),
+            "engine": dataclasses.asdict(study.engine),
+            "space": list(specs),
+            "base": dataclasses.asdict(base),
+            "runtime": dataclasses.asdict(runtime),  # (its threads: the worker's share)
+            "trials": trials,
+            "timeout": timeout,
+        }
+    )
+
+
+def threads_each(workers: int, cores: int | None = None) -> int:
+    """The cores divided among the workers: one thread each at least."""
+    return max(1, (cores or os.cpu_count() or 1) // workers)
+
+
+def spawn(job_text: str, workers: int, should_stop: Callable[[], bool] | None = None) -> None:
+    """`workers` processes running the job; returns when all have ended. Started with -P, so
+    that nothing in the working directory is imported, and each in a process group of its own,
+    so that a Ctrl-C at the terminal reaches this process only, which asks each worker once
+    (SIGTERM: it stops after its step and queues its trial again) when `should_stop()` turns
+    true (a second signal would make a worker abort its trial)."""
+    command = [sys.executable, "-P", "-m", "mnistlab.tune", job_text]
+    processes = [subprocess.Popen(command, process_group=0) for _ in range(workers)]
+
+    def ask() -> None:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    asked = False
+    try:
+        while any(process.poll() is None for process in processes):
+            if should_stop is not None and should_stop() and not asked:
+                asked = True
+                ask()
+            time.sleep(0.1)
+    except BaseException:  # aborted here (a second Ctrl-C): the workers abort too
+        ask()
+        raise
+    stopped = (128 + signal.SIGINT, 128 + signal.SIGTERM)
+    codes = [process.returncode for process in processes]
+    failed = [code for code in codes if code and not (asked and code in stopped)]
+    if failed:
+        raise RunError(f"{len(failed)} of {workers} workers failed (exits {codes})")
