@@ -241,9 +241,13 @@ def test_every_mirror_failing_lists_each_one_and_caches_nothing(
         "could not connect",
         "not found",
         "To supply them by hand",
-        "--data-dir",
+        "(or in another data_dir)",
     ):
         assert expected in message
+    # The library names its settings; the command line writes them as its flags.
+    from mnistlab.cli import _message
+
+    assert "(or in another --data-dir), or add a mirror (--mirror, or" in _message(error.value)
     for mirror in mirrors:
         assert mirror + "train-images-idx3-ubyte.gz" in message
     leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]

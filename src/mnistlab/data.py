@@ -48,14 +48,15 @@ def user_mirrors(extra: tuple[str, ...] = (), dataset: str | None = None) -> lis
     return mirrors
 
 
+def _roots(data_dir: str | Path | None) -> list[Path]:
+    """The folders named by the user, then the cache: the one place $MNISTLAB_DATA_DIR is read."""
+    named = [data_dir, os.environ.get("MNISTLAB_DATA_DIR")]
+    return [Path(root).expanduser() for root in named if root] + [cache_dir()]
+
+
 def search_folders(spec: DatasetSpec, data_dir: str | Path | None = None) -> list[Path]:
     """Every folder a dataset's files may already be in, in the order they are tried."""
-    roots = []
-    if data_dir is not None:
-        roots.append(Path(data_dir).expanduser())
-    if os.environ.get("MNISTLAB_DATA_DIR"):
-        roots.append(Path(os.environ["MNISTLAB_DATA_DIR"]).expanduser())
-    roots.append(cache_dir())
+    roots = _roots(data_dir)
     folders = []
     for root in roots:
         folders += [root / spec.name, root, root / spec.torchvision_name / "raw"]
@@ -65,8 +66,7 @@ def search_folders(spec: DatasetSpec, data_dir: str | Path | None = None) -> lis
 
 def download_folder(spec: DatasetSpec, data_dir: str | Path | None = None) -> Path:
     """Where a download lands: the first root named by the user, else the cache."""
-    root = data_dir or os.environ.get("MNISTLAB_DATA_DIR") or cache_dir()
-    return Path(root).expanduser() / spec.name
+    return _roots(data_dir)[0] / spec.name
 
 
 def sha256_of(path: Path) -> str:
@@ -169,10 +169,10 @@ def locate(
         names = ", ".join(file.name for file in spec.files.values())
         lines.append(
             f"To supply them by hand, put the files {names} "
-            f"in {download_folder(spec, data_dir)} (or pass --data-dir FOLDER), "
-            "or add a mirror with --mirror URL or MNISTLAB_MIRROR."
+            f"in {download_folder(spec, data_dir)} (or in another data_dir), "
+            "or add a mirror (mirrors, or MNISTLAB_MIRROR)."
         )
-        raise DataError("\n".join(lines))
+        raise DataError("\n".join(lines), "data_dir", "mirrors")
     return found
 
 

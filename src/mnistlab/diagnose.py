@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from mnistlab import models, optim
 from mnistlab.config import ACTIVATIONS
 
-MLP_PARAMETERS, LOGISTIC_PARAMETERS = 397_510, 7_850
 LN10 = math.log(10)
 
 
@@ -101,8 +100,9 @@ def check(model, x: torch.Tensor, y: torch.Tensor) -> Report:
     report.add(
         "count",
         None,
-        f"{trainable:,} trainable parameters{of} (the 784-500-10 MLP has {MLP_PARAMETERS:,}, "
-        f"logistic regression {LOGISTIC_PARAMETERS:,})",
+        f"{trainable:,} trainable parameters{of} (the 784-500-10 MLP has "
+        f"{models.count_parameters((784, 500, 10)):,}, logistic regression "
+        f"{models.count_parameters((784, 10)):,})",
     )
     loss = F.cross_entropy(logits.float(), y)
     _gradients(report, parameters, learnable, loss)

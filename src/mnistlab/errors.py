@@ -6,9 +6,22 @@ checkpoint that does not fit), 1 for what went wrong while doing it (data, diver
 
 
 class MnistlabError(Exception):
-    """Base class: the message alone tells the user what was wrong and what to do."""
+    """Base class: the message alone tells the user what was wrong and what to do.
+
+    `fields` name the settings the message speaks of, by their names (`lr must be ...`, `a
+    lower learning rate than lr 0.01`): the CLI writes each as its flag (`--lr`), so the
+    library never names a flag.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *fields: str | None):
+        super().__init__(message)
+        self.fields = tuple(name for name in fields if name)
+
+    @property
+    def field(self) -> str | None:
+        return self.fields[0] if self.fields else None
 
 
 class DataError(MnistlabError):
@@ -18,15 +31,11 @@ class DataError(MnistlabError):
 class ConfigError(MnistlabError, ValueError):
     """A configuration value is out of range or unknown.
 
-    `field` names the setting when there is one; the message then starts with the field's
-    name (`lr must be positive`), which the CLI writes as its flag (`--lr must be positive`).
+    Its first field is the setting, and the message starts with its name (`lr must be
+    positive`), which the CLI writes as its flag (`--lr must be positive`).
     """
 
     exit_code = 2
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
 
 
 class CheckpointError(MnistlabError):

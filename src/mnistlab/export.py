@@ -20,16 +20,10 @@ from torch import nn
 from mnistlab import checkpoint
 from mnistlab.config import EXPORT_FORMATS
 from mnistlab.files import atomic_write
+from mnistlab.models.modules import ACTIVATIONS
 from mnistlab.resident import to_inputs
 
 FORMATS = dict(zip(EXPORT_FORMATS, (".onnx", ".pt", ".safetensors"), strict=True))
-ACTIVATION_LAYERS = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "none": nn.Identity,
-}
 
 
 class Pixels(nn.Module):
@@ -50,7 +44,7 @@ def sequential(state: dict, sizes, activation: str) -> nn.Sequential:
     for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(fan_in, fan_out))
         if index < len(sizes) - 2:
-            layers.append(ACTIVATION_LAYERS[activation]())
+            layers.append(ACTIVATIONS[activation]())
     network = nn.Sequential(*layers)
     network.load_state_dict(_sequential_names(state, len(sizes) - 1))
     return network.eval()

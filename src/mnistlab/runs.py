@@ -28,6 +28,7 @@ from filelock import FileLock
 from mnistlab import __version__, checkpoint, data, devices, resident
 from mnistlab import train as training
 from mnistlab.config import Runtime, TrainConfig, describe, show
+from mnistlab.datasets import get_spec
 from mnistlab.errors import CheckpointError, PictureError, RunError
 from mnistlab.files import LOCK, remove_stale_temporaries
 from mnistlab.runfiles import (
@@ -85,8 +86,9 @@ def _check_folder(folder: Path) -> None:
             )
         if (folder / CHECKPOINT).exists():
             raise RunError(
-                f"{folder} already holds a run; continue it with --resume {folder} "
-                "or choose another folder"
+                f"{folder} already holds a run; continue it with resume {folder} or choose "
+                "another folder",
+                "resume",
             )
 
 
@@ -109,6 +111,7 @@ class Run:
         """A new run in `folder` (made if missing; an empty folder or an unstarted run's is
         reused). Refuses a folder holding anything else."""
         folder = Path(folder)
+        get_spec(config.dataset)  # an unknown data set is refused before the folder is made
         _check_target(folder)
         try:
             folder.mkdir(parents=True, exist_ok=True)

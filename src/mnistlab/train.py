@@ -217,5 +217,6 @@ def _check_finite(losses: torch.Tensor, epoch: int, steps_per_epoch: int, skip: 
         raise TrainingDiverged(
             f"the loss became {value} at step {epoch * steps_per_epoch + index + 1}"
             f" (epoch {epoch + 1}, batch {index + 1}); try a lower learning rate than "
-            f"--lr {config.lr}"
+            f"lr {config.lr}",
+            "lr",
         )

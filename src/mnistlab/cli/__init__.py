@@ -32,12 +32,14 @@ def build_parser():
 
 
 def _message(error: MnistlabError) -> str:
-    """The library names a field (`lr must be ...`); the command line names its flag."""
+    """The library names settings (`lr must be ...`); the command line names their flags: the
+    first time each of the error's fields is named, it is written as its flag."""
+    import re
+
     message = str(error)
-    field = getattr(error, "field", None)
-    if field and message.startswith(field):
+    for field in error.fields:
         flag = "--" + ("mirror" if field == "mirrors" else field.replace("_", "-"))
-        message = flag + message[len(field) :]
+        message = re.sub(rf"(?<![\w/.-]){re.escape(field)}(?![\w-])", flag, message, count=1)
     return message
 
 

@@ -110,11 +110,15 @@ def given(args, kind=TrainConfig) -> dict:
 
 
 def config_from_args(args, base: TrainConfig | None = None) -> TrainConfig:
-    """recipe -> TOML file -> flags, each overriding the one before."""
+    """recipe -> TOML file -> flags, each overriding the one before; the data set known."""
+    from mnistlab.datasets import get_spec
+
     config = base or recipe(getattr(args, "recipe", None) or "default")
     if getattr(args, "config", None):
         config = _from_file(args.config, lambda values: from_dict(split(values)[0], config))
-    return from_dict(given(args), config)
+    config = from_dict(given(args), config)
+    get_spec(config.dataset)  # a ConfigError naming the known data sets, before any work
+    return config
 
 
 def _from_file(path, build):

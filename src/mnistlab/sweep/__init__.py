@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnistlab.config import Runtime, TrainConfig
+from mnistlab.datasets import get_spec
 from mnistlab.errors import RunError
 from mnistlab.files import atomic_write
 from mnistlab.runfiles import CHECKPOINT, lock_folder, plain
@@ -83,6 +84,8 @@ class Sweep:
         (and pictures) of what is done. `on_record(record, skipped)` sees each run as it is
         done or found done before."""
         runtime = runtime or Runtime()
+        for name in {config.dataset for config in configs}:
+            get_spec(name)  # an unknown data set is refused before the folder is made
         if self.folder.exists() and not self.folder.is_dir():
             raise RunError(f"cannot use {self.folder} as a sweep folder: it is a file")
         self.folder.mkdir(parents=True, exist_ok=True)

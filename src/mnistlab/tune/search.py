@@ -38,7 +38,12 @@ def search_config(base: TrainConfig, training_images: int = 60_000) -> TrainConf
 def check_budget(engine: Engine, trials: int | None, timeout: float | None) -> None:
     """A search must know when to end: a ConfigError when nothing says."""
     if trials is None and timeout is None and engine.sampler != "grid":
-        raise ConfigError("trials: give a number of trials or a timeout (or a grid)", "trials")
+        raise ConfigError(
+            "give trials or timeout (or sampler grid, which ends by itself)",
+            "trials",
+            "timeout",
+            "sampler",
+        )
 
 
 def queue_of(engine: Engine, space: dict[str, Dimension], base: TrainConfig | None) -> list:

@@ -209,9 +209,9 @@ def join(study, engine: Engine, setup: dict, wait: float = 120.0) -> None:
             deadline, queued = time.monotonic() + wait, len(trials)
         if time.monotonic() > deadline:
             raise ConfigError(
-                f"study {engine.study} is still not set up after {wait:.0f} s: the process that "
-                "created it stopped before it had queued its trials; use another study name "
-                f"(or remove it: optuna delete-study --study-name {engine.study} --storage URL)",
+                f"{engine.study!r} is still not set up after {wait:.0f} s: the process that "
+                "created it stopped before it had queued its trials; give another study (or "
+                f"remove it: optuna delete-study --study-name {engine.study} --storage URL)",
                 "study",
             )
         time.sleep(0.25)
@@ -221,20 +221,18 @@ def join(study, engine: Engine, setup: dict, wait: float = 120.0) -> None:
     if bool(setup["runs"]) != bool(made["runs"]):
         kinds = ("a sweep", "a search") if made["runs"] else ("a search", "a sweep")
         raise ConfigError(
-            f"study {engine.study} holds {kinds[0]}, not {kinds[1]}: use another study name",
-            "study",
+            f"{engine.study!r} holds {kinds[0]}, not {kinds[1]}: give another study", "study"
         )
     if setup["runs"] != made["runs"]:
         raise ConfigError(
-            f"study {engine.study} holds another sweep: give the same settings, or another "
-            "study name",
+            f"{engine.study!r} holds another sweep: give the same settings, or another study",
             "study",
         )
     if setup["space"] != made["space"]:
         theirs = ", ".join(made["space"]) or "none"
         raise ConfigError(
-            f"study {engine.study} searches another space (over {theirs}): give the same "
-            "space, or another study name",
+            f"{engine.study!r} searches another space (over {theirs}): give the same space, "
+            "or another study",
             "study",
         )
 
@@ -256,5 +254,5 @@ def load_study(engine: Engine):
     except KeyError:
         names = ", ".join(optuna.get_all_study_names(storage)) or "none"
         raise ConfigError(
-            f"{engine.shown()} holds no study {engine.study!r} (it holds: {names})", "study"
+            f"{engine.shown()} holds no study {engine.study!r} (it holds: {names})"
         ) from None

@@ -71,6 +71,9 @@ class Study:
         space = parse_space(space) if specs is not None else space
         if not space:
             raise ConfigError("space: give at least one dimension, e.g. lr=log:1e-4:3e-2", "space")
+        from mnistlab.datasets import get_spec
+
+        get_spec(base.dataset)  # refused before the folder is made
         runtime = runtime or Runtime()
         base = search.search_config(base)
         search.check_budget(self.engine, trials, timeout)  # refused before anything is made
