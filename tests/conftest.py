@@ -16,6 +16,16 @@ from mnistlab import data, datasets
 REAL_DATA = os.environ.get("MNISTLAB_TEST_DATA")
 
 
+def pytest_configure(config):
+    """The suite runs in two processes (pytest-xdist, `-n 2`): each, and the commands its
+    tests start, keeps torch to one thread, so that neither waits on a core the other holds."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """Encode a uint8 array in the IDX format (magic 0x0000 0x08 ndim, big-endian dims)."""
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)

@@ -1,8 +1,6 @@
 """The command line, end to end, in-process on the synthetic dataset."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -274,47 +272,6 @@ def test_data_commands(capsys, tiny, tmp_path):
 
 
 @pytest.mark.realdata
-def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(real_data, tmp_path):
-    out = tmp_path / "run"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "mnistlab",
-        "train",
-        "--data-dir",
-        str(real_data),
-        "--epochs",
-        "3",
-        "--hidden",
-        "64",
-        "--out",
-        str(out),
-        "--quiet",
-        "--no-plots",
-    ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    for line in process.stdout:
-        if line.startswith("epoch 1/3"):
-            process.send_signal(signal.SIGINT)
-            break
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert "Continue with: mnistlab train --resume" in stdout
-    assert "Traceback" not in stderr
-    code = subprocess.run(
-        [*command[:4], "--resume", str(out), "--quiet", "--no-plots"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert code.returncode == 0, code.stderr
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
-
-
 def test_resume_may_switch_implementation(capsys, tiny, tmp_path):
     folder, _ = tiny
     out = tmp_path / "run"

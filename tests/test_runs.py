@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_sweep, slowed_cli
+from conftest import slowed_cli
 from mnistlab import checkpoint, data, files, resident
 from mnistlab.cli import main
 from mnistlab.config import Runtime, TrainConfig
 from mnistlab.errors import CheckpointError, RunError
 from mnistlab.runs import Run
-from mnistlab.sweep import grids as sweep_plan
 
 SMALL = ("--hidden", "16", "--batch-size", "64", "--no-plots")
 
@@ -208,25 +207,6 @@ def test_a_sweep_resumed_elsewhere_reruns_nothing_and_its_runs_are_run_folders(
         )
     code, stdout, _ = cli(capsys, "train", "--resume", sweep / records[0]["run"], "--epochs", 2)
     assert code == 0 and "epoch 2/2" in stdout
-
-
-def test_a_sweep_stopped_mid_run_continues_that_run_from_its_checkpoint(tiny, tmp_path):
-
-    configs = [tiny_config(epochs=2, lr=lr) for lr in (0.003, 0.01)]
-    runtime = Runtime(data_dir=str(tiny[0]))
-    steps = {"n": 0}
-
-    def stop():  # asked between steps: stop inside the first run's second epoch
-        steps["n"] += 1
-        return steps["n"] > 11
-
-    assert run_sweep(configs, tmp_path / "s", runtime, should_stop=stop) == []
-    folder = tmp_path / "s" / "runs" / sweep_plan.run_key(configs[0])
-    assert checkpoint.load(folder)["epoch"] == 1
-    records = run_sweep(configs, tmp_path / "s", runtime)
-    assert len(records) == 2 and len(records[0]["history"]) == 2
-    whole = run_sweep(configs, tmp_path / "whole", runtime)
-    assert [r["test_accuracy"] for r in records] == [r["test_accuracy"] for r in whole]
 
 
 def no_temporaries(folder: Path) -> bool:

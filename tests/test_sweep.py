@@ -9,6 +9,7 @@ from PIL import Image
 from conftest import run_sweep
 from mnistlab import (
     augment,
+    checkpoint,
     plots,
     report,
     resident,
@@ -67,19 +68,28 @@ def test_grid_by_seeds_gives_records_and_a_correct_summary(tiny, tmp_path):
     assert len((tmp_path / "s" / "results.jsonl").read_text().splitlines()) == 8
 
 
-def test_a_sweep_stopped_halfway_resumes_to_the_same_records(tiny, tmp_path):
+def test_a_sweep_stopped_mid_run_resumes_to_the_same_records(tiny, tmp_path):
+    # Stopped inside its third run (two recorded, the third's checkpoint mid-way), then a crash
+    # in the middle of a results line: the next invocation continues the third run from its
+    # checkpoint, runs the rest, and gives the records of an uninterrupted sweep.
     configs = sweep_plan.plan(base_config(tiny[0]), sweep_plan.parse_grid(GRID), [0, 1])
     whole = run_sweep(configs, tmp_path / "whole", on(tiny[0]))
+    finished, steps = [], {"n": 0}
 
-    finished = []
+    def stop():  # asked between steps: three steps into the third run
+        steps["n"] += len(finished) >= 2
+        return steps["n"] > 3
+
     partial = run_sweep(
         configs,
         tmp_path / "part",
         on(tiny[0]),
         on_record=lambda r, s: finished.append(r),
-        should_stop=lambda: len(finished) >= 3,
+        should_stop=stop,
     )
-    assert len(partial) == 3
+    assert len(partial) == 2
+    third = tmp_path / "part" / "runs" / sweep_plan.run_key(configs[2])
+    assert checkpoint.load(third)["batch"] == 3
     with open(tmp_path / "part" / "results.jsonl", "a") as handle:
         handle.write('{"key": "cut short by a cra')  # a crash in the middle of a write
     resumed = run_sweep(configs, tmp_path / "part", on(tiny[0]))

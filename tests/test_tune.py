@@ -141,7 +141,7 @@ def test_a_worker_killed_mid_trial_loses_nothing(tiny, postgres, tmp_path):
         time.sleep(0.2)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    second = worker(tiny, storage, tmp_path / "b", *slow)
+    second = worker(tiny, storage, tmp_path / "b", "--epochs", "2", "--heartbeat", "1")
     _, err = second.communicate(timeout=600)
     assert second.returncode == 0, err
     trials = study_trials(storage)
