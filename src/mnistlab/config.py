@@ -154,7 +154,13 @@ class Runtime:
     device: str = field(
         default="auto", metadata=_note("where to train (auto: an accelerator if any)", DEVICES)
     )
-    threads: int = field(default=0, metadata=_note("CPU threads for torch (0: torch's choice)"))
+    threads: int = field(
+        default=0,
+        metadata=_note(
+            "CPU threads for torch (0: the cores other programs leave free when the command "
+            "starts)"
+        ),
+    )
     data_dir: str | None = field(
         default=None,
         metadata=_note(

@@ -73,12 +73,16 @@ def _show_library_messages() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mnistlab import cores
+
+    since = cores.sample()  # how busy the cores are while this command starts: see cores.py
     _show_library_messages()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit:  # --help, or a usage error already reported in one line
         return exit.code
+    args.cpu_sample = since
     try:
         return args.handler(args)
     except MnistlabError as error:

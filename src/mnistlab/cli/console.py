@@ -1,6 +1,7 @@
 """The terminal side of the command line: torch's thread count, signals, progress bars."""
 
 import contextlib
+import dataclasses
 import signal
 import sys
 
@@ -9,14 +10,24 @@ from mnistlab.cli import flags
 from mnistlab.config import Runtime
 
 
-def runtime_from_args(args) -> Runtime:
-    """The machine settings, and torch's thread count set from them: the process is ours."""
+def runtime_from_args(args, processes: int = 1) -> Runtime:
+    """The machine settings, and torch's thread count set from them (the process is ours):
+    --threads, else the cores other programs left free since the command started, shared
+    among `processes` (mnistlab.cores). The count chosen is the runtime's."""
+    import torch
+
+    from mnistlab import cores
+
     runtime = flags.read_runtime(args)
     if runtime.threads:
-        import torch
-
         torch.set_num_threads(runtime.threads)
-    return runtime
+        return runtime
+    chosen = cores.choose(getattr(args, "cpu_sample", None), processes)
+    if chosen is None:  # OMP_NUM_THREADS, or nothing measured: torch's own choice
+        return runtime
+    chosen = min(chosen, torch.get_num_threads())  # (torch counts physical cores only)
+    torch.set_num_threads(chosen)  # (a parent of workers trains nothing itself)
+    return dataclasses.replace(runtime, threads=chosen)
 
 
 @contextlib.contextmanager

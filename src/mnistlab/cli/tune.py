@@ -39,7 +39,13 @@ def add_parsers(commands) -> None:
     )
     tune.add_argument("--study", default="study", help="the study's name in the storage")
     tune.add_argument("--out", help="study folder: trial runs, best.toml (default studies/NAME)")
-    tune.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    tune.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on this machine (--threads: each one's; default: a share of "
+        "the free cores)",
+    )
     tune.add_argument(
         "--heartbeat",
         type=int,
@@ -74,10 +80,11 @@ def cmd_tune(args) -> int:
         baseline=args.baseline,
     )
     study = Study(out, engine)
+    # With --workers, the threads chosen are each worker's share of the free cores.
+    runtime = runtime_from_args(args, processes=max(1, args.workers))
     if args.summary:  # with --out, the study's files are written there too
-        return _finish(study, runtime_from_args(args), measure=False, files=bool(args.out))
+        return _finish(study, runtime, measure=False, files=bool(args.out))
     specs = (read_space(args.space_file) if args.space_file else []) + args.space
-    runtime = runtime_from_args(args)
     with stopping_on_signals(StopFlag()) as stop:
         study.optimize(
             specs,

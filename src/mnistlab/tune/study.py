@@ -63,8 +63,9 @@ class Study:
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
         """Search until the study has `trials` finished trials, `timeout` seconds pass, or a
-        grid is done; in this process, or in `workers` processes on this machine. The base
-        gets a validation split (5,000 images) unless it has one."""
+        grid is done; in this process, or in `workers` processes on this machine (each with
+        `runtime.threads` threads, or its share of the cores). The base gets a validation
+        split (5,000 images) unless it has one."""
         from mnistlab.tune.space import parse_space
 
         specs = space if isinstance(space, list) else None
@@ -84,7 +85,10 @@ class Study:
             if specs is None:
                 specs = [_spec(dimension) for dimension in space.values()]
             search.open_search(self.engine, space, base)  # made, and queued, once
-            share = dataclasses.replace(runtime, threads=processes.threads_each(workers))
+            from mnistlab import cores
+
+            each = runtime.threads or cores.threads(cores.usable(), processes=workers)
+            share = dataclasses.replace(runtime, threads=each)
             job = processes.job(self, specs, base, share, trials, timeout)
             processes.spawn(job, workers, should_stop=should_stop)
             return

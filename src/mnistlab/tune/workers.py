@@ -6,7 +6,6 @@ command line. Each joins the study as a worker on another machine would.
 
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -30,11 +29,6 @@ def job(study, specs: list[str], base, runtime, trials, timeout) -> str:
             "timeout": timeout,
         }
     )
-
-
-def threads_each(workers: int, cores: int | None = None) -> int:
-    """The cores divided among the workers: one thread each at least."""
-    return max(1, (cores or os.cpu_count() or 1) // workers)
 
 
 def spawn(job_text: str, workers: int, should_stop: Callable[[], bool] | None = None) -> None:
