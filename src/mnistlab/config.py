@@ -157,8 +157,7 @@ class Runtime:
     threads: int = field(
         default=0,
         metadata=_note(
-            "CPU threads for torch (0: the cores other programs leave free when the command "
-            "starts)"
+            "CPU threads for torch (0: the cores other programs leave free when the command starts)"
         ),
     )
     data_dir: str | None = field(
