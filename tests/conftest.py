@@ -16,9 +16,16 @@ from mnistlab import data, datasets
 REAL_DATA = os.environ.get("MNISTLAB_TEST_DATA")
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: a test process per core and one more, since many tests wait on processes
+    they started (3 on a 2-core machine: 158 s for the suite, against 182 s with 2 and 173 s
+    with 4, in one spell)."""
+    return len(os.sched_getaffinity(0)) + 1
+
+
 def pytest_configure(config):
-    """The suite runs in two processes (pytest-xdist, `-n 2`): each, and the commands its
-    tests start, keeps torch to one thread, so that neither waits on a core the other holds."""
+    """The suite runs in several processes (pytest-xdist): each, and the commands its tests
+    start, keeps torch to one thread, so that none waits on a core another holds."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ["OMP_NUM_THREADS"] = "1"
         import torch
