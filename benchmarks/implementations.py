@@ -12,7 +12,8 @@ import torch
 
 from mnistlab import data, resident
 from mnistlab import train as training
-from mnistlab.config import RECIPES, TrainConfig, describe
+from mnistlab.config import TrainConfig, describe
+from mnistlab.settings import RECIPES
 
 
 def main():

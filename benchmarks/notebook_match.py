@@ -18,8 +18,8 @@ from torch import nn
 
 from mnistlab import bench, data, resident
 from mnistlab import train as training
-from mnistlab.config import recipe
 from mnistlab.evaluate import evaluate
+from mnistlab.settings import recipe
 
 
 def notebook_run(dataset, epochs: int, seed: int) -> list[float]:

@@ -21,6 +21,7 @@ from mnistlab.config import Runtime, TrainConfig
 from mnistlab.errors import ConfigError
 from mnistlab.sweep import grids as sweep_plan
 from mnistlab.sweep import results as sweep_results
+from mnistlab.sweep.pictures import SWEEP_PICTURES
 
 
 def base_config(folder, **settings):
@@ -196,7 +197,7 @@ def test_sweep_command_pictures_and_report(capsys, tiny, tmp_path):
     )
     stdout = capsys.readouterr().out
     assert code == 0 and "[4/4]" in stdout and "| hidden=16" in stdout
-    for name in plots.SWEEP_PICTURES:
+    for name in SWEEP_PICTURES:
         assert_png(out / name)
     assert (out / "summary.csv").read_text().startswith("config,n,parameters,train_flops")
     assert main(["report", str(out)]) == 0

@@ -603,7 +603,7 @@ def test_the_documented_best_search_reads_and_holds_its_base_and_the_best_recipe
     """benchmarks/best_search.toml is the README's command for choosing `best`: its [train]
     table and [space] must stay readable, and both its base (the --baseline trial) and the
     recipe it chose must lie inside the space."""
-    from mnistlab.config import from_dict, read_settings, recipe
+    from mnistlab.settings import from_dict, read_settings, recipe
 
     path = Path(__file__).parents[1] / "benchmarks" / "best_search.toml"
     space = tune.parse_space(tune.read_space(path))
@@ -614,8 +614,9 @@ def test_the_documented_best_search_reads_and_holds_its_base_and_the_best_recipe
 
 
 def test_a_study_and_a_sweep_driven_from_python_leave_what_report_and_plot_read(tiny, tmp_path):
-    from mnistlab import plots
     from mnistlab.sweep import Sweep, plan
+    from mnistlab.sweep.pictures import SWEEP_PICTURES
+    from mnistlab.tune.pictures import STUDY_PICTURES
 
     runtime = Runtime(data_dir=str(tiny[0]))
     base = TrainConfig(dataset="tiny", hidden=(8,), batch_size=64, epochs=1)
@@ -629,11 +630,11 @@ def test_a_study_and_a_sweep_driven_from_python_leave_what_report_and_plot_read(
     assert study.finish(runtime)["measured"] == summary["measured"]
     assert tune.Study.open(folder).engine == tune.Engine(engine.storage)
     assert (folder / "best.toml").read_text().startswith("# study study, trial ")
-    assert (folder / plots.STUDY_PICTURES[0]).is_file()
+    assert (folder / STUDY_PICTURES[0]).is_file()
     sweep = tmp_path / "sweep"
     result = Sweep(sweep).run(plan(base, [{"hidden": (8,)}, {"hidden": (16,)}], [0]), runtime)
     assert result.complete and len(result.rows) == 2
-    assert all((sweep / name).is_file() for name in ("summary.md", *plots.SWEEP_PICTURES))
+    assert all((sweep / name).is_file() for name in ("summary.md", *SWEEP_PICTURES))
     for made in (folder, sweep):  # the folders the CLI leaves: its report and plot read them
         assert main(["report", str(made)]) == 0 and (made / "report.html").is_file()
         assert main(["plot", str(made)]) == 0

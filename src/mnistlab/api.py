@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mnistlab import data, models, runfiles, runs
 from mnistlab.config import Runtime, TrainConfig
-from mnistlab.config import recipe as named_recipe
+from mnistlab.settings import recipe as named_recipe
 
 
 def load_data(dataset: str = "mnist", data_dir: str | Path | None = None) -> data.Dataset:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
-from mnistlab.config import TrainConfig, from_saved
+from mnistlab.config import TrainConfig
 from mnistlab.errors import CheckpointError, ConfigError
 from mnistlab.files import atomic_write, is_no_space
 from mnistlab.runfiles import CHECKPOINT
+from mnistlab.settings import from_saved
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)

@@ -10,7 +10,7 @@ import numpy as np
 from mnistlab.files import atomic_write
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -19,7 +19,7 @@ def _figure(width: float, height: float):
     return figure
 
 
-def _save(figure, path: str | Path) -> Path:
+def save(figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda handle: figure.savefig(handle, format=path.suffix[1:]))
@@ -72,7 +72,7 @@ def image_grid(
     pad_y = round(4 + LINE_PIXELS * max(title.count("\n") + 1 for title in titles or [""]))
     cell_w, cell_h = 28 + pad_x, 28 + pad_y
     title_space = 0.5 if suptitle else 0.0
-    figure = _figure(
+    figure = new_figure(
         columns * cell_w * INCHES_PER_PIXEL, rows * cell_h * INCHES_PER_PIXEL + title_space
     )
     axes = figure.add_axes((0, 0, 1, 1 - title_space / figure.get_figheight()))
@@ -103,7 +103,7 @@ def image_grid(
     axes.set_axis_off()
     if suptitle:
         figure.suptitle(suptitle, fontsize=10)
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def samples(split, classes, path, per_class: int = 8, seed: int = 0) -> Path:
@@ -133,7 +133,7 @@ def curves(history: list[dict], path, title: str = "") -> Path:
     from matplotlib.ticker import MaxNLocator
 
     epochs = [record["epoch"] for record in history]
-    figure = _figure(10, 4.2)
+    figure = new_figure(10, 4.2)
     for column, (metric, label) in enumerate(
         (("loss", "cross-entropy loss"), ("accuracy", "accuracy (%)"))
     ):
@@ -153,7 +153,7 @@ def curves(history: list[dict], path, title: str = "") -> Path:
     # Fixed margins that fit these labels: tight_layout would measure every text first, a
     # sizeable share of the time `train` spends on its pictures.
     figure.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.9, wspace=0.22)
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def _scaled(value, metric: str) -> float:
@@ -165,7 +165,7 @@ def _scaled(value, metric: str) -> float:
 def confusion(matrix, classes, path) -> Path:
     """The confusion matrix as a heat map; rows are true classes, columns predictions."""
     matrix = np.asarray(matrix)
-    figure = _figure(7, 6)
+    figure = new_figure(7, 6)
     axes = figure.add_subplot(1, 1, 1)
     # Colour the mistakes only, by the share of each true class, on a scale set by the largest
     # mistake: on the full 0-1 scale the diagonal's ~99% would leave every error white.
@@ -203,7 +203,7 @@ def confusion(matrix, classes, path) -> Path:
     figure.subplots_adjust(
         left=label_inches / 7, bottom=(0.2 + 0.75 * label_inches) / 6, right=0.97, top=0.93
     )
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def confident_mistakes(images, titles, path) -> Path:
@@ -244,7 +244,7 @@ def first_layer(weight, path, count: int = 64, classes=None) -> Path:
         )
     columns = 10 if len(weight) <= 10 else 8
     rows = -(-len(weight) // columns)
-    figure = _figure(columns * 1.0, rows * 1.0 + 0.5)
+    figure = new_figure(columns * 1.0, rows * 1.0 + 0.5)
     axes = figure.add_axes((0, 0, 1, 0.9))
     axes.imshow(
         mosaic(weight.reshape(-1, 28, 28), columns),
@@ -257,7 +257,7 @@ def first_layer(weight, path, count: int = 64, classes=None) -> Path:
     figure.suptitle(
         f"first-layer weights ({len(weight)} units; red positive, blue negative)", fontsize=9
     )
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def run_pictures(folder, model, tensors, history, logits=None, title: str = "") -> list[Path]:
@@ -300,78 +300,6 @@ def run_pictures(folder, model, tensors, history, logits=None, title: str = "") 
     ]
 
 
-SWEEP_AXES = {
-    "flops": ("train_flops", "training FLOPs", 1e-9, "GFLOP"),
-    "seconds": ("seconds_mean", "training wall-clock", 1.0, "s"),
-    "parameters": ("parameters", "trainable parameters", 1.0, "count"),
-}
-
-
-def sweep_plot(rows: list[dict], axis: str, path) -> Path:
-    """Test accuracy (mean ± std over seeds) against one cost, log x, Pareto frontier marked."""
-    key, title, scale, unit = SWEEP_AXES[axis]
-    figure = _figure(8, 5)
-    axes = figure.add_subplot(1, 1, 1)
-    x = np.array([row[key] * scale for row in rows])
-    validation = rows[0].get("val_mean") is not None
-    mean, std = ("val_mean", "val_std") if validation else ("accuracy_mean", "accuracy_std")
-    y = np.array([100 * row[mean] for row in rows])
-    error = np.array([100 * row[std] for row in rows])
-    seeds = max(row["n"] for row in rows)
-    if seeds > 1:
-        axes.errorbar(
-            x,
-            y,
-            yerr=error,
-            fmt="o",
-            color="tab:blue",
-            ecolor="gray",
-            capsize=3,
-            label="configuration (error bar: std over seeds)",
-        )
-    else:  # one seed each: no spread to show
-        axes.plot(x, y, "o", color="tab:blue", label="configuration (one seed each)")
-    # Labels alternate above and below their points, in order of x, so neighbours part.
-    for rank, index in enumerate(np.argsort(x, kind="stable")):
-        above = rank % 2 == 0
-        axes.annotate(
-            rows[index]["config"],
-            (x[index], y[index]),
-            textcoords="offset points",
-            xytext=(0, 7 if above else -11),
-            ha="center",
-            va="bottom" if above else "top",
-            fontsize=7,
-        )
-    frontier = [index for index, row in enumerate(rows) if row[f"pareto_{axis}"]]
-    frontier.sort(key=lambda index: x[index])
-    axes.plot(x[frontier], y[frontier], "-", color="tab:red", alpha=0.6, label="Pareto frontier")
-    axes.set_xscale("log")
-    axes.margins(x=0.25)  # room for the labels of the outermost points
-    axes.set_xlabel(f"{title} ({unit}, log scale)")
-    measure = "validation accuracy" if validation else "test accuracy"
-    axes.set_ylabel(f"{measure} (%)")
-    n = sorted({row["n"] for row in rows})
-    seeds = "seed" if n == [1] else "seeds"
-    axes.set_title(f"{measure} against {title} (n = {', '.join(map(str, n))} {seeds})")
-    axes.grid(alpha=0.3, which="both")
-    axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    return _save(figure, path)
-
-
-SWEEP_PICTURES = tuple(f"accuracy_vs_{axis}.png" for axis in SWEEP_AXES)
-STUDY_PICTURES = ("study_history.png", "study_importances.png", "study_parameters.png")
-
-
-def sweep_pictures(rows: list[dict], folder) -> list[Path]:
-    folder = Path(folder)
-    return [
-        sweep_plot(rows, axis, folder / name)
-        for axis, name in zip(SWEEP_AXES, SWEEP_PICTURES, strict=True)
-    ]
-
-
 def inputs_seen(sources, predictions, path) -> Path:
     """Each image (grey, fitted to 28x28 as it is) beside the 28x28 input the model saw."""
     from PIL import Image
@@ -401,54 +329,3 @@ def inputs_seen(sources, predictions, path) -> Path:
         suptitle="each image (inverted) beside the 28x28 input the model saw",
         limits=(0, 255),
     )
-
-
-def study_pictures(summary: dict, folder) -> list[Path]:
-    """A study's pictures: validation accuracy of each trial with the best so far, parameter
-    importances, and validation accuracy against each parameter."""
-    folder = Path(folder)
-    done = [t for t in summary["trials"] if t["state"] == "complete" and t["value"] is not None]
-    if not done:
-        return []
-    figure = _figure(8, 4)
-    axes = figure.add_subplot(1, 1, 1)
-    numbers = [t["trial"] for t in done]
-    values = [100 * t["value"] for t in done]
-    axes.plot(numbers, values, "o", color="tab:blue", label="complete trial")
-    axes.plot(numbers, np.maximum.accumulate(values), "-", color="tab:red", label="best so far")
-    axes.set_xlabel("trial")
-    axes.set_ylabel("validation accuracy (%)")
-    axes.set_title(f"study {summary['study']}: optimisation history")
-    axes.grid(alpha=0.3)
-    axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    history, importances, parameters = (folder / name for name in STUDY_PICTURES)
-    written = [_save(figure, history)]
-    if summary["importances"]:
-        names = list(summary["importances"])
-        figure = _figure(6, 0.6 + 0.4 * len(names))
-        axes = figure.add_subplot(1, 1, 1)
-        axes.barh(names[::-1], [summary["importances"][n] for n in names[::-1]], color="tab:blue")
-        axes.set_xlabel("importance (share of the variance in validation accuracy)")
-        figure.tight_layout()
-        written.append(_save(figure, importances))
-    names = sorted({name for t in done for name in t["params"]})
-    figure = _figure(4 * len(names), 3.5)
-    for index, name in enumerate(names):
-        axes = figure.add_subplot(1, len(names), index + 1)
-        points = [(t["params"][name], 100 * t["value"]) for t in done if name in t["params"]]
-        x = [p[0] for p in points]
-        if all(isinstance(v, int | float) for v in x):
-            axes.plot(x, [p[1] for p in points], "o", alpha=0.7)
-            if min(x) > 0 and max(x) / min(x) > 20:
-                axes.set_xscale("log")
-        else:  # categories, in the order first seen
-            order = list(dict.fromkeys(map(str, x)))
-            axes.plot([order.index(str(v)) for v in x], [p[1] for p in points], "o", alpha=0.7)
-            axes.set_xticks(range(len(order)), order, fontsize=8)
-        axes.set_xlabel(name)
-        axes.set_ylabel("validation accuracy (%)" if index == 0 else "")
-        axes.grid(alpha=0.3)
-    figure.tight_layout()
-    written.append(_save(figure, parameters))
-    return written

@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 
 from mnistlab import runfiles
-from mnistlab.config import TrainConfig, applicable, from_saved, model_name, show
+from mnistlab.config import TrainConfig, model_name, show
 from mnistlab.errors import ConfigError, MnistlabError
 from mnistlab.files import atomic_write
+from mnistlab.settings import applicable, from_saved
 
 
 def _render(title: str, sections: list[dict]) -> str:
@@ -214,7 +215,7 @@ def render_runs(folders: list[Path]) -> str:
 
 
 def render_sweep(folder: Path) -> str:
-    from mnistlab.plots import SWEEP_PICTURES
+    from mnistlab.sweep.pictures import SWEEP_PICTURES
     from mnistlab.sweep.results import chosen_by, label, read_results, summarize, varied_fields
 
     records = read_results(folder)
@@ -284,8 +285,8 @@ def render_sweep(folder: Path) -> str:
 def render_study(folder: Path) -> str:
     """A study: counts, the best trials by validation accuracy, the best's test accuracy
     measured once, importances, and its pictures."""
-    from mnistlab.plots import STUDY_PICTURES
     from mnistlab.tune import Study
+    from mnistlab.tune.pictures import STUDY_PICTURES
 
     study = Study.open(folder)
     summary = study.summary()

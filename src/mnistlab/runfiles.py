@@ -12,9 +12,10 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from mnistlab.config import TrainConfig, from_saved
+from mnistlab.config import TrainConfig
 from mnistlab.errors import MnistlabError, RunError
 from mnistlab.files import LOCK, atomic_write
+from mnistlab.settings import from_saved
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"

@@ -11,17 +11,9 @@ import dataclasses
 import sys
 from difflib import get_close_matches
 
-from mnistlab.config import (
-    RECIPES,
-    Runtime,
-    TrainConfig,
-    from_dict,
-    parse_value,
-    read_settings,
-    recipe,
-    split,
-)
+from mnistlab.config import Runtime, TrainConfig, parse_value
 from mnistlab.errors import ConfigError
+from mnistlab.settings import RECIPES, from_dict, read_settings, recipe, split
 
 
 class Parser(argparse.ArgumentParser):

@@ -34,8 +34,7 @@ def cmd_plot(args) -> int:
 
     folder = Path(args.folder)
     if is_study(folder):
-        study = Study.open(folder)
-        written = plots.study_pictures(study.summary(), folder)
+        written = Study.open(folder).draw_pictures()
     elif is_sweep(folder):
         written = Sweep(folder).write_summary()
     else:

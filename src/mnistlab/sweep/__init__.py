@@ -111,12 +111,12 @@ class Sweep:
 
     def write_summary(self, rows: list[dict] | None = None, pictures: bool = True) -> list[Path]:
         """summary.md, summary.csv and (with `pictures`) the accuracy-against-cost plots."""
-        from mnistlab import plots
+        from mnistlab.sweep.pictures import sweep_pictures
 
         rows = self.rows() if rows is None else rows
         written = list(write_summary(self.folder, rows))
         if pictures:
-            written += plots.sweep_pictures(rows, self.folder)
+            written += sweep_pictures(rows, self.folder)
         return written
 
     def _local(self, configs, runtime, on_record, should_stop) -> list[dict]:

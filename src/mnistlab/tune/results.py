@@ -5,7 +5,7 @@ reads."""
 import dataclasses
 import warnings
 
-from mnistlab.config import from_saved
+from mnistlab.settings import from_saved
 from mnistlab.tune.storage import Engine, load_study
 
 

@@ -114,8 +114,6 @@ class Study:
         """The best's test accuracy (measured once, unless `measure` is False), best.toml,
         study.json and the pictures; returns the summary, with `measured` (None before any
         trial completed)."""
-        from mnistlab import plots
-
         measured = results.measure_best(self.engine, runtime) if measure else None
         summary = self.summary()
         self.folder.mkdir(parents=True, exist_ok=True)  # a machine that ran no trial of it
@@ -123,8 +121,14 @@ class Study:
         if summary["best"]:
             atomic_write(self.folder / BEST, results.best_config_toml(self.engine))
         if pictures:
-            plots.study_pictures(summary, self.folder)
+            self.draw_pictures(summary)
         return {**summary, "measured": measured}
+
+    def draw_pictures(self, summary: dict | None = None) -> list[Path]:
+        """The study's pictures, in its folder (none before a trial completed)."""
+        from mnistlab.tune.pictures import study_pictures
+
+        return study_pictures(summary or self.summary(), self.folder)
 
     def _describe(self) -> None:
         """study.json: where the study lives (a password left out), for report and plot."""
