@@ -131,7 +131,7 @@ def test_assignment_recipe_is_one_flag_away(capsys, tiny, tmp_path):
         (["train", "--lr", "0"], "--lr must be a positive number"),
         (["train", "--lr", "fast"], "--lr: cannot read 'fast' as float"),
         (["train", "--hidden", "0"], "--hidden widths must be between 1 and"),
-        (["train", "--epochs", "0"], "--epochs must be at least 1"),
+        (["train", "--epochs", "0"], "--epochs must be between 1 and 100,000"),
         (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
         (["train", "--activation", "swish"], "--activation: invalid choice: 'swish'"),
         (["train", "--optimizer", "lbfgs"], "--optimizer: invalid choice: 'lbfgs'"),

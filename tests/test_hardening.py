@@ -166,20 +166,45 @@ def test_data_folders_that_are_files_are_one_line_errors(capsys, tmp_path, monke
         (["params", "--hidden", "10000000000000"], "--hidden widths must be between 1 and"),
         (["train", "--weight-decay", "nan"], "--weight-decay: must be a finite number"),
         (["train", "--weight-decay", "inf"], "--weight-decay: must be a finite number"),
-        (["data", "show", "--rows", "0"], "--rows: must be at least 1"),
-        (["data", "show", "--rows", "-3"], "--rows: must be at least 1"),
+        (["data", "show", "--rows", "0"], "--rows: must be between 1 and 100"),
+        (["data", "show", "--rows", "-3"], "--rows: must be between 1 and 100"),
         (["sweep", "--grid", "nesterov=ture"], "cannot read 'ture' as true or false"),
         (["sweep", "--grid", "hiden=8"], "did you mean hidden?"),
         (["train", "--hiden", "8"], "mnistlab train: error: unrecognized arguments: --hiden 8"),
         (["train", "--hiden", "8"], "(did you mean --hidden?) (see 'mnistlab train --help')"),
         (["train", "--recipie", "best"], "did you mean --recipe?"),
         (["data", "info", "--dataset", "kmnist"], "unknown dataset 'kmnist'"),
+        # Inputs that size work are checked against a stated limit before the work starts.
+        (["train", "--hidden", "1048576", "1048576"], "weights, more than the 268,435,456"),
+        (["train", "--epochs", "1000000000"], "--epochs must be between 1 and 100,000"),
+        (["train", "--config", "/dev/zero"], "cannot read config file /dev/zero: not a regular"),
+        (["data", "show", "--rows", "100000"], "--rows: must be between 1 and 100"),
+        (["tune", "--space", "lr=log:1e-3:1e-2", "--timeout", "nan"], "--timeout must be a"),
+        (["tune", "--space", "lr=log:1e-3:1e-2", "--trials", "0"], "--trials must be between 1"),
+        (["tune", "--space", "lr=log:1e-3:1e-2", "--trials", "-5"], "--trials must be between"),
+        (["tune", "--sampler", "grid", "--space", "seed=int:1:1000000"], "a grid of 1,000,000"),
+        (["tune", "--trials", "1", "--space", "hidden=int:8:64"], "hidden must be a list of"),
+        (["tune", "--sampler", "grid", "--space", "epochs=int:1:1000000000"], "--space epochs="),
+        (["tune", "--trials", "1", "--space", "lr=float:-inf:inf"], "must be finite numbers"),
+        (["tune", "--trials", "1", "--space", "lr=float:0:1e400"], "must be finite numbers"),
+        (["tune", "--trials", "1", "--space", "lr=float:0:0.1"], "--space lr=0: lr must be"),
+        (["tune", "--trials", "1", "--space", "activation=choice:relu,evil"], "unknown value"),
+        (["tune", "--trials", "1", "--space", "hidden=choice:0"], "--space hidden=0: hidden"),
     ],
 )
 def test_values_that_used_to_crash_are_one_line_errors(capsys, argv, message):
     code, _, err = cli(capsys, *argv)
     one_line_error(code, err)
     assert message in err
+    assert not Path("studies").exists()  # refused before anything was made
+
+
+def test_a_registry_that_is_not_a_file_of_data_sets_is_refused(capsys, monkeypatch, tmp_path):
+    for value, says in (("/dev/zero", "not a regular file"), (tmp_path, "")):
+        monkeypatch.setenv("MNISTLAB_DATASETS", str(value))
+        code, _, err = cli(capsys, "data", "info")
+        one_line_error(code, err)
+        assert f"MNISTLAB_DATASETS={value}" in err and says in err
 
 
 def test_a_validation_split_that_leaves_nothing_is_a_one_line_error(capsys, tiny):

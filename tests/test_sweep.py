@@ -329,3 +329,18 @@ def test_the_summary_table_has_one_alignment_cell_per_column(tiny, tmp_path, val
     cells = [line.count("|") - 1 for line in table]
     assert len(table) == 3 and cells == [cells[0]] * 3 and cells[0] == 6 + (val_split > 0)
     assert set(table[1].replace("|", "").split()) == {"---", "---:"}
+
+
+def test_a_planted_results_link_is_never_followed(tiny, tmp_path):
+    from mnistlab.errors import RunError
+    from mnistlab.sweep import Sweep
+
+    target = tmp_path / "someone-elses-file"
+    target.write_text("precious\n")
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    (folder / "results.jsonl").symlink_to(target)
+    config = base_config(tiny[0], epochs=1)
+    with pytest.raises(RunError, match="is a link, not"):
+        Sweep(folder).run([config], on(tiny[0]), pictures=False)
+    assert target.read_text() == "precious\n"

@@ -430,7 +430,7 @@ def test_trials_is_a_budget_for_all_workers_together_and_each_draws_its_own_poin
     out = tmp_path / "study"
     command = ["tune", "--dataset", "tiny", "--data-dir", str(tiny[0]), "--hidden", "8",
                "--batch-size", "64", "--epochs", "6", "--space", "lr=log:0.003:0.03",
-               "--pruner", "none", "--trials", "3", "--workers", "2", "--out", str(out),
+               "--pruner", "none", "--trials", "3", "--workers=2", "--out", str(out),
                "--quiet"]  # fmt: skip
     assert main(command) == 0
     printed = capfd.readouterr().out  # the workers' lines too

@@ -249,3 +249,79 @@ def test_export_without_its_extra_says_what_to_install(capsys, tiny_run, monkeyp
     code = main(["export", str(tiny_run), "--format", "safetensors"])
     err = capsys.readouterr().err
     assert code == 2 and "pip install 'mnistlab[export]'" in err
+
+
+def test_postscript_and_other_formats_never_reach_a_decoder():
+    # Pillow hands EPS to Ghostscript: only the formats a photo or a drawing comes in are tried.
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\nnewpath 0 0 moveto showpage\n"
+    pdf = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"></svg>'
+    for content in (eps, pdf, svg):
+        with pytest.raises(errors.UnsupportedImage, match="not an image of a format read here"):
+            preprocess.open_image(content)
+
+
+def test_what_is_read_whole_is_bounded_and_only_regular_files_are_opened(tmp_path):
+    import io
+    import os
+
+    class Endless(io.RawIOBase):  # /dev/zero as predict's standard input
+        taken = 0
+
+        def read(self, size=-1):
+            assert size != -1, "read to the end"
+            self.taken += size
+            return b"\0" * size
+
+    stream = Endless()
+    with pytest.raises(errors.ImageTooLarge, match="standard input is over 1,000 bytes"):
+        preprocess.read_bytes(stream, limit=1000)
+    assert stream.taken == 1001
+    folder = tmp_path / "images"
+    folder.mkdir()
+    os.mkfifo(folder / "a.png")  # would block an open() for ever
+    (folder / "b.png").write_bytes(png(Image.new("L", (40, 40), 255)))
+    assert preprocess.image_files([folder]) == [folder / "b.png"]
+    with pytest.raises(errors.UnsupportedImage, match="not a regular file"):
+        preprocess.open_image(folder / "a.png")  # named: refused before it is opened
+
+
+def test_show_input_is_refused_past_its_limit_before_any_prediction(capsys, tiny_run, tmp_path):
+    image = png(Image.new("L", (40, 40), 255))
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index in range(preprocess.MAX_SHOWN + 1):
+        (folder / f"{index}.png").write_bytes(image)
+    code = main(["predict", str(tiny_run), str(folder), "--show-input", str(tmp_path / "s.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--show-input: one picture shows at most 100 images" in err
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_export_never_replaces_a_file_it_did_not_write(capsys, tiny, tiny_run, tmp_path):
+    from mnistlab.config import Runtime, TrainConfig
+    from mnistlab.runs import Run
+
+    other = tmp_path / "other-run"
+    with Run.create(other, TrainConfig(dataset="tiny", hidden=(8,), epochs=1)) as run:
+        run.fit(Runtime(data_dir=str(tiny[0])), pictures=False)
+    before = {path.name: path.read_bytes() for path in other.iterdir() if path.is_file()}
+    config = (tiny_run / "config.json").read_bytes()
+    for out, says in (
+        (other / "checkpoint.pt", "is another run's folder"),
+        (other / "model.onnx", "is another run's folder"),
+        (tiny_run / "config.safetensors", "config.json exists and export did not write it"),
+        (tiny_run / "evaluation.safetensors", "exists and export did not write it"),
+        (tmp_path, "is a folder"),
+        (tmp_path / "missing" / "m.onnx", "does not exist"),
+    ):
+        kind = "safetensors" if out.suffix in (".safetensors", "") else "torchscript"
+        code = main(["export", str(tiny_run), "--format", kind, "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and says in err and err.count("\n") == 1, (out, err)
+    assert {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()} == before
+    assert (tiny_run / "config.json").read_bytes() == config
+    assert not (tiny_run / "config.safetensors").exists()
+    # The run's own export is written again, as often as asked.
+    for _ in range(2):
+        assert main(["export", str(tiny_run), "--format", "safetensors"]) == 0

@@ -7,6 +7,7 @@ interrupted epoch, and the sums of that epoch's train loss and accuracy so far.
 """
 
 import dataclasses
+import io
 from pathlib import Path
 
 import torch
@@ -46,8 +47,12 @@ def save(
         "history": history,
         "normalization": list(normalization),
     }
+    # Serialised in memory first: torch.save writing straight to a full disk fails with its own
+    # RuntimeError ("unexpected pos"); a plain write fails with the OSError that says why.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     try:
-        atomic_write(path, lambda handle: torch.save(payload, handle))
+        atomic_write(path, buffer.getbuffer())
     except OSError as error:
         what = "no space left on device" if is_no_space(error) else error.strerror
         raise CheckpointError(

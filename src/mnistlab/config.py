@@ -37,6 +37,8 @@ EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
 # Upper limits that keep a mistyped number from reaching torch as an allocation or overflow.
 MAX_SEED = 2**63 - 1
 MAX_WIDTH = 1 << 20
+MAX_LAYER = 1 << 28  # weights in one layer: 1 GiB in float32, before gradients and Adam's state
+MAX_EPOCHS = 100_000
 MAX_BATCH = 1 << 24
 
 
@@ -119,7 +121,7 @@ class TrainConfig:
         # environment, which a config's validation does not read): datasets.get_spec.
         check = _Checker()
         check.positive("lr", self.lr)
-        check.at_least("epochs", self.epochs, 1)
+        check.between("epochs", self.epochs, 1, MAX_EPOCHS)
         check.between("batch_size", self.batch_size, 1, MAX_BATCH)
         check.between("seed", self.seed, 0, MAX_SEED)
         for name in ("dropout", "warmup", "val_split", "momentum", "label_smoothing"):
@@ -128,6 +130,16 @@ class TrainConfig:
         if any(not 1 <= width <= MAX_WIDTH for width in self.hidden):
             raise ConfigError(
                 f"hidden widths must be between 1 and {MAX_WIDTH:,}, got {list(self.hidden)}",
+                "hidden",
+            )
+        sizes = self.layer_sizes
+        widest = max(
+            fan_in * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)
+        )
+        if widest > MAX_LAYER:
+            raise ConfigError(
+                f"hidden widths {list(self.hidden)} make a layer of {widest:,} weights, more "
+                f"than the {MAX_LAYER:,} allowed",
                 "hidden",
             )
         if self.model == "mlp" and not self.hidden:

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnistlab.errors import ConfigError
+from mnistlab.files import read_small
+
+MAX_ADDED = 100  # data sets one registry file may add
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,9 @@ def _read_registry(path: str, mtime: int) -> dict[str, DatasetSpec]:
     import json
 
     try:
-        entries = json.loads(Path(path).read_text())
+        entries = json.loads(read_small(path))
+        if not isinstance(entries, dict) or len(entries) > MAX_ADDED:
+            raise ValueError(f"a JSON object of at most {MAX_ADDED} data sets by name")
         added = {
             name: DatasetSpec(
                 name,

@@ -19,9 +19,11 @@ from torch import nn
 
 from mnistlab import checkpoint
 from mnistlab.config import EXPORT_FORMATS
+from mnistlab.errors import ConfigError
 from mnistlab.files import atomic_write
 from mnistlab.models.modules import ACTIVATIONS
 from mnistlab.resident import to_inputs
+from mnistlab.runfiles import is_run
 
 FORMATS = dict(zip(EXPORT_FORMATS, (".onnx", ".pt", ".safetensors"), strict=True))
 
@@ -87,21 +89,51 @@ def model(run) -> tuple[nn.Module, dict]:
 def export(run, format: str, out: str | Path | None = None) -> Path:
     """Write the run's model in `format` (onnx, torchscript, safetensors); returns the path
     (default: RUN/model.EXT, with model.json beside a safetensors file)."""
-    whole, description = model(run)
     folder = checkpoint.resolve(run).parent
-    out = Path(out) if out else folder / f"model{FORMATS[format]}"
+    out = _target(folder, out, format)
+    whole, description = model(run)
     example = torch.zeros(2, 28, 28)
-    if format == "torchscript":
-        scripted = torch.jit.trace(whole, example)
-        atomic_write(out, lambda handle: torch.jit.save(scripted, handle))
-    elif format == "onnx":
-        _onnx(whole, example, out)
-    else:
-        from safetensors.torch import save
+    try:
+        if format == "torchscript":
+            scripted = torch.jit.trace(whole, example)
+            atomic_write(out, lambda handle: torch.jit.save(scripted, handle))
+        elif format == "onnx":
+            _onnx(whole, example, out)
+        else:
+            from safetensors.torch import save
 
-        weights = dict(whole[1].state_dict())
-        atomic_write(out, save(weights, metadata={"mnistlab": json.dumps(description)}))
-        atomic_write(out.with_suffix(".json"), json.dumps(description, indent=2) + "\n")
+            weights = dict(whole[1].state_dict())
+            atomic_write(out, save(weights, metadata={"mnistlab": json.dumps(description)}))
+            atomic_write(out.with_suffix(".json"), json.dumps(description, indent=2) + "\n")
+    except OSError as error:
+        raise ConfigError(f"out: cannot write {out}: {error.strerror or error}", "out") from None
+    return out
+
+
+def _target(folder: Path, out: str | Path | None, format: str) -> Path:
+    """Where an export goes: RUN/model.EXT, or `out`, which must not replace a file export did
+    not write (anything but the run's own model.EXT and model.json) nor land in another
+    run's folder."""
+    default = folder / f"model{FORMATS[format]}"
+    out = Path(out) if out else default
+    written = [out, out.with_suffix(".json")] if format == "safetensors" else [out]
+    mine = {default.resolve(), default.with_suffix(".json").resolve()}
+    if out.is_dir():
+        raise ConfigError(f"out: {out} is a folder; give the file to write", "out")
+    if not out.parent.is_dir():
+        raise ConfigError(f"out: the folder {out.parent} does not exist", "out")
+    if out.parent.resolve() != folder.resolve() and is_run(out.parent):
+        raise ConfigError(
+            f"out: {out.parent} is another run's folder; export into a folder of your own",
+            "out",
+        )
+    for path in written:
+        if (path.exists() or path.is_symlink()) and path.resolve() not in mine:
+            raise ConfigError(
+                f"out: {path} exists and export did not write it; nothing was written: "
+                "remove it first, or give another file",
+                "out",
+            )
     return out
 
 

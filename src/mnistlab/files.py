@@ -76,5 +76,19 @@ def remove_stale_temporaries(folder: str | Path, older_than: float = 0.0) -> int
     return removed
 
 
+def read_small(path: str | Path, limit: int = 1_000_000) -> bytes:
+    """A settings file's bytes: a regular file of at most `limit` bytes, or an OSError that
+    says why not (a device, a FIFO or a huge file is never read to the end)."""
+    import stat
+
+    with open(path, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        content = handle.read(limit + 1)
+    if len(content) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit:,} bytes, too large for a settings file")
+    return content
+
+
 def is_no_space(error: OSError) -> bool:
     return error.errno in (errno.ENOSPC, errno.EDQUOT)

@@ -25,6 +25,11 @@ SIDE = 28
 MAX_PIXELS = 16_000_000  # refused before decoding: a decompression bomb never unpacks
 SMALLER = "send a smaller copy (1,600 pixels on the long side is plenty for a digit)"
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# The Pillow plugins an image is tried with, and no other: PostScript (EPS, which Pillow hands
+# to Ghostscript), PDF, SVG and the rest are refused before any decoder sees them.
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")  # (JPEG opens a camera's MPO too)
+MAX_BYTES = 50_000_000  # an image file read whole: a phone's photo is a few MB
+MAX_SHOWN = 100  # images in one --show-input picture
 
 
 def open_image(source, max_pixels: int = MAX_PIXELS):
@@ -36,17 +41,23 @@ def open_image(source, max_pixels: int = MAX_PIXELS):
         image, name = source, "the image"
     else:
         name = str(source) if isinstance(source, str | Path) else "the image"
+        if isinstance(source, str | Path) and not _regular(Path(source)):
+            raise UnsupportedImage(f"{name} is not an image file (not a regular file)")
         stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
         try:
             with warnings.catch_warnings():  # our own limit applies, just below
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(stream)
+                image = Image.open(stream, formats=FORMATS)
         except Image.DecompressionBombError as error:  # far past Pillow's own limit
             raise ImageTooLarge(
                 f"{name} has more pixels than the {max_pixels:,} allowed ({error}); {SMALLER}"
             ) from None
-        except (UnidentifiedImageError, OSError, ValueError) as error:
-            raise UnsupportedImage(f"{name} is not an image Pillow can read ({error})") from None
+        except UnidentifiedImageError:
+            raise UnsupportedImage(
+                f"{name} is not an image of a format read here ({', '.join(FORMATS)})"
+            ) from None
+        except (OSError, ValueError) as error:
+            raise UnsupportedImage(f"{name} could not be read ({error})") from None
     width, height = image.size
     if width * height > max_pixels and image.format in ("JPEG", "MPO"):  # MPO: a camera's JPEG
         # A JPEG decodes at 1/2, 1/4 or 1/8 of its size for less than the full cost: a
@@ -63,6 +74,17 @@ def open_image(source, max_pixels: int = MAX_PIXELS):
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise ImageError(f"{name} could not be decoded ({error})") from None
     return image
+
+
+def _regular(path: Path) -> bool:
+    """A regular file (a FIFO, socket or device is not), or a path that is not there (whose
+    error is the opener's to give)."""
+    import stat
+
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return True
 
 
 def grey(source) -> np.ndarray:
@@ -149,14 +171,25 @@ def prepare(source, dataset: str = "mnist") -> np.ndarray:
 
 
 def image_files(paths) -> list[Path]:
-    """The image files named, folders expanded to the images they hold (sorted)."""
+    """The image files named, folders expanded to the images they hold (sorted): regular
+    files only (a FIFO or a device named like an image would block or never end)."""
     found = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in EXTENSIONS)
+            found += sorted(
+                p for p in path.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file()
+            )
         else:
             found.append(path)
     return found
+
+
+def read_bytes(stream, name: str = "standard input", limit: int = MAX_BYTES) -> bytes:
+    """A stream's bytes, at most `limit`: past it an ImageTooLarge, read no further."""
+    content = stream.read(limit + 1)
+    if len(content) > limit:
+        raise ImageTooLarge(f"{name} is over {limit:,} bytes; {SMALLER}")
+    return content
 
 
 def sources(names: list[str], stdin=None) -> list[tuple[str, object]]:
@@ -164,7 +197,7 @@ def sources(names: list[str], stdin=None) -> list[tuple[str, object]]:
     of `stdin` (a binary stream)."""
     found = [(str(path), path) for path in image_files([n for n in names if n != "-"])]
     if "-" in names and stdin is not None:
-        found.append(("-", stdin.read()))
+        found.append(("-", read_bytes(stdin)))
     if not found:
         raise ImageError(f"no images in {' '.join(names)}")
     return found

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mnistlab.config import Runtime, TrainConfig, field_names
 from mnistlab.errors import ConfigError
+from mnistlab.files import read_small
 
 # Settings of old run folders that moved from the experiment to the machine.
 MACHINE_KEYS = ("device", "threads", "data_dir")
@@ -59,10 +60,10 @@ def read_settings(path: str | Path) -> dict:
     """The settings of a TOML file (top level or a [train] table), or of a run's config.json
     (which holds every setting of the run it came from)."""
     try:
-        with open(path, "rb") as handle:
-            if str(path).endswith(".json"):
-                return _json_settings(path, handle.read())
-            values = tomllib.load(handle)
+        content = read_small(path)
+        if str(path).endswith(".json"):
+            return _json_settings(path, content)
+        values = tomllib.loads(content.decode())
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
     except UnicodeDecodeError:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from mnistlab import text
 from mnistlab.cli.console import runtime_from_args
-from mnistlab.cli.flags import Parser, add_setting_flags, command, positive
+from mnistlab.cli.flags import Parser, add_setting_flags, between, command
 from mnistlab.config import Runtime
 from mnistlab.errors import ConfigError
 
@@ -27,7 +27,7 @@ def add_parsers(commands) -> None:
         sub.set_defaults(handler=cmd_data)
     sub.add_argument("--out", help="picture file to write (default: a new temporary folder)")
     sub.add_argument("--split", choices=("train", "test"), default="train")
-    sub.add_argument("--rows", type=positive, default=8, help="images per class")
+    sub.add_argument("--rows", type=between(1, 100), default=8, help="images per class (1-100)")
     sub.add_argument("--seed", type=int, default=0)
 
 

@@ -139,11 +139,19 @@ def command(commands, name: str, text: str) -> "Parser":
     return commands.add_parser(name, help=text, description=text)
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def between(low: int, high: int):
+    """argparse's type for a whole number in [low, high]."""
+
+    def read(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"cannot read {text!r} as a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return read
 
 
 def training_parser(commands, name, text, skip=()):

@@ -27,7 +27,9 @@ def add_parsers(commands) -> None:
     predict.add_argument("images", nargs="+", help="image files, folders of them, or - for stdin")
     predict.add_argument("--json", action="store_true", help="one JSON object per image")
     predict.add_argument(
-        "--show-input", metavar="FILE.png", help="a picture of each image and the 28x28 input"
+        "--show-input",
+        metavar="FILE.png",
+        help="a picture of each image and the 28x28 input (at most 100 images)",
     )
     predict.set_defaults(handler=cmd_predict)
 
@@ -71,6 +73,12 @@ def cmd_predict(args) -> int:
 
     predictor = Predictor.load(args.run)
     sources = preprocess.sources(args.images, sys.stdin.buffer)
+    if args.show_input and len(sources) > preprocess.MAX_SHOWN:
+        raise ConfigError(
+            f"show_input: one picture shows at most {preprocess.MAX_SHOWN} images, and "
+            f"{len(sources):,} were named; name fewer",
+            "show_input",
+        )
     predictions = [(name, predictor.predict([source])[0]) for name, source in sources]
     if args.show_input:
         from mnistlab import plots

@@ -16,6 +16,7 @@ each run once. A finished sweep writes summary.md, summary.csv and its pictures.
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,15 +182,27 @@ class Sweep:
 
 
 def _append(folder: Path, record: dict) -> None:
-    import os
-
     path = folder / RESULTS
+    if path.is_symlink():  # planted: never followed, read or appended to
+        raise RunError(f"{path} is a link, not the sweep's results file; remove it")
     # After a crash mid-write the file may end inside a line: start a fresh one.
-    torn = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-    with open(path, "a") as handle:
+    torn = path.is_file() and path.stat().st_size > 0 and not _ends_a_line(path)
+    # O_NOFOLLOW: a results.jsonl planted as a link is refused, never followed and appended to.
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+    try:
+        descriptor = os.open(path, flags, 0o666)
+    except OSError as error:
+        raise RunError(f"cannot append to {path}: {error.strerror}") from None
+    with os.fdopen(descriptor, "a") as handle:
         handle.write(("\n" if torn else "") + json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _ends_a_line(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def _train(config, run_folder, runtime, datasets, should_stop) -> dict | None:

@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 from mnistlab.config import show
+from mnistlab.errors import RunError
 from mnistlab.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ def read_results(folder: str | Path, problems: list[str] | None = None) -> list[
     """Finished runs. A line that is not a whole record (a crash mid-write, another version's
     record, a hand edit) is left out, and said in `problems` (and the log) by line number."""
     path = Path(folder) / RESULTS
+    if path.is_symlink():  # planted: never followed
+        raise RunError(f"{path} is a link, not a sweep's results file; remove it")
     if not path.is_file():
         return []
     records = []

@@ -9,6 +9,7 @@ the queue.
 """
 
 import dataclasses
+import math
 import socket
 import time
 import warnings
@@ -17,10 +18,11 @@ from pathlib import Path
 
 from mnistlab.config import Runtime, TrainConfig
 from mnistlab.errors import ConfigError, TrainingDiverged
-from mnistlab.tune.space import Dimension, baseline_point, suggest
+from mnistlab.tune.space import Dimension, baseline_point, check, suggest
 from mnistlab.tune.storage import Engine, open_study, setup_of
 
 VALIDATION_IMAGES = 5_000
+MAX_TRIALS = 100_000  # a budget, and a grid's points (each queued as a trial)
 FINISHED = ("COMPLETE", "PRUNED")
 QUEUED = ("point", "baseline", "requeued")  # the marks of a trial taken from the queue
 KEPT = ("point", "baseline", "key")  # what a trial queued again carries over
@@ -36,7 +38,12 @@ def search_config(base: TrainConfig, training_images: int = 60_000) -> TrainConf
 
 
 def check_budget(engine: Engine, trials: int | None, timeout: float | None) -> None:
-    """A search must know when to end: a ConfigError when nothing says."""
+    """A search must know when to end: a ConfigError when nothing says, or when what it says
+    is no end (no trials, a timeout that is not a positive number)."""
+    if trials is not None and not 1 <= trials <= MAX_TRIALS:
+        raise ConfigError(f"trials must be between 1 and {MAX_TRIALS:,}, got {trials}", "trials")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(f"timeout must be a positive number of seconds, got {timeout}", "timeout")
     if trials is None and timeout is None and engine.sampler != "grid":
         raise ConfigError(
             "give trials or timeout (or sampler grid, which ends by itself)",
@@ -52,6 +59,8 @@ def queue_of(engine: Engine, space: dict[str, Dimension], base: TrainConfig | No
 
     if engine.sampler == "grid" and not space:
         raise ConfigError("space: a grid search needs a space", "space")
+    if base is not None:
+        check(space, base)
     queue = []
     if engine.baseline and base is not None:
         if engine.sampler == "grid":
@@ -60,6 +69,13 @@ def queue_of(engine: Engine, space: dict[str, Dimension], base: TrainConfig | No
             )
         queue.append((baseline_point(space, base), {"baseline": True}))
     if engine.sampler == "grid":
+        points = math.prod(dimension.size() for dimension in space.values())
+        if points > MAX_TRIALS:
+            raise ConfigError(
+                f"space: a grid of {points:,} points, more than the {MAX_TRIALS:,} a study "
+                "queues; narrow its int ranges or choices",
+                "space",
+            )
         grid = itertools.product(*(dimension.grid() for dimension in space.values()))
         for index, point in enumerate(grid):
             queue.append((dict(zip(space, point, strict=True)), {"point": index}))

@@ -5,6 +5,7 @@ lr=log:1e-4:3e-2   dropout=float:0:0.5   epochs=int:2:20   hidden=choice:256,512
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from mnistlab.config import TrainConfig, parse_value, show
@@ -27,6 +28,14 @@ class Dimension:
             return [encode(choice) for choice in self.choices]
         if self.kind == "int":
             return list(range(int(self.low), int(self.high) + 1))
+        raise ConfigError(f"space {self.name}: a grid needs choice or int dimensions", "space")
+
+    def size(self) -> int:
+        """Points in a grid of this dimension (counted, not listed)."""
+        if self.kind == "choice":
+            return len(self.choices)
+        if self.kind == "int":
+            return int(self.high) - int(self.low) + 1
         raise ConfigError(f"space {self.name}: a grid needs choice or int dimensions", "space")
 
     def holds(self, value) -> bool:
@@ -54,18 +63,48 @@ def parse_space(specs: list[str]) -> dict[str, Dimension]:
                 f"one of {', '.join(KINDS)} (lr=log:1e-4:3e-2, hidden=choice:256,512)",
                 "space",
             )
-        if kind == "choice":
-            values = tuple(parse_value(name, value) for value in args.split(","))
-            space[name] = Dimension(name, kind, choices=values)
-            continue
         try:
-            low, high = (float(value) for value in args.split(":"))
-        except ValueError:
-            raise ConfigError(f"space {spec!r}: {kind} takes LOW:HIGH", "space") from None
-        if not low < high or (kind == "log" and low <= 0):
-            raise ConfigError(f"space {spec!r}: needs LOW < HIGH (and LOW > 0 for log)", "space")
-        space[name] = Dimension(name, kind, low, high)
+            space[name] = _dimension(name, kind, args)
+        except ConfigError as error:  # named by the space, not by the setting's own flag
+            raise ConfigError(f"space {spec!r}: {error}", "space") from None
     return space
+
+
+def _dimension(name: str, kind: str, args: str) -> Dimension:
+    """One dimension, its values read as the setting's type (their ranges: `check`)."""
+    import math
+
+    if kind == "choice":
+        return Dimension(
+            name, kind, choices=tuple(map(partial(parse_value, name), args.split(",")))
+        )
+    try:
+        low, high = (float(value) for value in args.split(":"))
+    except ValueError:
+        raise ConfigError(f"{kind} takes LOW:HIGH") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ConfigError("LOW and HIGH must be finite numbers")
+    if not low < high or (kind == "log" and low <= 0):
+        raise ConfigError("needs LOW < HIGH (and LOW > 0 for log)")
+    if kind == "int" and not (low.is_integer() and high.is_integer()):
+        raise ConfigError("int takes whole numbers")
+    return Dimension(name, kind, low, high)
+
+
+def check(space: dict[str, Dimension], base: TrainConfig) -> None:
+    """Every value a dimension can give (its choices, both ends of a range) makes a valid
+    config from `base`: a ConfigError naming the space before anything is made."""
+    for name, dimension in space.items():
+        if dimension.kind == "choice":
+            values = dimension.choices
+        else:
+            kind = int if dimension.kind == "int" else float
+            values = (kind(dimension.low), kind(dimension.high))
+        for value in values:
+            try:
+                dataclasses.replace(base, **{name: value})
+            except ConfigError as error:
+                raise ConfigError(f"space {name}={show(value)}: {error}", "space") from None
 
 
 def read_space(path: str | Path) -> list[str]:
