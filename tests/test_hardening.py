@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import run_sweep
-from mnistlab import checkpoint, report
+from mnistlab import checkpoint, datasets, report, runfiles
 from mnistlab.cli import main
 from mnistlab.config import TrainConfig
 from mnistlab.errors import CheckpointError
@@ -364,3 +364,59 @@ def test_a_run_folder_whose_name_is_not_utf8_still_gets_its_report(tmp_path):
     (run / "config.json").write_text(json.dumps(TrainConfig().__dict__, default=list))
     text = report.write(run).read_bytes().decode("utf-8")  # valid UTF-8 throughout
     assert "<title>mnistlab run run-??</title>" in text
+
+
+def test_tampered_checkpoints_and_metrics_are_refused_in_one_line(capsys, tiny_run, tmp_path):
+    import shutil
+
+    for change, says in (
+        (lambda p: p.update(format_version=torch.tensor(2)), "format 'Tensor' is not a"),
+        (lambda p: p.update(normalization=[True, 1.0]), "'normalization' must be two"),
+        (lambda p: p.update(normalization=[0.5, float("nan")]), "'normalization' must be two"),
+    ):
+        folder = tmp_path / f"tampered-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(tiny_run, folder)
+        payload = torch.load(folder / "checkpoint.pt", weights_only=True)
+        change(payload)
+        torch.save(payload, folder / "checkpoint.pt")
+        for command in (["evaluate", folder], ["predict", folder, "-"], ["export", folder]):
+            extra = ["--format", "onnx"] if command[0] == "export" else []
+            code, _, err = cli(capsys, *command, *extra)
+            one_line_error(code, err)
+            assert says in err, (command, err)
+    # A number of 5,000 digits is not JSON Python reads: the line is left out, nothing breaks.
+    with open(tiny_run / "metrics.jsonl", "a") as handle:
+        handle.write('{"epoch": ' + "9" * 5000 + "}\n")
+    assert len(runfiles.read_metrics(tiny_run)) == 3
+    code, _, _ = cli(capsys, "report", tiny_run)
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda entry: entry.update(classes=[str(i) for i in range(20)]), "needs 10 class names"),
+        (lambda entry: entry["files"].pop("test_labels"), "its files lack test_labels"),
+    ],
+)
+def test_a_registry_entry_mnistlab_cannot_train_on_is_refused(
+    capsys, tiny, tmp_path, monkeypatch, change, says
+):
+    registry = json.loads((tmp_path / "datasets.json").read_text())
+    change(registry["tiny"])
+    (tmp_path / "datasets.json").write_text(json.dumps(registry))
+    monkeypatch.delitem(datasets.DATASETS, "tiny")
+    code, _, err = cli(capsys, "data", "info", "--dataset", "tiny", "--data-dir", tiny[0])
+    one_line_error(code, err)
+    assert says in err
+
+
+def test_a_dollar_in_class_names_is_drawn_as_a_dollar(capsys, tiny, tmp_path, monkeypatch):
+    registry = json.loads((tmp_path / "datasets.json").read_text())
+    registry["tiny"]["classes"] = [f"${i}^$" for i in range(10)]
+    (tmp_path / "datasets.json").write_text(json.dumps(registry))
+    monkeypatch.delitem(datasets.DATASETS, "tiny")
+    out = tmp_path / "samples.png"
+    argv = ["data", "show", "--dataset", "tiny", "--data-dir", tiny[0], "--out", out]
+    code, _, err = cli(capsys, *argv)
+    assert code == 0 and out.is_file(), err

@@ -306,3 +306,43 @@ def test_the_page_in_a_real_browser(trained, mnist, tmp_path):
         assert page.locator("#status").text_content() == ""
         browser.close()
     assert screenshot.stat().st_size > 10_000
+
+
+def test_hostile_bodies_and_hosts_get_4xx_answers_and_the_server_keeps_serving(tiny_run):
+    import http.client
+
+    with served(app_for_run(tiny_run)) as url:
+        api = url + "/api/predict"
+        nested = b'{"pixels": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        huge = b'{"pixels": [[' + b"9" * 401 + b"]]}"
+        for body, status, says in (
+            (nested, 400, "send JSON"),  # was a RecursionError and a 500
+            (huge, 400, "send JSON"),  # was an OverflowError and a 500
+            (json.dumps({"pixels": [[0] * 28] * 28}).encode(), 422, "blank"),  # was class 1
+        ):
+            code, answer = request(api, body, "application/json")
+            assert code == status and says in answer["error"], (code, answer)
+        # DNS rebinding: a page at evil.example whose name resolves to 127.0.0.1.
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("GET", "/api/model", headers={"Host": "evil.example"})
+        assert connection.getresponse().status == 400
+        connection.close()
+        assert request(url + "/healthz")[0] == 200
+
+
+def test_serve_says_in_one_line_when_it_cannot_listen(capsys, tiny_run):
+    import socket
+
+    from mnistlab.cli import main
+
+    assert main(["serve", str(tiny_run), "--port", "99999"]) == 2
+    assert "--port: must be between 1 and 65535" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(tiny_run), "--port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert f"--port: cannot listen on 127.0.0.1:{port}" in captured.err
+    assert captured.err.count("\n") == 1 and "serving" not in captured.out

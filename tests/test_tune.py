@@ -639,3 +639,18 @@ def test_a_study_and_a_sweep_driven_from_python_leave_what_report_and_plot_read(
         assert main(["report", str(made)]) == 0 and (made / "report.html").is_file()
         assert main(["plot", str(made)]) == 0
     assert "The best trial (" in (folder / "report.html").read_text()
+
+
+def test_two_studies_never_share_a_folder(capsys, tiny, tmp_path):
+    out = tmp_path / "study"
+    command = ["tune", "--dataset", "tiny", "--data-dir", str(tiny[0]), "--hidden", "8",
+               "--batch-size", "64", "--epochs", "1", "--sampler", "grid", "--space",
+               "lr=choice:0.01", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main([*command, "--study", "first"]) == 0
+    trials = sorted((out / "trials").iterdir())
+    capsys.readouterr()
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert main([*command, "--study", "second", "--storage", other]) == 2
+    err = capsys.readouterr().err
+    assert f"--out: {out} holds study 'first'" in err and err.count("\n") == 1
+    assert sorted((out / "trials").iterdir()) == trials

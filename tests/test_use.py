@@ -325,3 +325,37 @@ def test_export_never_replaces_a_file_it_did_not_write(capsys, tiny, tiny_run, t
     # The run's own export is written again, as often as asked.
     for _ in range(2):
         assert main(["export", str(tiny_run), "--format", "safetensors"]) == 0
+
+
+def test_a_16_bit_image_is_read_by_its_own_range():
+    # A white square, anti-aliased at its edge, in 16-bit grey: converting to 8 bits the way
+    # Pillow does clips everything but the darkest pixels.
+    square = np.zeros((60, 60), np.float64)
+    square[20:40, 20:40] = 1.0
+    square[19, 20:40] = square[40, 20:40] = 0.4
+    image = Image.fromarray((square * 65535).astype(np.uint16))
+    assert image.mode.startswith("I;16")
+    seen = preprocess.grey(image)
+    assert seen.max() == pytest.approx(255) and seen[30, 30] == pytest.approx(255)
+    assert 90 < seen[19, 30] < 115  # the edge kept as grey, not clipped
+    expected = preprocess.prepare(Image.fromarray((square * 255).astype(np.uint8)))
+    assert np.abs(preprocess.prepare(image).astype(int) - expected).max() <= 2
+
+
+def test_predict_prints_its_answers_whatever_becomes_of_the_picture(capsys, tiny_run, tmp_path):
+    image = tmp_path / "cost$^$ 1.png"  # a `$` once broke matplotlib's title
+    digit = Image.new("L", (40, 40), 255)
+    digit.paste(0, (15, 5, 25, 35))
+    digit.save(image)
+    assert (
+        main(["predict", str(tiny_run), str(image), "--show-input", str(tmp_path / "s.png")]) == 0
+    )
+    assert "cost$^$ 1.png: " in capsys.readouterr().out and (tmp_path / "s.png").is_file()
+    for out, says in (
+        (tmp_path, "is a folder"),
+        (tmp_path / "no-suffix", "needs a picture extension"),
+        (tmp_path / "missing" / "s.png", "does not exist"),
+    ):
+        code = main(["predict", str(tiny_run), str(image), "--show-input", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and "--show-input: " in err and says in err and err.count("\n") == 1

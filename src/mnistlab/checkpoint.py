@@ -8,6 +8,7 @@ interrupted epoch, and the sums of that epoch's train loss and accuracy so far.
 
 import dataclasses
 import io
+import math
 from pathlib import Path
 
 import torch
@@ -84,10 +85,14 @@ def load(path: str | Path) -> dict:
             f"{path}: not a readable mnistlab checkpoint "
             f"({type(error).__name__}); was it written by mnistlab?"
         ) from None
-    if not isinstance(payload, dict) or payload.get("format_version") not in READABLE_VERSIONS:
-        version = payload.get("format_version") if isinstance(payload, dict) else None
+    version = payload.get("format_version") if isinstance(payload, dict) else None
+    # Compared as a plain int: a tensor planted there would make `in` ambiguous (a traceback).
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        shown = (
+            version if type(version) in (int, str, float, type(None)) else type(version).__name__
+        )
         raise CheckpointError(
-            f"{path}: checkpoint format {version!r} is not a supported format "
+            f"{path}: checkpoint format {shown!r} is not a supported format "
             f"({', '.join(map(str, READABLE_VERSIONS))})"
         )
     _check(path, payload)
@@ -123,7 +128,8 @@ def _check(path: Path, payload: dict) -> None:
     if not all(isinstance(value, torch.Tensor) for value in payload["model"].values()):
         fail("'model' holds something other than tensors")
     normalization = payload["normalization"]
-    if len(normalization) != 2 or not all(isinstance(v, float | int) for v in normalization):
+    numbers = [type(v) in (float, int) for v in normalization]  # (True is no mean)
+    if len(normalization) != 2 or not all(numbers) or not all(map(math.isfinite, normalization)):
         fail("'normalization' must be two numbers (mean, std)")
     if not normalization[1] > 0:
         fail("'normalization' has a standard deviation that is not positive")

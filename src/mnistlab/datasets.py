@@ -160,9 +160,24 @@ def _read_registry(path: str, mtime: int) -> dict[str, DatasetSpec]:
             )
             for name, entry in entries.items()
         }
+        for spec in added.values():
+            _check(spec)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise ConfigError(f"MNISTLAB_DATASETS={path}: not a dataset registry ({error})") from None
     return added
+
+
+FILE_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
+CLASSES = 10  # the models' outputs: every data set here has ten classes
+
+
+def _check(spec: DatasetSpec) -> None:
+    """What a data set must have for mnistlab to train on it: a ValueError that says what not."""
+    missing = [key for key in FILE_KEYS if key not in spec.files]
+    if missing:
+        raise ValueError(f"{spec.name}: its files lack {', '.join(missing)}")
+    if len(spec.classes) != CLASSES or not all(isinstance(c, str) for c in spec.classes):
+        raise ValueError(f"{spec.name}: needs {CLASSES} class names, has {len(spec.classes)}")
 
 
 def get_spec(name: str) -> DatasetSpec:

@@ -20,6 +20,12 @@ def new_figure(width: float, height: float):
 
 
 def save(figure, path: str | Path) -> Path:
+    from matplotlib.text import Text
+
+    # Titles carry users' text (file names, class names, study names): a `$` in one is a
+    # dollar sign, not the start of matplotlib's mathtext (which fails on "cost$^$").
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda handle: figure.savefig(handle, format=path.suffix[1:]))

@@ -106,6 +106,12 @@ def grey(source) -> np.ndarray:
         image = image.convert("RGBA")
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, image)
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        # 16-bit or float grey: Pillow's conversion to 8 bits clips (an anti-aliased digit
+        # keeps only its darkest pixels); scaled by the image's own range instead.
+        array = np.asarray(image, dtype=np.float32)
+        low, high = float(array.min()), float(array.max())
+        return (array - low) * (255 / (high - low)) if high > low else np.zeros_like(array)
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 

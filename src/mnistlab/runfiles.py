@@ -55,7 +55,7 @@ def read_metrics(folder: str | Path) -> list[dict]:
     for line in path.read_text(errors="replace").splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or a number past the parser's digit limit
             continue
         if isinstance(record, dict):
             records.append(record)

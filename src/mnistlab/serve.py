@@ -20,11 +20,14 @@ JSON object with a message, and the server keeps serving.
 import asyncio
 import contextlib
 import json
+import threading
 from importlib import resources
 
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
@@ -35,6 +38,9 @@ from mnistlab.predict import Predictor
 from mnistlab.preprocess import MAX_PIXELS
 
 MAX_BYTES = 2_000_000
+# The names a browser on this machine uses for it; `serve --host` adds its own address.
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+DECODES = 4  # images decoded at once (the rest wait): a 4000x4000 PNG costs ~300 MB to decode
 DRAIN_BYTES = 16_000_000  # the most of a refused body read (and dropped) so the 413 is seen
 DRAIN_SECONDS = 10.0
 
@@ -96,19 +102,30 @@ def _pixels(body: bytes) -> np.ndarray:
     try:
         value = json.loads(body)
         pixels = np.asarray(value["pixels"], dtype=np.float64)
-    except (ValueError, KeyError, TypeError):
+    # RecursionError: JSON nested thousands deep; OverflowError: an integer of 400 digits.
+    except (ValueError, KeyError, TypeError, RecursionError, OverflowError):
         raise Refused(400, 'send JSON {"pixels": [[...28 numbers...] x 28]}') from None
     if pixels.shape != (28, 28):
         raise Refused(400, f"pixels must be 28x28, got {'x'.join(map(str, pixels.shape))}")
     if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
         raise Refused(400, "pixels must be numbers in 0-255")
+    if pixels.max() < 32:  # as an image with no ink: refused, never a guess
+        raise Refused(422, "the pixels are blank: no ink stands out from the background")
     return np.rint(pixels).astype(np.uint8)
 
 
 def create_app(
-    predictor: Predictor, info: dict, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+    predictor: Predictor,
+    info: dict,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    hosts: tuple[str, ...] = LOCAL_HOSTS,
+    decodes: int = DECODES,
 ) -> Starlette:
-    """The app for one loaded model; `info` is what /api/model answers."""
+    """The app for one loaded model; `info` is what /api/model answers. Requests naming
+    another Host than `hosts` are refused (DNS rebinding: a page elsewhere whose name
+    resolves to this machine); at most `decodes` images are decoded at once, the others wait
+    their turn, so a storm of large images costs `decodes` images' memory, not one each."""
     page = resources.files("mnistlab").joinpath("static/index.html").read_text()
     # The page reads the limits, and sends a reduced copy of an upload past them.
     info = {**info, "limits": {"bytes": max_bytes, "pixels": max_pixels}}
@@ -125,9 +142,12 @@ def create_app(
         except ImageError as error:
             raise Refused(422, str(error)) from None
 
+    turns = threading.BoundedSemaphore(decodes)
+
     def answer(body: bytes, kind: str) -> dict:
         """Decode, prepare and predict in one trip to the thread pool."""
-        image = _pixels(body) if kind == "application/json" else prepared(body)
+        with turns:
+            image = _pixels(body) if kind == "application/json" else prepared(body)
         return predictor.predict_prepared(image[None])[0].as_dict()
 
     async def predict(request: Request):
@@ -153,7 +173,8 @@ def create_app(
             Route("/api/predict", predict, methods=["POST"]),
             Route("/api/model", model),
             Route("/healthz", health),
-        ]
+        ],
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))],
     )
 
 

@@ -31,13 +31,17 @@ def add_parsers(commands) -> None:
     sub.add_argument("--seed", type=int, default=0)
 
 
-def picture_path(out: str | Path) -> Path:
+def picture_path(out: str | Path, field: str = "out") -> Path:
     """A picture file to write: its suffix one matplotlib writes, its folder there."""
     path = Path(out)
+    if path.is_dir():
+        raise ConfigError(f"{field}: {out} is a folder; give the picture file to write", field)
     if path.suffix.lower() not in PICTURE_SUFFIXES:
-        raise ConfigError(f"out: {out} needs a picture extension: .png, .pdf, .svg or .jpg", "out")
+        raise ConfigError(
+            f"{field}: {out} needs a picture extension: .png, .pdf, .svg or .jpg", field
+        )
     if not path.parent.is_dir():
-        raise ConfigError(f"out: the folder {path.parent} does not exist", "out")
+        raise ConfigError(f"{field}: the folder {path.parent} does not exist", field)
     return path
 
 

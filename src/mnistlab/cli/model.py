@@ -6,7 +6,8 @@ import sys
 
 from mnistlab import text
 from mnistlab.cli.console import runtime_from_args
-from mnistlab.cli.flags import add_setting_flags, command
+from mnistlab.cli.data import picture_path
+from mnistlab.cli.flags import add_setting_flags, between, command
 from mnistlab.config import EXPORT_FORMATS, Runtime
 from mnistlab.errors import ConfigError
 
@@ -42,7 +43,15 @@ def add_parsers(commands) -> None:
     serve = command(commands, "serve", "a web page to draw digits on, and a JSON API")
     serve.add_argument("run", help="run folder or checkpoint.pt")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--port", type=between(1, 65535), default=8000, help="port to listen on")
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name requests may give besides localhost and --host (the machine's name "
+        "when serving on 0.0.0.0; * for any); repeatable",
+    )
     add_setting_flags(serve, Runtime, skip=("data_dir", "mirrors"))
     serve.set_defaults(handler=cmd_serve)
 
@@ -71,6 +80,8 @@ def cmd_predict(args) -> int:
     from mnistlab import preprocess
     from mnistlab.predict import Predictor
 
+    if args.show_input:
+        picture_path(args.show_input, "show_input")  # refused before any work
     predictor = Predictor.load(args.run)
     sources = preprocess.sources(args.images, sys.stdin.buffer)
     if args.show_input and len(sources) > preprocess.MAX_SHOWN:
@@ -80,17 +91,23 @@ def cmd_predict(args) -> int:
             "show_input",
         )
     predictions = [(name, predictor.predict([source])[0]) for name, source in sources]
-    if args.show_input:
-        from mnistlab import plots
-
-        path = plots.inputs_seen([source for _, source in sources], predictions, args.show_input)
-        print(f"wrote {path}", file=sys.stderr)
-    for name, prediction in predictions:
+    for name, prediction in predictions:  # printed before the picture: never lost to it
         if args.json:
             print(json.dumps({"file": name, **prediction.as_dict()}))
         else:
             top = ", ".join(f"{label} {100 * p:.1f}%" for label, p in prediction.top(3))
             print(f"{name}: {prediction.name}  (top 3: {top})")
+    if args.show_input:
+        from mnistlab import plots
+
+        try:
+            path = plots.inputs_seen([s for _, s in sources], predictions, args.show_input)
+        except OSError as error:
+            raise ConfigError(
+                f"show_input: cannot write {args.show_input}: {error.strerror or error}",
+                "show_input",
+            ) from None
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -114,13 +131,33 @@ def cmd_serve(args) -> int:
     try:
         import uvicorn
 
-        from mnistlab.serve import app_for_run
+        from mnistlab.serve import LOCAL_HOSTS, app_for_run
     except ImportError as error:
         raise ConfigError(f"serve needs {error.name}: pip install 'mnistlab[serve]'") from None
     from mnistlab import devices
 
     runtime = runtime_from_args(args)
-    app = app_for_run(args.run, str(devices.resolve(runtime.device)))
+    _check_port(args.host, args.port)
+    hosts = (*LOCAL_HOSTS, args.host, *args.allow_host)
+    app = app_for_run(args.run, str(devices.resolve(runtime.device)), hosts=hosts)
     print(f"serving {args.run} at http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _check_port(host: str, port: int) -> None:
+    """Say now, in one line, that the address cannot be listened on (in use, or not this
+    machine's), rather than after 'serving at'."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        raise ConfigError(
+            f"port: cannot listen on {host}:{port} ({error.strerror or error}); give another "
+            "port, or stop what holds it",
+            "port",
+        ) from None

@@ -115,8 +115,9 @@ def open_storage(engine: Engine):
                     ),
                 )
             except ImportError as error:
+                needed = error.name or str(error)
                 raise ConfigError(
-                    f"storage {engine.shown()}: needs the Python package {error.name} (for "
+                    f"storage {engine.shown()}: needs the Python package {needed} (for "
                     "PostgreSQL: pip install 'mnistlab[postgres]')",
                     "storage",
                 ) from None

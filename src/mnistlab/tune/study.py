@@ -79,6 +79,7 @@ class Study:
         base = search.search_config(base)
         search.check_budget(self.engine, trials, timeout)  # refused before anything is made
         search.queue_of(self.engine, space, base)
+        self._check_folder()
         self.folder.mkdir(parents=True, exist_ok=True)
         self._describe()
         if workers > 1:
@@ -129,6 +130,22 @@ class Study:
         from mnistlab.tune.pictures import study_pictures
 
         return study_pictures(summary or self.summary(), self.folder)
+
+    def _check_folder(self) -> None:
+        """A folder holds one study: another's trials would collide on trials/0000."""
+        path = self.folder / STUDY
+        if not path.is_file():
+            return
+        try:
+            other = Study.open(self.folder).engine
+        except ConfigError:
+            return  # not readable as a study: rewritten by this one
+        if (other.study, other.storage) != (self.engine.study, self.engine.shown()):
+            raise ConfigError(
+                f"out: {self.folder} holds study {other.study!r} ({other.storage}); give this "
+                "study a folder of its own",
+                "out",
+            )
 
     def _describe(self) -> None:
         """study.json: where the study lives (a password left out), for report and plot."""
