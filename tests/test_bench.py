@@ -30,16 +30,22 @@ def test_bench_times_every_row(tiny):
     config = TrainConfig(dataset="tiny", hidden=(32,), batch_size=64)
     report = bench.run(config, data.load("tiny", folder), torch.device("cpu"))
     names = [row["name"] for row in report["rows"]]
+    bf16 = ["bound bf16 (matmuls only)", "module epoch bf16"] if bench.bf16_native() else []
     assert names == [
         "bound (matmuls only)",
         "module epoch",
         "scratch epoch",
         "manual epoch",
+        *bf16,
         "notebook pipeline (batch 64)",
     ]
     assert report["rows"][0]["ratio_to_bound"] == 1.0
     # Every time is reported, the best of them in the table; the notebook is timed once.
-    assert [len(row["times"]) for row in report["rows"]] == [5, 5, 5, 5, 1]
+    assert [len(row["times"]) for row in report["rows"]] == [5] * (4 + len(bf16)) + [1]
+    # What the epoch spends beyond its matmuls, part by part, each timed alone.
+    parts = report["where_time_goes"]
+    assert list(parts) == ["batching", "activations", "loss", "optimizer"]
+    assert all(seconds > 0 for seconds in parts.values())
     for row in report["rows"]:
         assert row["seconds"] == min(row["times"])
         assert row["seconds"] > 0 and row["samples_per_second"] == pytest.approx(
@@ -66,9 +72,11 @@ def test_bench_command_json(capsys, tiny):
         ]
     )
     report = json.loads(capsys.readouterr().out)
+    bf16 = ["bound bf16 (matmuls only)", "module epoch bf16"] if bench.bf16_native() else []
     assert code == 0 and [row["name"] for row in report["rows"]] == [
         "bound (matmuls only)",
         "module epoch",
+        *bf16,
     ]
 
 
@@ -80,7 +88,8 @@ def test_bench_table_shows_how_far_the_slowest_repeat_was_from_the_best(capsys, 
     assert lines[1].split()[-1] == "slowest"
     module = next(line for line in lines if line.startswith("module epoch"))
     assert module.split()[-1].startswith("+") and module.split()[-1].endswith("%")
-    assert lines[-1].startswith("best of 2, taken in turns")
+    assert any(line.startswith("best of 2, taken in turns") for line in lines)
+    assert lines[-1].startswith("the module epoch beyond its bound: ")
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -102,3 +111,12 @@ def test_cuda_training_keeps_the_dataset_on_the_device(tiny):
         assert all(value.is_cuda for _, value in result.model.named_parameters())
         assert result.optimizer.fused  # Adam's single kernel, its state on the device too
         assert all(t.is_cuda for state in result.optimizer.state for t in state.values())
+
+
+def test_bf16_is_native_only_where_the_cpu_says_so(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    for flags, native in (("fpu avx2 avx512f", False), ("avx512f avx512_bf16", True),
+                          ("avx2 amx_bf16 amx_tile", True)):  # fmt: skip
+        cpuinfo.write_text(f"processor : 0\nflags\t\t: {flags}\n")
+        assert bench.bf16_native(str(cpuinfo)) is native
+    assert bench.bf16_native(str(tmp_path / "none")) is None

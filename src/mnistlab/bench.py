@@ -54,6 +54,67 @@ def matmul_bound(
     return best
 
 
+def bf16_native(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU multiplies bf16 natively (AVX512_BF16 or AMX); None where its flags
+    cannot be read. Elsewhere torch emulates bf16, slower than fp32."""
+    try:
+        with open(cpuinfo) as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "")
+    except OSError:
+        return None
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def _timed(step, count: int, device) -> float:
+    step()  # first-call allocations
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(count):
+        step()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def where_time_goes(config: TrainConfig, tensors: resident.Tensors) -> dict[str, float]:
+    """Seconds an epoch spends on each part beyond its matmuls, each part timed alone on the
+    real shapes for as many steps as the epoch has: gathering a batch, the activations
+    (forward and backward), the loss (forward and backward), the optimizer's step."""
+    import torch.nn.functional as F
+
+    from mnistlab.models.modules import ACTIVATIONS
+
+    device, size = tensors.x_train.device, config.batch_size
+    steps = math.ceil(len(tensors.y_train) / size)
+    model, optimizer = training.build(config, device)
+    for parameter in model.parameters():
+        parameter.grad = torch.ones_like(parameter)
+    x_buffer = tensors.x_train.new_empty((size, tensors.x_train.shape[1]))
+    order = torch.randperm(len(tensors.y_train), device=device)[:size]
+    y = tensors.y_train[:size]
+    logits = torch.zeros(size, 10, device=device, requires_grad=True)
+    activation = ACTIVATIONS[config.activation]()
+    hidden = [
+        torch.zeros(size, width, device=device, requires_grad=True)
+        for width in (config.hidden if config.model == "mlp" else ())
+    ]
+
+    def loss():
+        F.cross_entropy(logits, y, label_smoothing=config.label_smoothing).backward()
+
+    def activations():
+        for h in hidden:
+            activation(h).sum().backward()
+
+    return {
+        "batching": _timed(
+            lambda: torch.index_select(tensors.x_train, 0, order, out=x_buffer), steps, device
+        ),  # fmt: skip
+        "activations": _timed(activations, steps, device),
+        "loss": _timed(loss, steps, device),
+        "optimizer": _timed(optimizer.step, steps, device),
+    }
+
+
 def _sync(device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -136,6 +197,19 @@ def run(
         for impl in impls:
             seconds = training_epoch(dataclasses.replace(config, impl=impl), tensors)
             times[f"{impl} epoch"].append(seconds)
+    bf16 = None
+    if device.type == "cpu" and config.precision == "fp32":
+        bf16 = bf16_native()
+    if bf16:  # the bf16 bound and epoch, beside fp32's, in turns with each other
+        half = dataclasses.replace(config, precision="bf16")
+        times |= {"bound bf16 (matmuls only)": [], "module epoch bf16": []}
+        training_epoch(half, tensors)
+        for _ in range(repeats):
+            bound = matmul_bound(
+                config.layer_sizes, samples, config.batch_size, device, torch.bfloat16, 1
+            )
+            times["bound bf16 (matmuls only)"].append(bound)
+            times["module epoch bf16"].append(training_epoch(half, tensors))
     if notebook:
         times["notebook pipeline (batch 64)"] = [
             notebook_epoch(dataset.train, config.layer_sizes, config.seed)
@@ -152,10 +226,13 @@ def run(
             gflops=flops / row["seconds"] / 1e9,
             ratio_to_bound=row["seconds"] / bound,
         )
+    module = dataclasses.replace(config, impl="module")
     return {
         "config": dataclasses.asdict(config),
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "bf16_native": bf16,
+        "where_time_goes": where_time_goes(module, tensors),
         "samples": samples,
         "epoch_gflop": flops / 1e9,
         "rows": rows,

@@ -115,6 +115,24 @@ def bench(config: TrainConfig, report: dict) -> str:
             "against the best, how much the machine moved meanwhile"
         )
     rows = {row["name"]: row["seconds"] for row in report["rows"]}
+    if "module epoch bf16" in rows:
+        own = rows["module epoch bf16"] / rows["bound bf16 (matmuls only)"]
+        faster = rows["module epoch"] / rows["module epoch bf16"] if "module epoch" in rows else 0
+        lines.append(
+            f"bf16 (native on this CPU): the epoch is {own:.2f}x its own bound"
+            + (f", {faster:.2f}x as fast as fp32's" if faster else "")
+        )
+    elif report.get("bf16_native") is False:
+        lines.append("bf16: not native on this CPU (no AVX512_BF16 or AMX): fp32 is faster")
+    parts = report.get("where_time_goes")
+    if parts and "module epoch" in rows:
+        beyond = rows["module epoch"] - rows["bound (matmuls only)"]
+        named = ", ".join(f"{part} {seconds:.3f}" for part, seconds in parts.items())
+        lines.append(
+            f"the module epoch beyond its bound: {beyond:.3f} s; each part timed alone on the "
+            f"epoch's shapes: {named}; the rest {beyond - sum(parts.values()):.3f} "
+            "(Python, dispatch, bias adds, small operators)"
+        )
     if "module epoch" in rows and "notebook pipeline (batch 64)" in rows:
         ratio = rows["notebook pipeline (batch 64)"] / rows["module epoch"]
         lines.append(f"module epoch is {ratio:.1f}x faster than the notebook pipeline")
