@@ -420,3 +420,104 @@ def test_a_dollar_in_class_names_is_drawn_as_a_dollar(capsys, tiny, tmp_path, mo
     argv = ["data", "show", "--dataset", "tiny", "--data-dir", tiny[0], "--out", out]
     code, _, err = cli(capsys, *argv)
     assert code == 0 and out.is_file(), err
+
+
+def test_a_read_only_file_system_is_a_one_line_error_for_every_command(capsys, tiny, tiny_run):
+    import shutil
+
+    mount = Path("read-only").absolute()
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)])
+    if made.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail("cannot mount a tmpfs: CI runs as root")
+        pytest.skip("needs the right to mount a tmpfs")
+    try:
+        run = mount / "run"
+        shutil.copytree(tiny_run, run)
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        on_tiny = ["--dataset", "tiny", "--data-dir", tiny[0]]
+        small = [*on_tiny, "--hidden", "8", "--epochs", "1"]
+        for argv in (
+            ["plot", run, *on_tiny[2:]],
+            ["report", run],
+            ["export", run, "--format", "safetensors"],
+            ["data", "show", *on_tiny, "--out", mount / "samples.png"],
+            ["sweep", *small, "--out", mount / "sweep", "--no-plots"],
+            [
+                "tune",
+                *small,
+                "--space",
+                "lr=choice:0.01",
+                "--sampler",
+                "grid",
+                "--out",
+                mount / "study",
+            ],  # fmt: skip
+            ["train", *small, "--out", mount / "new-run"],
+        ):
+            code, _, err = cli(capsys, *argv)
+            assert code != 0 and err.startswith("mnistlab") and err.count("\n") == 1, (argv, err)
+            assert "Traceback" not in err and ("Read-only" in err or "read-only" in err), err
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+BAD_VALUES = ("nan", "inf", "-1", "1e400", "99999999999999999999", "", "ünïcødé", "a\nb", "0x10")
+
+
+def subcommands():
+    """(name words, parser) of every command the CLI has, `data fetch` and the like too."""
+    import argparse
+
+    from mnistlab.cli import build_parser
+
+    def walk(parser, words):
+        found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not found:
+            yield words, parser
+            return
+        for name, sub in found[0].choices.items():
+            yield from walk(sub, [*words, name])
+
+    yield from walk(build_parser(), [])
+
+
+def test_every_option_of_every_command_given_malformed_values_is_a_one_line_answer(capsys):
+    """A fuzz over the whole command line: each option that takes a value, given each of
+    BAD_VALUES, with whatever else the command needs pointing nowhere (a run that is not
+    there, an unknown data set), so that no valid value starts real work. Each answer is an
+    exit status and at most one line of error, never a traceback, within 10 s."""
+    import time
+
+    tried = 0
+    for words, parser in subcommands():
+        positionals = ["no-such-run" for a in parser._actions if not a.option_strings
+                       and a.nargs not in ("?", "*") and a.dest != "help"]  # fmt: skip
+        options = [a for a in parser._actions if a.option_strings and a.nargs != 0]
+        guard = (
+            ["--dataset", "no-such-data-set"]
+            if "--dataset" in parser._option_string_actions
+            else []
+        )
+        for action in options:
+            flag = action.option_strings[0]
+            for value in BAD_VALUES:
+                extra = ["--format", "onnx"] if words == ["export"] and flag != "--format" else []
+                argv = [
+                    *words,
+                    *positionals,
+                    *extra,
+                    *(guard if flag != "--dataset" else []),
+                    flag,
+                    value,
+                ]
+                started = time.monotonic()
+                code = main(argv)
+                captured = capsys.readouterr()
+                tried += 1
+                assert isinstance(code, int) and time.monotonic() - started < 10, argv
+                assert "Traceback" not in captured.err, (argv, captured.err)
+                if code:
+                    assert captured.err.count("\n") == 1, (argv, captured.err)
+    assert tried > 500  # every command's options, each with every bad value

@@ -162,7 +162,7 @@ def locate(
             else:
                 missing[key] += failures
     if missing:
-        lines = [f"could not find or download {spec.name} files:"]
+        lines = []
         for key, tried in missing.items():
             lines.append(f"  {spec.files[key].name}:")
             lines += [f"    - {place}" for place in tried]
@@ -172,7 +172,8 @@ def locate(
             f"in {download_folder(spec, data_dir)} (or in another data_dir), "
             "or add a mirror (mirrors, or MNISTLAB_MIRROR)."
         )
-        raise DataError("\n".join(lines), "data_dir", "mirrors")
+        headline = f"could not find or download {spec.name} files:"
+        raise DataError(headline, "data_dir", "mirrors", details=tuple(lines))
     return found
 
 

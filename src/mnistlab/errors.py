@@ -8,15 +8,17 @@ checkpoint that does not fit), 1 for what went wrong while doing it (data, diver
 class MnistlabError(Exception):
     """Base class: the message alone tells the user what was wrong and what to do.
 
-    `fields` name the settings the message speaks of, by their names (`lr must be ...`, `a
-    lower learning rate than lr 0.01`): the CLI writes each as its flag (`--lr`), so the
-    library never names a flag.
+    `details` are further lines (each one line). `fields` name the settings the message speaks
+    of, by their names (`lr must be ...`, `a lower learning rate than lr 0.01`): the CLI writes
+    each as its flag (`--lr`), so the library never names a flag.
     """
 
     exit_code = 1
 
-    def __init__(self, message: str = "", *fields: str | None):
-        super().__init__(message)
+    def __init__(self, message: str = "", *fields: str | None, details: tuple[str, ...] = ()):
+        super().__init__("\n".join([message, *details]))
+        self.headline = message  # one line, whatever user values it quotes
+        self.details = tuple(details)  # further lines, each one line (what was tried, ...)
         self.fields = tuple(name for name in fields if name)
 
     @property

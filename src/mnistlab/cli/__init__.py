@@ -31,12 +31,21 @@ def build_parser():
     return parser
 
 
+def escaped(line: str) -> str:
+    """A line as the terminal shows it: a control character a user's value carried (a newline
+    in a file name) written as an escape, so that one error stays one line."""
+    return "".join(
+        char if char.isprintable() or char == "\t" else repr(char)[1:-1] for char in line
+    )
+
+
 def _message(error: MnistlabError) -> str:
     """The library names settings (`lr must be ...`); the command line names their flags: the
-    first time each of the error's fields is named, it is written as its flag."""
+    first time each of the error's fields is named, it is written as its flag. The headline
+    is one line, each detail a line of its own."""
     import re
 
-    message = str(error)
+    message = "\n".join(map(escaped, [error.headline, *error.details]))
     for field in error.fields:
         flag = "--" + ("mirror" if field == "mirrors" else field.replace("_", "-"))
         message = re.sub(rf"(?<![\w/.-]){re.escape(field)}(?![\w-])", flag, message, count=1)
@@ -95,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         # Python flushes stdout again at exit; point it at devnull so that does not fail too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports a command killed by a closed pipe
+    except OSError as error:  # a file system that refuses: read-only, full, not permitted
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"mnistlab: error: {escaped(where + str(error.strerror or error))}", file=sys.stderr)
+        return 1
 
 
 def run() -> None:

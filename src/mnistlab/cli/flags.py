@@ -21,7 +21,9 @@ class Parser(argparse.ArgumentParser):
     pointing at the subcommand's own help."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        from mnistlab.cli import escaped
+
+        self.exit(2, f"{self.prog}: error: {escaped(message)} (see '{self.prog} --help')\n")
 
     def parse_args(self, args=None, namespace=None):
         args, extras = self.parse_known_args(args, namespace)

@@ -10,6 +10,7 @@ search.
 import hashlib
 import json
 import random
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -51,8 +52,8 @@ class Engine:
         try:
             parts = urlsplit(self.storage)
             password = parts.password
-        except ValueError:  # not a URL at all: shown as given, it holds no password we know
-            return self.storage
+        except ValueError:  # not a URL Python reads: whatever stands between user: and @ hidden
+            return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", self.storage)
         if not password:
             return self.storage
         netloc = parts.netloc.replace(f":{password}@", ":***@")
@@ -115,10 +116,10 @@ def open_storage(engine: Engine):
                     ),
                 )
             except ImportError as error:
-                needed = error.name or str(error)
+                needed = f"the Python package {error.name}" if error.name else "its database driver"
                 raise ConfigError(
-                    f"storage {engine.shown()}: needs the Python package {needed} (for "
-                    "PostgreSQL: pip install 'mnistlab[postgres]')",
+                    f"storage {engine.shown()}: needs {needed} (for PostgreSQL: pip install "
+                    "'mnistlab[postgres]')",
                     "storage",
                 ) from None
             except Exception as error:  # noqa: BLE001 - a bad URL, an unreachable server
