@@ -99,3 +99,50 @@ def test_check_leaves_the_model_and_the_global_generator_as_they_were(tiny):
     assert torch.equal(torch.random.get_rng_state(), state)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("name", "check", "says"),
+    [
+        ("Detached", "gradient", "the output carries no gradient"),
+        ("NoGrad", "gradient", "torch.no_grad()"),
+        ("Half", "output", "raised RuntimeError"),
+        ("NonLeafAttribute", "overfit", "raised RuntimeError"),
+        ("Unpicklable", "overfit", "raised TypeError"),
+        ("ParametersRaise", "leaf", "forgot to return them"),
+        ("ParametersAreFloats", "leaf", "which are not tensors"),
+        ("BackwardRaises", "gradient", "backward not written yet"),
+        ("SecondCallFails", "gradients", "only works once"),
+    ],
+)
+def test_the_bugs_students_write_are_findings_never_a_crash_of_check(tiny, name, check, says):
+    torch.manual_seed(0)
+    model = diagnose.load_target(f"{MODELS / 'careless.py'}:{name}")
+    report = diagnose.check(model, *diagnose.batch(data.load("tiny", tiny[0])))
+    assert not report.passed
+    failed = [f for f in report.findings if f.passed is False and f.check == check]
+    assert failed and any(says in f.message for f in failed), report.as_dict()
+    assert "ERROR" in check_report(report) or "FAIL" in check_report(report)
+
+
+def test_a_class_of_files_each_checked_apart_with_a_time_limit(capfd, tiny):
+    # One good file among a file that exits, one that hangs, one that prints and one that is
+    # not Python: each gets its own answer, the good one passes, nothing stops the rest, and
+    # --json stays JSON whatever the files print.
+    targets = [
+        f"{MODELS / 'exits.py'}:Model",
+        f"{MODELS / 'careless.py'}:Sleeps",
+        f"{MODELS / 'chatty.py'}:MLP",
+        f"{MODELS / 'notes.txt'}:BasicMLP",
+        f"{MODELS / 'correct.py'}:BasicMLP",
+    ]
+    argv = ["check", *targets, "--dataset", "tiny", "--data-dir", str(tiny[0]), "--json"]
+    code = main([*argv, "--time-limit", "8"])
+    captured = capfd.readouterr()
+    reports = {r["target"]: r for r in map(json.loads, captured.out.splitlines())}
+    assert code == 2 and len(reports) == 4  # the .txt file: a usage error, on stderr
+    assert "exit status 3 before the check was done" in str(reports[targets[0]])
+    assert "did not finish within 8 s" in str(reports[targets[1]])
+    assert reports[targets[2]]["passed"] and reports[targets[4]]["passed"]
+    assert "loading my model" in captured.err and "not a Python file" in captured.err
+    assert "Traceback" not in captured.err

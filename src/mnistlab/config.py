@@ -39,6 +39,7 @@ MAX_SEED = 2**63 - 1
 MAX_WIDTH = 1 << 20
 MAX_LAYER = 1 << 28  # weights in one layer: 1 GiB in float32, before gradients and Adam's state
 MAX_EPOCHS = 100_000
+CHECK_TIME_LIMIT = 120.0  # seconds `check` gives one model file to run and be checked
 MAX_BATCH = 1 << 24
 
 

@@ -18,6 +18,7 @@ attributes), and runs, on one real batch:
 Nothing of the user's model is changed: the checks that train or convert it use copies.
 """
 
+import contextlib
 import copy
 import math
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from mnistlab import models, optim
-from mnistlab.config import ACTIVATIONS
+from mnistlab.config import ACTIVATIONS, CHECK_TIME_LIMIT
 
 LN10 = math.log(10)
 
@@ -37,6 +38,7 @@ class Finding:
     passed: bool | None  # None: for information, neither passed nor failed
     message: str
     fix: str = ""
+    error: bool = False  # the model's own code raised (or ran out of time) during the check
 
 
 @dataclass
@@ -58,8 +60,27 @@ class Report:
 
         return check_report(self)
 
-    def add(self, check, passed, message, fix=""):
-        self.findings.append(Finding(check, passed, message, fix))
+    def add(self, check, passed, message, fix="", error=False):
+        self.findings.append(Finding(check, passed, message, fix, error))
+
+    def error(self, check: str, message: str, fix: str) -> None:
+        """The user's code raised (or never finished) during `check`: an ERROR, which fails."""
+        self.add(check, False, message, fix, error=True)
+
+
+@contextlib.contextmanager
+def _guard(report: Report, check: str):
+    """Whatever the user's code raises during a check is that check's ERROR, with the reason;
+    the checks after it still run where they can."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - the user's code: any failure is a finding
+        first = (str(error).splitlines() or [""])[0][:300]
+        report.error(
+            check,
+            f"the model raised {type(error).__name__} during this check: {first}",
+            "run the model on a batch of (64, 784) images yourself and fix what it raises",
+        )
 
 
 def named_parameters(model) -> list[tuple[str, torch.Tensor]]:
@@ -79,9 +100,23 @@ def _call(model, x):
 
 
 def check(model, x: torch.Tensor, y: torch.Tensor) -> Report:
-    """Run every check on `model` with the batch x (N, 784) float, y (N,) int64."""
+    """Run every check on `model` with the batch x (N, 784) float, y (N,) int64. Whatever the
+    model's code raises is an ERROR finding of the check it raised in, never an exception."""
     report = Report()
-    parameters = named_parameters(model)
+    parameters = None
+    with _guard(report, "leaf"):
+        parameters = named_parameters(model)
+        strays = [name for name, value in parameters if not isinstance(value, torch.Tensor)]
+        if strays:
+            report.add(
+                "leaf",
+                False,
+                f"parameters() gives {', '.join(strays[:3])}, which are not tensors",
+                "return the weight tensors themselves from parameters()",
+            )
+            return report
+    if parameters is None:
+        return report
     if not parameters:
         report.add(
             "leaf",
@@ -90,9 +125,21 @@ def check(model, x: torch.Tensor, y: torch.Tensor) -> Report:
             "give the model a parameters() method that returns its weight tensors",
         )
         return report
-    learnable = _leaves(report, parameters)
-    logits = _output(report, model, x)
+    learnable, logits = [], None
+    with _guard(report, "leaf"):
+        learnable = _leaves(report, parameters)
+    with _guard(report, "output"):
+        logits = _output(report, model, x)
     if logits is None:
+        return report
+    if not logits.requires_grad:
+        report.add(
+            "gradient",
+            False,
+            "the output carries no gradient: forward detaches it (.detach(), .item(), numpy) or "
+            "runs under torch.no_grad()",
+            "return the last layer's output as it is, computed with gradients on",
+        )
         return report
     total = sum(p.numel() for _, p in parameters)
     trainable = sum(p.numel() for name, p in parameters if name in learnable)
@@ -105,12 +152,16 @@ def check(model, x: torch.Tensor, y: torch.Tensor) -> Report:
         f"{models.count_parameters((784, 10)):,})",
     )
     loss = F.cross_entropy(logits.float(), y)
-    _gradients(report, parameters, learnable, loss)
+    with _guard(report, "gradient"):
+        _gradients(report, parameters, learnable, loss)
     _initial_loss(report, loss.item())
     if learnable:
-        _finite_differences(report, model, x, y)
-    _overfit(report, model, x, y)
-    _agreement(report, model, parameters, x)
+        with _guard(report, "gradients"):
+            _finite_differences(report, model, x, y)
+    with _guard(report, "overfit"):
+        _overfit(report, model, x, y)
+    with _guard(report, "agrees"):
+        _agreement(report, model, parameters, x)
     return report
 
 
@@ -428,6 +479,8 @@ def load_target(target: str):
     if not Path(path).is_file():
         raise ConfigError(f"{path}: no such file")
     spec = importlib.util.spec_from_file_location(f"mnistlab_checked_{Path(path).stem}", path)
+    if spec is None:
+        raise ConfigError(f"{path}: not a Python file (give FILE.py:NAME)")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -451,3 +504,82 @@ def load_target(target: str):
     if not callable(model) and not hasattr(model, "forward"):
         raise ConfigError(f"{name} has neither forward nor __call__: it is not a model")
     return model
+
+
+def check_file(
+    target: str, dataset: str = "mnist", data_dir=None, time_limit: float = CHECK_TIME_LIMIT
+) -> tuple[Report, str]:
+    """`check` on FILE.py:NAME in a process of its own, as `python FILE.py` would run it, for
+    at most `time_limit` seconds: whatever the file does (raises, exits, hangs, crashes) is an
+    ERROR of its report, and what it prints is returned apart, never mixed into the report.
+    Returns (report, its output). A file that cannot be used as asked (no such file or name) is
+    a ConfigError, as `load_target` says."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from mnistlab.errors import ConfigError
+
+    with tempfile.TemporaryDirectory(prefix="mnistlab-check-") as scratch:
+        result = Path(scratch) / "report.json"
+        job = {"target": target, "dataset": dataset, "data_dir": data_dir, "result": str(result)}
+        command = [sys.executable, "-P", "-m", "mnistlab.diagnose", json.dumps(job)]
+        try:
+            done = subprocess.run(
+                command, capture_output=True, timeout=time_limit, stdin=subprocess.DEVNULL
+            )
+            output, status = done.stdout + done.stderr, done.returncode
+        except subprocess.TimeoutExpired as expired:
+            output, status = (expired.stdout or b"") + (expired.stderr or b""), None
+        output = output.decode(errors="replace")
+        report = Report()
+        if status is None:
+            report.error(
+                "time",
+                f"{target} did not finish within {time_limit:g} s (a forward that sleeps or "
+                "loops for ever?); it was stopped",
+                "make forward return; time it on a batch of 64 images",
+            )
+        elif result.is_file():
+            saved = json.loads(result.read_text())
+            if "usage" in saved:
+                raise ConfigError(saved["usage"])
+            report.findings = [Finding(**finding) for finding in saved["findings"]]
+        else:
+            report.error(
+                "run",
+                f"{target} ended the process with exit status {status} before the check was "
+                "done (sys.exit, exit() or a crash in the file)",
+                "a model file defines the model: leave exiting to whoever runs it",
+            )
+    return report, output
+
+
+def _checked_in_this_process(job: dict) -> dict:
+    """The worker side of `check_file`: the report as plain data, or the usage error."""
+    from mnistlab import data
+    from mnistlab.errors import ConfigError
+
+    # The user's model draws its weights from torch's global generator: seeded here (this
+    # process is the check's own), so that a verdict is the same every time.
+    torch.manual_seed(0)
+    try:
+        model = load_target(job["target"])
+    except ConfigError as error:
+        return {"usage": str(error)}
+    report = check(model, *batch(data.load(job["dataset"], job["data_dir"])))
+    return {"findings": [asdict(finding) for finding in report.findings]}
+
+
+if __name__ == "__main__":  # check_file's process
+    import json
+    import sys
+
+    from mnistlab.files import atomic_write
+    from mnistlab.runfiles import plain
+
+    given = json.loads(sys.argv[1])
+    answer = plain(_checked_in_this_process(given))
+    atomic_write(given["result"], json.dumps(answer))

@@ -144,7 +144,8 @@ def check_report(report) -> str:
     marks = {True: "PASS", False: "FAIL", None: "INFO"}
     lines = []
     for finding in report.findings:
-        lines.append(f"{marks[finding.passed]}  {finding.check}: {finding.message}")
+        mark = "ERROR" if finding.error else marks[finding.passed]
+        lines.append(f"{mark}  {finding.check}: {finding.message}")
         if finding.passed is False and finding.fix:
             lines.append(f"      fix: {finding.fix}")
     failed = list(dict.fromkeys(report.failed()))

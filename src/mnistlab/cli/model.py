@@ -8,6 +8,7 @@ from mnistlab import text
 from mnistlab.cli.console import runtime_from_args
 from mnistlab.cli.data import picture_path
 from mnistlab.cli.flags import add_setting_flags, between, command
+from mnistlab.config import CHECK_TIME_LIMIT as TIME_LIMIT
 from mnistlab.config import EXPORT_FORMATS, Runtime
 from mnistlab.errors import ConfigError
 
@@ -16,7 +17,19 @@ def add_parsers(commands) -> None:
     check = command(
         commands, "check", "diagnose a model you wrote: leaves, gradients, logits, scale, agreement"
     )
-    check.add_argument("target", metavar="FILE.py:NAME", help="a model class or object in a file")
+    check.add_argument(
+        "targets",
+        nargs="+",
+        metavar="FILE.py:NAME",
+        help="a model class or object in a file; several: a report each (a class's files)",
+    )
+    check.add_argument(
+        "--time-limit",
+        type=float,
+        default=TIME_LIMIT,
+        metavar="SECONDS",
+        help=f"seconds each file gets to run and be checked (default {TIME_LIMIT:g})",
+    )
     check.add_argument("--dataset", default="mnist", help="the batch's data set (default mnist)")
     check.add_argument("--json", action="store_true", help="print one JSON object")
     check.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -57,23 +70,46 @@ def add_parsers(commands) -> None:
 
 
 def cmd_check(args) -> int:
-    import torch
+    """Each file checked in a process of its own, with a time limit: one that raises, exits,
+    hangs or prints never stops the others, nor mixes into the report (with --json, one JSON
+    object per file on stdout, the file's own output on stderr)."""
+    import math
 
     from mnistlab import data, diagnose
+    from mnistlab.errors import MnistlabError
     from mnistlab.runfiles import plain
 
-    # The user's model draws its weights from torch's global generator: seeded here (this
-    # process is the command's), so that a report, and an autograder's verdict, is the same
-    # every time.
-    torch.manual_seed(0)
-    model = diagnose.load_target(args.target)
+    if not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise ConfigError(
+            f"time_limit must be a positive number, got {args.time_limit}", "time_limit"
+        )
     runtime = runtime_from_args(args)
-    dataset = data.load(
-        args.dataset, runtime.data_dir, mirrors=runtime.mirrors, progress=runtime.progress
-    )
-    report = diagnose.check(model, *diagnose.batch(dataset))
-    print(json.dumps(plain(report.as_dict())) if args.json else text.check_report(report))
-    return 0 if report.passed else 1
+    # Found or fetched here, with progress: each file's process then reads it from disk.
+    data.locate(args.dataset, runtime.data_dir, mirrors=runtime.mirrors, progress=runtime.progress)
+    status = 0
+    for target in args.targets:
+        try:
+            report, output = diagnose.check_file(
+                target, args.dataset, runtime.data_dir, args.time_limit
+            )
+        except MnistlabError as error:
+            if len(args.targets) == 1:
+                raise
+            print(f"mnistlab: error: {target}: {error}", file=sys.stderr)
+            status = max(status, error.exit_code)
+            continue
+        heading = f"== {target}" if len(args.targets) > 1 else ""
+        if args.json:
+            if output:
+                print(output, end="" if output.endswith("\n") else "\n", file=sys.stderr)
+            print(json.dumps({"target": target, **plain(report.as_dict())}), flush=True)
+        else:
+            shown = f"{heading}\n" if heading else ""
+            if output:
+                shown += "".join(f"  | {line}\n" for line in output.splitlines())
+            print(shown + text.check_report(report), flush=True)
+        status = max(status, 0 if report.passed else 1)
+    return status
 
 
 def cmd_predict(args) -> int:
