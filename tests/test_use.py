@@ -169,8 +169,9 @@ def test_predict_reads_files_folders_and_stdin(capsys, tiny, tiny_run, tmp_path,
     assert code == 0 and f"d1.png: {expected[1].name}  (top 3: " in capsys.readouterr().out
     (tmp_path / "blank.png").write_bytes(png(Image.new("L", (50, 50), 255)))
     code = main(["predict", str(tiny_run), str(tmp_path / "blank.png")])
-    err = capsys.readouterr().err
-    assert code == 2 and "blank" in err and err.count("\n") == 1
+    captured = capsys.readouterr()
+    assert code == 2 and "blank.png: error: " in captured.out and "blank" in captured.out
+    assert captured.err == "mnistlab: 1 of 1 images could not be read\n"
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -359,3 +360,26 @@ def test_predict_prints_its_answers_whatever_becomes_of_the_picture(capsys, tiny
         code = main(["predict", str(tiny_run), str(image), "--show-input", str(out)])
         err = capsys.readouterr().err
         assert code == 2 and "--show-input: " in err and says in err and err.count("\n") == 1
+
+
+def test_predict_answers_every_good_image_when_some_cannot_be_read(capsys, tiny_run, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    digit = Image.new("L", (40, 40), 255)
+    digit.paste(0, (15, 5, 25, 35))
+    digit.save(folder / "a-digit.png")
+    Image.new("L", (40, 40), 255).save(folder / "b-blank.png")
+    (folder / "c-broken.png").write_bytes(b"\x89PNG not really")
+    digit.save(folder / "d-digit.png")
+    assert main(["predict", str(tiny_run), str(folder)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert [line.split(":")[0].rsplit("/", 1)[-1] for line in lines] == [
+        "a-digit.png", "b-blank.png", "c-broken.png", "d-digit.png"]  # fmt: skip
+    assert "error: " in lines[1] and "blank" in lines[1] and "error: " in lines[2]
+    assert "error" not in lines[0] + lines[3]
+    assert "2 of 4 images could not be read" in captured.err
+    assert main(["predict", str(tiny_run), str(folder), "--json"]) == 2
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert ["error" in answer for answer in answers] == [False, True, True, False]
+    assert all("class" in answer for answer in (answers[0], answers[3]))

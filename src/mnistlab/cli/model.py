@@ -126,25 +126,41 @@ def cmd_predict(args) -> int:
             f"{len(sources):,} were named; name fewer",
             "show_input",
         )
-    predictions = [(name, predictor.predict([source])[0]) for name, source in sources]
-    for name, prediction in predictions:  # printed before the picture: never lost to it
+    from mnistlab.cli import escaped
+    from mnistlab.errors import ImageError
+
+    predictions, read, failed = [], [], 0
+    for name, source in sources:  # each answer printed as it comes, before any picture
+        try:
+            prediction = predictor.predict([source])[0]
+        except ImageError as error:  # this image alone: the others are still answered
+            failed += 1
+            if args.json:
+                print(json.dumps({"file": name, "error": str(error)}), flush=True)
+            else:
+                print(f"{escaped(name)}: error: {escaped(str(error))}", flush=True)
+            continue
+        predictions.append((name, prediction))
+        read.append(source)
         if args.json:
-            print(json.dumps({"file": name, **prediction.as_dict()}))
+            print(json.dumps({"file": name, **prediction.as_dict()}), flush=True)
         else:
             top = ", ".join(f"{label} {100 * p:.1f}%" for label, p in prediction.top(3))
-            print(f"{name}: {prediction.name}  (top 3: {top})")
-    if args.show_input:
+            print(f"{escaped(name)}: {prediction.name}  (top 3: {top})", flush=True)
+    if args.show_input and predictions:
         from mnistlab import plots
 
         try:
-            path = plots.inputs_seen([s for _, s in sources], predictions, args.show_input)
+            path = plots.inputs_seen(read, predictions, args.show_input)
         except OSError as error:
             raise ConfigError(
                 f"show_input: cannot write {args.show_input}: {error.strerror or error}",
                 "show_input",
             ) from None
         print(f"wrote {path}", file=sys.stderr)
-    return 0
+    if failed:
+        print(f"mnistlab: {failed} of {len(sources)} images could not be read", file=sys.stderr)
+    return ImageError.exit_code if failed else 0
 
 
 def cmd_export(args) -> int:
