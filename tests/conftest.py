@@ -1,5 +1,6 @@
 """Shared fixtures: a hermetic environment, small synthetic IDX datasets, the real data."""
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -211,3 +212,21 @@ def run_sweep(configs, folder, runtime=None, **options) -> list[dict]:
     from mnistlab.sweep import Sweep
 
     return Sweep(folder).run(configs, runtime, pictures=False, **options).records
+
+
+@contextlib.contextmanager
+def small_file_system(folder: Path, size: str):
+    """A tmpfs of `size` mounted on `folder` (made), unmounted after: a real full or read-only
+    file system for a test. Root can mount one, as CI runs; elsewhere the test skips."""
+    import subprocess
+
+    folder.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)])
+    if made.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail("cannot mount a tmpfs: CI runs as root")
+        pytest.skip("needs the right to mount a tmpfs")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_sweep
+from conftest import run_sweep, small_file_system
 from mnistlab import checkpoint, datasets, report, runfiles
 from mnistlab.cli import main
 from mnistlab.config import TrainConfig
@@ -425,14 +425,7 @@ def test_a_dollar_in_class_names_is_drawn_as_a_dollar(capsys, tiny, tmp_path, mo
 def test_a_read_only_file_system_is_a_one_line_error_for_every_command(capsys, tiny, tiny_run):
     import shutil
 
-    mount = Path("read-only").absolute()
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)])
-    if made.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail("cannot mount a tmpfs: CI runs as root")
-        pytest.skip("needs the right to mount a tmpfs")
-    try:
+    with small_file_system(Path("read-only").absolute(), "8m") as mount:
         run = mount / "run"
         shutil.copytree(tiny_run, run)
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
@@ -459,8 +452,6 @@ def test_a_read_only_file_system_is_a_one_line_error_for_every_command(capsys, t
             code, _, err = cli(capsys, *argv)
             assert code != 0 and err.startswith("mnistlab") and err.count("\n") == 1, (argv, err)
             assert "Traceback" not in err and ("Read-only" in err or "read-only" in err), err
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 BAD_VALUES = ("nan", "inf", "-1", "1e400", "99999999999999999999", "", "ünïcødé", "a\nb", "0x10")

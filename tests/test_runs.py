@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import slowed_cli
+from conftest import slowed_cli, small_file_system
 from mnistlab import checkpoint, data, files, resident
 from mnistlab.cli import main
 from mnistlab.config import Runtime, TrainConfig
@@ -280,16 +280,8 @@ def test_a_stop_asked_during_the_last_step_lets_the_run_finish(tiny, tmp_path):
 
 
 def test_a_full_disk_is_said_in_one_line_and_the_last_checkpoint_stays(tiny, tmp_path):
-    # A real full file system: a small tmpfs (root, as CI runs; a developer's machine
-    # without the right to mount skips).
-    mount = tmp_path / "small"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)])
-    if made.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail("cannot mount a tmpfs: CI runs as root")
-        pytest.skip("needs the right to mount a tmpfs")
-    try:
+    # A real full file system: a small tmpfs.
+    with small_file_system(tmp_path / "small", "512k") as mount:
         folder = mount / "run"
 
         def fill(record):  # after the first epoch's checkpoint: the disk fills up, all but
@@ -308,5 +300,3 @@ def test_a_full_disk_is_said_in_one_line_and_the_last_checkpoint_stays(tiny, tmp
             run.fit(Runtime(data_dir=str(tiny[0])), pictures=False, on_epoch=fill)
         assert checkpoint.load(folder)["epoch"] == 1
         assert not list(folder.glob(files.TEMP_PREFIX + "*"))
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
