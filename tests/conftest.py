@@ -21,7 +21,9 @@ def pytest_xdist_auto_num_workers(config):
     """`-n auto`: a test process per core and one more, since many tests wait on processes
     they started (3 on a 2-core machine: 158 s for the suite, against 182 s with 2 and 173 s
     with 4, in one spell)."""
-    return len(os.sched_getaffinity(0)) + 1
+    from mnistlab.cores import usable
+
+    return usable() + 1
 
 
 def pytest_configure(config):
