@@ -69,7 +69,9 @@ def test_decoded_cache_is_written_once_and_then_used(tmp_path, tiny, monkeypatch
     assert torch.equal(second.train.images, first.train.images)
 
 
-@pytest.mark.parametrize("damage", ["zeros", "labels out of range", "garbage", "truncated"])
+@pytest.mark.parametrize(
+    "damage", ["zeros", "labels out of range", "garbage", "truncated", "a huge shape"]
+)
 def test_an_altered_cache_entry_is_rebuilt_from_the_verified_file(tmp_path, tiny, caplog, damage):
     folder, contents = tiny
     first = data.load("tiny", folder)
@@ -82,6 +84,11 @@ def test_an_altered_cache_entry_is_rebuilt_from_the_verified_file(tmp_path, tiny
         np.save(labels, np.full(len(first.train), 200, np.uint8))
     elif damage == "garbage":
         images.write_bytes(b"\x93NUMPY garbage")
+    elif damage == "a huge shape":  # a header claiming 10^13 images: never allocated
+        header = "{'descr': '|u1', 'fortran_order': False, 'shape': (10000000000000, 28, 28), }"
+        images.write_bytes(
+            b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+        )
     else:
         images.write_bytes(images.read_bytes()[:1000])
     with caplog.at_level("WARNING"):

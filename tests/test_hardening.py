@@ -373,6 +373,9 @@ def test_tampered_checkpoints_and_metrics_are_refused_in_one_line(capsys, tiny_r
         (lambda p: p.update(format_version=torch.tensor(2)), "format 'Tensor' is not a"),
         (lambda p: p.update(normalization=[True, 1.0]), "'normalization' must be two"),
         (lambda p: p.update(normalization=[0.5, float("nan")]), "'normalization' must be two"),
+        (lambda p: p["history"][0].pop("train_loss"), "a 'history' record lacks a number"),
+        (lambda p: p.update(rng={"dropout": torch.zeros(3, dtype=torch.uint8)}), "generator"),
+        (lambda p: p["model"]["output.bias"].fill_(float("nan")), "not finite numbers"),
     ):
         folder = tmp_path / f"tampered-{len(list(tmp_path.iterdir()))}"
         shutil.copytree(tiny_run, folder)
@@ -384,6 +387,10 @@ def test_tampered_checkpoints_and_metrics_are_refused_in_one_line(capsys, tiny_r
             code, _, err = cli(capsys, *command, *extra)
             one_line_error(code, err)
             assert says in err, (command, err)
+    # A NUL byte in machine.json's data folder: no path holds one; the run looks elsewhere.
+    machine = json.loads((tiny_run / "machine.json").read_text())
+    (tiny_run / "machine.json").write_text(json.dumps({**machine, "data_dir": "/data\u0000x"}))
+    assert runfiles.data_dir_of(tiny_run) is None
     # A number of 5,000 digits is not JSON Python reads: the line is left out, nothing breaks.
     with open(tiny_run / "metrics.jsonl", "a") as handle:
         handle.write('{"epoch": ' + "9" * 5000 + "}\n")

@@ -127,6 +127,8 @@ def _check(path: Path, payload: dict) -> None:
             fail(f"{key!r} is missing or not a {kind.__name__}")
     if not all(isinstance(value, torch.Tensor) for value in payload["model"].values()):
         fail("'model' holds something other than tensors")
+    if not all(bool(value.isfinite().all()) for value in payload["model"].values()):
+        fail("'model' holds weights that are not finite numbers (NaN or infinite)")
     normalization = payload["normalization"]
     numbers = [type(v) in (float, int) for v in normalization]  # (True is no mean)
     if len(normalization) != 2 or not all(numbers) or not all(map(math.isfinite, normalization)):
@@ -135,6 +137,19 @@ def _check(path: Path, payload: dict) -> None:
         fail("'normalization' has a standard deviation that is not positive")
     if not all(isinstance(record, dict) for record in payload["history"]):
         fail("'history' must be a list of per-epoch records")
+    needed = ("epoch", "train_loss", "seconds", "samples_per_second")
+    if not all(isinstance(record.get(key), int | float) for record in payload["history"]
+               for key in needed):  # fmt: skip
+        fail(f"a 'history' record lacks a number it needs ({', '.join(needed)})")
+    rng = payload.get("rng", {})
+    if not isinstance(rng, dict):
+        fail("'rng' must be a table of generator states")
+    for name in ("dropout", "augment"):
+        if name in rng:
+            try:
+                torch.Generator().set_state(rng[name])
+            except (RuntimeError, TypeError):
+                fail(f"'rng' holds a {name} generator state torch cannot use")
     if payload["epoch"] < 0 or payload["batch"] < 0:
         fail("a negative position")
 

@@ -227,7 +227,8 @@ def _idx_digest(array: np.ndarray) -> str | None:
 def _cached_array(cached: Path, raw_sha256: str) -> np.ndarray | None:
     try:
         array = np.load(cached, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
+    # MemoryError: a header that claims a shape far past the file's size
+    except (OSError, ValueError, EOFError, MemoryError):
         array = None
     if array is None or _idx_digest(array) != raw_sha256:
         log.warning("the decoded cache %s does not match its source; rebuilt from it", cached)

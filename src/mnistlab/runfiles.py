@@ -88,7 +88,8 @@ def data_dir_of(folder: str | Path) -> str | None:
         value = json.loads((Path(folder) / MACHINE).read_text()).get("data_dir")
     except (OSError, ValueError, AttributeError):
         return None
-    return value if isinstance(value, str) else None
+    # (A NUL byte, which no path holds, would make every later open() raise.)
+    return value if isinstance(value, str) and "\0" not in value else None
 
 
 def lock_folder(folder: Path) -> FileLock:

@@ -12,10 +12,11 @@ def percent(value) -> str:
 
 
 def epoch_line(record: dict, epochs: int) -> str:
-    line = (
-        f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}  "
-        f"test loss {record['test_loss']:.4f}  test acc {percent(record['test_accuracy'])}"
-    )
+    line = f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}"
+    if "test_loss" in record:  # (a search's trials never read the test set)
+        line += (
+            f"  test loss {record['test_loss']:.4f}  test acc {percent(record['test_accuracy'])}"
+        )
     if "val_accuracy" in record:
         line += f"  val acc {percent(record['val_accuracy'])}"
     return line + f"  {record['seconds']:.1f} s  ({record['samples_per_second']:,.0f} samples/s)"
