@@ -37,10 +37,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def postgres():
-    """A PostgreSQL 15 server for the session, in a temporary folder on a free port; as root,
-    run as the postgres user (initdb and pg_ctl refuse root)."""
+@contextlib.contextmanager
+def postgres_server():
+    """A PostgreSQL 15 server in a temporary folder on a free port, as root run as the postgres
+    user (initdb and pg_ctl refuse root); yields (its URL, a function that stops it at once)."""
     if not (POSTGRES / "initdb").exists():
         if os.environ.get("CI"):
             pytest.fail(f"{POSTGRES} is missing: .ci/run installs PostgreSQL 15")
@@ -55,33 +55,31 @@ def postgres():
         as_user = {"user": account.pw_uid, "group": account.pw_gid}
     port = free_port()
 
-    def pg(*argv, **options):
+    def pg(*argv, check=True):
         return subprocess.run(
-            [str(POSTGRES / argv[0]), *argv[1:]],
-            check=True,
-            capture_output=True,
-            **as_user,
-            **options,
+            [str(POSTGRES / argv[0]), *argv[1:]], check=check, capture_output=True, **as_user
         )
 
     pg("initdb", "-D", str(folder / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    pg(
-        "pg_ctl",
-        "-D",
-        str(folder / "data"),
-        "-o",
-        options,
-        "-l",
-        str(folder / "log"),
-        "-w",
-        "start",
-    )
+    pg("pg_ctl", "-D", str(folder / "data"), "-o", options, "-l", str(folder / "log"), "-w",
+       "start")  # fmt: skip
+
+    def stop(check=True):
+        pg("pg_ctl", "-D", str(folder / "data"), "-m", "immediate", "-w", "stop", check=check)
+
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres", stop
     finally:
-        pg("pg_ctl", "-D", str(folder / "data"), "-m", "immediate", "-w", "stop")
+        stop(check=False)  # (stopped already by the test, or now)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL 15 server for the session (each test makes a database of its own)."""
+    with postgres_server() as (url, _):
+        yield url
 
 
 def database(postgres: str, name: str) -> str:
@@ -654,3 +652,18 @@ def test_two_studies_never_share_a_folder(capsys, tiny, tmp_path):
     err = capsys.readouterr().err
     assert f"--out: {out} holds study 'first'" in err and err.count("\n") == 1
     assert sorted((out / "trials").iterdir()) == trials
+
+
+def test_a_database_that_stops_mid_search_is_one_line_and_the_search_goes_on_later(tiny, tmp_path):
+    with postgres_server() as (url, stop):
+        storage = database(url, "stopping")
+        first = worker(tiny, storage, tmp_path / "a", "--epochs", "400", "--heartbeat", "1")
+        deadline = time.monotonic() + 120
+        while not any(t["state"] == "running" for t in study_trials_safe(storage)):
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.2)
+        stop()  # pg_ctl stop -m immediate, mid-trial
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "--storage: lost postgresql://postgres@127.0.0.1:" in err
+    assert "run the same command when the database answers" in err

@@ -56,6 +56,10 @@ class TrainingDiverged(MnistlabError):
     """The loss became NaN or infinite."""
 
 
+class StorageLost(MnistlabError):
+    """The study's database stopped answering during a search or a shared sweep."""
+
+
 class PictureError(MnistlabError):
     """The pictures could not be drawn; the run itself is saved."""
 

@@ -150,7 +150,7 @@ class Sweep:
         from optuna.trial import TrialState
 
         from mnistlab.tune.search import queue_wait, set_aside
-        from mnistlab.tune.storage import open_study, setup_of
+        from mnistlab.tune.storage import answering, open_study, setup_of
 
         keys = [run_key(config) for config in configs]
         points = [{"key": key} for key in keys]
@@ -173,7 +173,8 @@ class Sweep:
                 on_record(record, False)
             return chosen_by_record(record)
 
-        study.optimize(objective, callbacks=[queue_wait(engine.heartbeat, should_stop)])
+        with answering(engine):
+            study.optimize(objective, callbacks=[queue_wait(engine.heartbeat, should_stop)])
         finished = {
             t.user_attrs["record"]["key"]: t.user_attrs["record"]
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

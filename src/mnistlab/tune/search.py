@@ -19,7 +19,7 @@ from pathlib import Path
 from mnistlab.config import Runtime, TrainConfig
 from mnistlab.errors import ConfigError, TrainingDiverged
 from mnistlab.tune.space import Dimension, baseline_point, check, suggest
-from mnistlab.tune.storage import Engine, open_study, setup_of
+from mnistlab.tune.storage import Engine, answering, open_study, setup_of
 
 VALIDATION_IMAGES = 5_000
 MAX_TRIALS = 100_000  # a budget, and a grid's points (each queued as a trial)
@@ -241,4 +241,5 @@ def optimize(
         callbacks.append(queue_wait(engine.heartbeat, should_stop))
     if trials is not None:
         callbacks.append(_enough(trials))
-    study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=callbacks, catch=())
+    with answering(engine):
+        study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=callbacks, catch=())

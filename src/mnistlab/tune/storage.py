@@ -7,6 +7,7 @@ the study's setup; a worker that joins waits for that setup and checks it brough
 search.
 """
 
+import contextlib
 import hashlib
 import json
 import random
@@ -16,7 +17,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, StorageLost
 from mnistlab.tune.space import Dimension
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -93,6 +94,39 @@ def _is_creation_race(error: Exception) -> bool:
 
     races = (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError)
     return isinstance(error, (*races, sqlalchemy.exc.ProgrammingError))
+
+
+def _database_error(error: BaseException | None):
+    """The database's own error in an exception's chain (Optuna, failing to record a trial on
+    a storage that went away, raises others on top of it), or None."""
+    import sqlalchemy.exc
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, sqlalchemy.exc.DBAPIError):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+@contextlib.contextmanager
+def answering(engine: Engine):
+    """Work on the study; a database that stops answering meanwhile is a StorageLost that
+    says so in one line (the trial in progress is failed by its stale heartbeat and retried,
+    once the database answers again)."""
+    try:
+        yield
+    except Exception as error:
+        lost = _database_error(error)
+        if lost is None:
+            raise
+        first = (str(lost.orig or lost).splitlines() or [type(lost).__name__])[0]
+        raise StorageLost(
+            f"storage: lost {engine.shown()} ({first}); the trial in progress is tried again "
+            "once its heartbeat is stale: run the same command when the database answers",
+            "storage",
+        ) from None
 
 
 def open_storage(engine: Engine):
