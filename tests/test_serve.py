@@ -19,7 +19,7 @@ from PIL import Image
 
 from mnistlab import data
 from mnistlab.predict import Predictor
-from mnistlab.serve import MAX_BYTES, MAX_PIXELS, app_for_run
+from mnistlab.serve import MAX_BYTES, MAX_PIXELS, app_for_run, server_options
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -29,7 +29,7 @@ def served(app):
     """uvicorn on a free loopback port, in a thread; yields the base URL."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, **server_options()))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -346,3 +346,32 @@ def test_serve_says_in_one_line_when_it_cannot_listen(capsys, tiny_run):
     captured = capsys.readouterr()
     assert f"--port: cannot listen on 127.0.0.1:{port}" in captured.err
     assert captured.err.count("\n") == 1 and "serving" not in captured.out
+
+
+def test_an_endless_or_crowded_request_head_is_cut_off_and_the_server_keeps_serving(tiny_run):
+    import socket
+
+    from mnistlab.serve import MAX_HEAD, MAX_HEADERS
+
+    def send(head: bytes) -> bytes:
+        with socket.create_connection(address, timeout=30) as client:
+            try:
+                for start in range(0, len(head), 65536):
+                    client.sendall(head[start : start + 65536])
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # cut off while sending: the answer is still there to read
+            return client.recv(200)
+
+    with served(app_for_run(tiny_run)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        address = (host, int(port))
+        endless = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + b"a" * 4 * MAX_HEAD
+        crowded = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(
+            b"X-%d: 1\r\n" % n for n in range(MAX_HEADERS + 5)
+        ) + b"\r\n"  # fmt: skip
+        for head in (endless, crowded):
+            assert send(head).startswith(b"HTTP/1.1 431")
+            assert request(url + "/healthz")[0] == 200
+        # A request within the bounds is served as ever.
+        ordinary = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        assert send(ordinary).startswith(b"HTTP/1.1 200")

@@ -178,6 +178,56 @@ def create_app(
     )
 
 
+MAX_HEAD = 64 * 1024  # bytes of a request line and headers; past them a 431, and closed
+MAX_HEADERS = 100
+
+
+def http_protocol():
+    """uvicorn's httptools protocol with its request head bounded: httptools keeps a header
+    being received whole in memory, so one endless header line would grow the server without
+    end. The bytes before the head is complete, and the headers, are counted as they come."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class BoundedHead(HttpToolsProtocol):
+        head = 0  # bytes received since the current request began, until its head is complete
+        counting = True
+
+        def data_received(self, data: bytes) -> None:
+            if self.counting:  # (a piece may also hold the start of the body: parsed first)
+                self.head += len(data)
+            super().data_received(data)
+            if self.counting and self.head > MAX_HEAD:  # the head still incomplete
+                self._refuse()
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if len(self.headers) >= MAX_HEADERS:
+                return self._refuse()
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self.counting = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self.counting, self.head = True, 0
+
+        def _refuse(self) -> None:
+            if not self.transport.is_closing():
+                self.transport.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n"
+                    b"connection: close\r\n\r\n"
+                )
+                self.transport.close()
+
+    return BoundedHead
+
+
+def server_options() -> dict:
+    """How `serve` runs the app on uvicorn: the bounded head, quiet logs."""
+    return {"http": http_protocol(), "log_level": "warning"}
+
+
 def app_for_run(run, device: str = "cpu", **limits) -> Starlette:
     """The app for a run folder: its model loaded once, its name and test accuracy shown."""
     from mnistlab import checkpoint

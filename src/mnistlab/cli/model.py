@@ -183,7 +183,7 @@ def cmd_serve(args) -> int:
     try:
         import uvicorn
 
-        from mnistlab.serve import LOCAL_HOSTS, app_for_run
+        from mnistlab.serve import LOCAL_HOSTS, app_for_run, server_options
     except ImportError as error:
         raise ConfigError(f"serve needs {error.name}: pip install 'mnistlab[serve]'") from None
     from mnistlab import devices
@@ -193,7 +193,7 @@ def cmd_serve(args) -> int:
     hosts = (*LOCAL_HOSTS, args.host, *args.allow_host)
     app = app_for_run(args.run, str(devices.resolve(runtime.device)), hosts=hosts)
     print(f"serving {args.run} at http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, **server_options())
     return 0
 
 
