@@ -375,3 +375,36 @@ def test_an_endless_or_crowded_request_head_is_cut_off_and_the_server_keeps_serv
         # A request within the bounds is served as ever.
         ordinary = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         assert send(ordinary).startswith(b"HTTP/1.1 200")
+
+
+def multipart(*parts: tuple[str, bytes]) -> tuple[bytes, str]:
+    """A multipart/form-data body as curl -F sends it, and its content type."""
+    boundary = "mnistlab-test-boundary"
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="x.png"\r\n'
+        f"Content-Type: image/png\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+        for name, content in parts
+    )
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_multipart_uploads_one_file_or_several(tiny_run):
+    from PIL import Image
+
+    digit = Image.new("L", (40, 40), 255)
+    digit.paste(0, (15, 5, 25, 35))
+    buffer = io.BytesIO()
+    digit.save(buffer, format="PNG")
+    good, blank = buffer.getvalue(), io.BytesIO()
+    Image.new("L", (40, 40), 255).save(blank, format="PNG")
+    with served(app_for_run(tiny_run)) as url:
+        api = url + "/api/predict"
+        code, one = request(api, *multipart(("file", good)))
+        assert code == 200 and "class" in one and len(one["probabilities"]) == 10
+        code, several = request(api, *multipart(("file", good), ("file", blank.getvalue())))
+        answers = several["predictions"]
+        assert code == 200 and "class" in answers[0] and "blank" in answers[1]["error"]
+        code, answer = request(api, *multipart(("image", good)))
+        assert code == 400 and "multipart field `file`" in answer["error"]

@@ -38,6 +38,7 @@ from mnistlab.predict import Predictor
 from mnistlab.preprocess import MAX_PIXELS
 
 MAX_BYTES = 2_000_000
+MAX_FILES = 16  # images in one multipart request (within MAX_BYTES together)
 # The names a browser on this machine uses for it; `serve --host` adds its own address.
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 DECODES = 4  # images decoded at once (the rest wait): a 4000x4000 PNG costs ~300 MB to decode
@@ -98,6 +99,26 @@ async def _body(request: Request, max_bytes: int) -> bytes:
     return bytes(body)
 
 
+async def _uploads(request: Request, body: bytes) -> list[bytes]:
+    """The files of a multipart body (already read, within the byte limit) sent as `file`."""
+    from starlette.requests import Request as Parsed
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        parsed = Parsed(request.scope, receive)
+        async with parsed.form(max_files=MAX_FILES, max_fields=MAX_FILES) as form:
+            files = [await upload.read() for upload in form.getlist("file")]
+    except AssertionError:  # starlette: python-multipart is not installed
+        raise Refused(415, "multipart uploads need python-multipart on the server") from None
+    except Exception as error:  # noqa: BLE001 - a malformed multipart body, whatever it breaks
+        raise Refused(400, f"the multipart body could not be read ({error})") from None
+    if not files or not all(isinstance(file, bytes) for file in files):
+        raise Refused(400, "send the image as the multipart field `file` (curl -F file=@x.png)")
+    return files
+
+
 def _pixels(body: bytes) -> np.ndarray:
     try:
         value = json.loads(body)
@@ -154,9 +175,20 @@ def create_app(
         try:
             body = await _body(request, max_bytes)
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind == "multipart/form-data":  # curl -F file=@digit.png, requests' files=
+                files = await _uploads(request, body)
+                answers = [await run_in_threadpool(answer_or_error, f, "") for f in files]
+                return JSONResponse(answers[0] if len(files) == 1 else {"predictions": answers})
             return JSONResponse(await run_in_threadpool(answer, body, kind))
         except Refused as refused:
             return _error(refused.status, str(refused))
+
+    def answer_or_error(body: bytes, kind: str) -> dict:
+        """One image of several: its prediction, or why it was refused (the rest go on)."""
+        try:
+            return answer(body, kind)
+        except Refused as refused:
+            return {"error": str(refused), "status": refused.status}
 
     async def index(request: Request):
         return HTMLResponse(page)
