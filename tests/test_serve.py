@@ -408,3 +408,36 @@ def test_multipart_uploads_one_file_or_several(tiny_run):
         assert code == 200 and "class" in answers[0] and "blank" in answers[1]["error"]
         code, answer = request(api, *multipart(("image", good)))
         assert code == 400 and "multipart field `file`" in answer["error"]
+
+
+def test_answers_name_their_model_and_cors_is_off_unless_asked(tiny_run):
+    import http.client
+
+    from mnistlab import __version__, checkpoint
+
+    saved = checkpoint.load(tiny_run)
+    expected = checkpoint.weights_digest(saved["model"])
+    pixels = json.dumps({"pixels": [[0] * 10 + [255] * 8 + [0] * 10] * 28}).encode()
+
+    def preflight(url):
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        headers = {"Origin": "https://lab.example", "Access-Control-Request-Method": "POST"}
+        connection.request("OPTIONS", "/api/predict", headers=headers)
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        return response.getheader("access-control-allow-origin")
+
+    with served(app_for_run(tiny_run)) as url:
+        code, answer = request(url + "/api/predict", pixels, "application/json")
+        assert code == 200 and answer["model"] == {
+            "run": tiny_run.name, "weights": expected, "mnistlab": __version__}  # fmt: skip
+        assert request(url + "/api/model")[1]["weights"] == expected
+        assert preflight(url) is None
+    with served(app_for_run(tiny_run, cors=("https://lab.example",))) as url:
+        assert preflight(url) == "https://lab.example"
+    # The digest follows the weights, not the folder: another model, another digest.
+    changed = {name: value + 1 for name, value in saved["model"].items()}
+    assert checkpoint.weights_digest(changed) != expected
+    assert checkpoint.weights_digest({k: v.clone() for k, v in saved["model"].items()}) == expected

@@ -179,6 +179,19 @@ def load_model(path: str | Path, device="cpu") -> tuple[dict, torch.nn.Module]:
     return saved, model
 
 
+def weights_digest(state: dict) -> str:
+    """A short sha256 of a model's weights (names, dtypes, shapes and values): which model
+    answered, whatever folder it was served from."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        value = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)};".encode())
+        digest.update(value.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def describe_shapes(shapes: dict) -> str:
     widths = [shape[1] for name, shape in shapes.items() if name.endswith("weight")]
     last = [shape[0] for name, shape in shapes.items() if name == "output.weight"]

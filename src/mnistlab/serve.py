@@ -27,6 +27,7 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse
@@ -142,11 +143,13 @@ def create_app(
     max_pixels: int = MAX_PIXELS,
     hosts: tuple[str, ...] = LOCAL_HOSTS,
     decodes: int = DECODES,
+    cors: tuple[str, ...] = (),
 ) -> Starlette:
     """The app for one loaded model; `info` is what /api/model answers. Requests naming
     another Host than `hosts` are refused (DNS rebinding: a page elsewhere whose name
     resolves to this machine); at most `decodes` images are decoded at once, the others wait
-    their turn, so a storm of large images costs `decodes` images' memory, not one each."""
+    their turn, so a storm of large images costs `decodes` images' memory, not one each.
+    Pages elsewhere may call the API only from the `cors` origins (none by default)."""
     page = resources.files("mnistlab").joinpath("static/index.html").read_text()
     # The page reads the limits, and sends a reduced copy of an upload past them.
     info = {**info, "limits": {"bytes": max_bytes, "pixels": max_pixels}}
@@ -164,12 +167,13 @@ def create_app(
             raise Refused(422, str(error)) from None
 
     turns = threading.BoundedSemaphore(decodes)
+    identity = _identity(info)
 
     def answer(body: bytes, kind: str) -> dict:
         """Decode, prepare and predict in one trip to the thread pool."""
         with turns:
             image = _pixels(body) if kind == "application/json" else prepared(body)
-        return predictor.predict_prepared(image[None])[0].as_dict()
+        return {**predictor.predict_prepared(image[None])[0].as_dict(), "model": identity}
 
     async def predict(request: Request):
         try:
@@ -206,7 +210,21 @@ def create_app(
             Route("/api/model", model),
             Route("/healthz", health),
         ],
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))],
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts)),
+            *(
+                [
+                    Middleware(
+                        CORSMiddleware,
+                        allow_origins=list(cors),
+                        allow_methods=["GET", "POST"],
+                        allow_headers=["Content-Type"],
+                    )
+                ]  # fmt: skip
+                if cors
+                else []
+            ),
+        ],
     )
 
 
@@ -270,9 +288,17 @@ def app_for_run(run, device: str = "cpu", **limits) -> Starlette:
     history = runfiles.read_metrics(folder)
     info = {
         "run": folder.name,
+        "weights": checkpoint.weights_digest(predictor.model.state_dict()),
         "model": model_name(predictor.config),
         "config": runfiles.plain(json.loads(json.dumps(predictor.config.__dict__))),
         "test_accuracy": history[-1].get("test_accuracy") if history else None,
         "classes": predictor.classes,
     }
     return create_app(predictor, info, **limits)
+
+
+def _identity(info: dict) -> dict:
+    """What every answer says of the model that gave it."""
+    from mnistlab import __version__
+
+    return {"run": info.get("run"), "weights": info.get("weights"), "mnistlab": __version__}

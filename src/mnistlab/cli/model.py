@@ -58,6 +58,14 @@ def add_parsers(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=between(1, 65535), default=8000, help="port to listen on")
     serve.add_argument(
+        "--cors",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a page's origin that may call the API from a browser (https://example.org); "
+        "repeatable; none by default",
+    )
+    serve.add_argument(
         "--allow-host",
         action="append",
         default=[],
@@ -191,7 +199,8 @@ def cmd_serve(args) -> int:
     runtime = runtime_from_args(args)
     _check_port(args.host, args.port)
     hosts = (*LOCAL_HOSTS, args.host, *args.allow_host)
-    app = app_for_run(args.run, str(devices.resolve(runtime.device)), hosts=hosts)
+    device = str(devices.resolve(runtime.device))
+    app = app_for_run(args.run, device, hosts=hosts, cors=tuple(args.cors))
     print(f"serving {args.run} at http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, **server_options())
     return 0
