@@ -383,3 +383,28 @@ def test_predict_answers_every_good_image_when_some_cannot_be_read(capsys, tiny_
     answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert ["error" in answer for answer in answers] == [False, True, True, False]
     assert all("class" in answer for answer in (answers[0], answers[3]))
+
+
+def test_onnx_export_says_one_line_and_carries_its_description(capfd, tiny_run):
+    import onnx
+    import onnxruntime
+
+    assert main(["export", str(tiny_run), "--format", "onnx"]) == 0
+    captured = capfd.readouterr()
+    assert captured.out == f"wrote {tiny_run / 'model.onnx'}\n" and captured.err == ""
+    proto = onnx.load(str(tiny_run / "model.onnx"))
+    described = json.loads({p.key: p.value for p in proto.metadata_props}["mnistlab"])
+    assert described["classes"] == [str(i) for i in range(10)]
+    assert described["normalization"]["formula"] == "x = (pixels / 255 - mean) / std"
+    # The formula, applied as written to 0-255 pixels, is what the exported model does.
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(tiny_run / "model.onnx"))
+    logits = session.run(None, {"pixels": pixels})[0]
+    mean, std = described["normalization"]["mean"], described["normalization"]["std"]
+    x = (pixels.reshape(3, 784) / 255 - mean) / std
+    whole, _ = export.model(tiny_run)
+    import torch
+
+    with torch.no_grad():
+        expected = whole[1](torch.from_numpy(x).float()).numpy()
+    assert np.allclose(logits, expected, atol=1e-4)
