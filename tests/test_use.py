@@ -408,3 +408,22 @@ def test_onnx_export_says_one_line_and_carries_its_description(capfd, tiny_run):
     with torch.no_grad():
         expected = whole[1](torch.from_numpy(x).float()).numpy()
     assert np.allclose(logits, expected, atol=1e-4)
+
+
+def test_a_torch_export_program_runs_where_mnistlab_cannot_be_imported(tiny, tiny_run, tmp_path):
+    path = export.export(tiny_run, "export")
+    assert path == tiny_run / "model.pt2"
+    x = pixels(data.load("tiny", tiny[0]), 50)
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys; sys.modules['mnistlab'] = None\n"
+        "import warnings; warnings.simplefilter('error')\n"  # deprecated loaders would say so
+        "import numpy, torch\n"
+        f"model = torch.export.load({str(path)!r}).module()\n"
+        f"x = torch.from_numpy(numpy.load({str(tmp_path / 'x.npy')!r}))\n"
+        "print(model(x).argmax(1).tolist())"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    expected = [p.label for p in Predictor.load(tiny_run).predict_prepared(x.astype(np.uint8))]
+    assert result.stdout.splitlines() == [str(expected)]

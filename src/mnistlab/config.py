@@ -32,7 +32,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
 AUGMENTATIONS = ("none", "shift", "affine", "elastic")
 NORMALIZATIONS = ("standard", "half")
-EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
+EXPORT_FORMATS = ("onnx", "export", "torchscript", "safetensors")
 
 # Upper limits that keep a mistyped number from reaching torch as an allocation or overflow.
 MAX_SEED = 2**63 - 1

@@ -25,7 +25,7 @@ from mnistlab.models.modules import ACTIVATIONS
 from mnistlab.resident import to_inputs
 from mnistlab.runfiles import is_run
 
-FORMATS = dict(zip(EXPORT_FORMATS, (".onnx", ".pt", ".safetensors"), strict=True))
+FORMATS = dict(zip(EXPORT_FORMATS, (".onnx", ".pt2", ".pt", ".safetensors"), strict=True))
 
 
 class Pixels(nn.Module):
@@ -105,7 +105,11 @@ def export(run, format: str, out: str | Path | None = None) -> Path:
     whole, description = model(run)
     example = torch.zeros(2, 28, 28)
     try:
-        if format == "torchscript":
+        if format == "export":  # torch.export's program: TorchScript's successor in PyTorch
+            batch = torch.export.Dim("batch", min=1)
+            program = torch.export.export(whole, (example,), dynamic_shapes=({0: batch},))
+            atomic_write(out, lambda handle: torch.export.save(program, handle))
+        elif format == "torchscript":
             scripted = torch.jit.trace(whole, example)
             atomic_write(out, lambda handle: torch.jit.save(scripted, handle))
         elif format == "onnx":

@@ -47,7 +47,9 @@ def add_parsers(commands) -> None:
     )
     predict.set_defaults(handler=cmd_predict)
 
-    export = command(commands, "export", "the model for ONNX, TorchScript or safetensors")
+    export = command(
+        commands, "export", "the model for ONNX, torch.export (.pt2), TorchScript or safetensors"
+    )
     export.add_argument("run", help="run folder or checkpoint.pt")
     export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
     export.add_argument("--out", help="file to write (default: RUN/model.EXT)")
