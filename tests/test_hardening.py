@@ -376,6 +376,11 @@ def test_tampered_checkpoints_and_metrics_are_refused_in_one_line(capsys, tiny_r
         (lambda p: p["history"][0].pop("train_loss"), "a 'history' record lacks a number"),
         (lambda p: p.update(rng={"dropout": torch.zeros(3, dtype=torch.uint8)}), "generator"),
         (lambda p: p["model"]["output.bias"].fill_(float("nan")), "not finite numbers"),
+        (lambda p: p["model"].update(extra=torch.zeros(1)), "weights the model has not (extra)"),
+        (
+            lambda p: p["model"].update({"output.weight": torch.zeros(10, 7)}),
+            "another architecture",
+        ),
     ):
         folder = tmp_path / f"tampered-{len(list(tmp_path.iterdir()))}"
         shutil.copytree(tiny_run, folder)

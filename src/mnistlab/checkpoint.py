@@ -158,6 +158,11 @@ def load_weights(model, state: dict, source: str = "checkpoint") -> None:
     """Load a state_dict, or say which architecture the checkpoint was for."""
     expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
     given = {name: tuple(value.shape) for name, value in state.items()}
+    if set(expected) != set(given):  # the same shapes may hide other names: say which
+        extra, missing = sorted(set(given) - set(expected)), sorted(set(expected) - set(given))
+        what = [f"weights the model has not ({', '.join(extra)})"] if extra else []
+        what += [f"no {', '.join(missing)}"] if missing else []
+        raise CheckpointError(f"{source} holds {' and '.join(what)}: not this model's weights")
     if expected != given:
         raise CheckpointError(
             f"{source} holds another architecture ({describe_shapes(given)}) than the model "

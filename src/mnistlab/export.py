@@ -63,7 +63,9 @@ def _sequential_names(state: dict, count: int) -> dict:
 
 
 def _saved(run):
-    saved = checkpoint.load(run)
+    # Loaded into the model its config describes: weights of another shape are refused here,
+    # in one line, before any exporter sees them.
+    saved, _ = checkpoint.load_model(run)
     config = saved["config"]
     from mnistlab.datasets import get_spec
 
