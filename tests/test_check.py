@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnistlab import data, diagnose
+from mnistlab import data, diagnose, usercode
 from mnistlab.cli import main
 from mnistlab.runfiles import plain
 from mnistlab.text import check_report
@@ -35,7 +35,7 @@ MODELS = Path(__file__).parent / "user_models"
 def test_each_mistake_is_named_with_its_fix(tiny, target, failed, says):
     # Each model checked once; its report read as the JSON and the text the command prints.
     torch.manual_seed(0)  # as the command seeds it: the user's model draws from it
-    model = diagnose.load_target(str(MODELS / target))
+    model = usercode.load_target(str(MODELS / target))
     checked = diagnose.check(model, *diagnose.batch(data.load("tiny", tiny[0])))
     report = json.loads(json.dumps(plain(checked.as_dict())))
     assert {f["check"] for f in report["findings"] if f["passed"] is False} == failed
@@ -90,7 +90,7 @@ def test_usage_mistakes_exit_2(capsys, tiny, target, message):
 
 
 def test_check_leaves_the_model_and_the_global_generator_as_they_were(tiny):
-    model = diagnose.load_target(str(MODELS / "correct.py:BasicMLP"))
+    model = usercode.load_target(str(MODELS / "correct.py:BasicMLP"))
     before = [p.detach().clone() for p in model.parameters()]
     x, y = diagnose.batch(data.load("tiny", tiny[0]))
     state = torch.random.get_rng_state()
@@ -117,7 +117,7 @@ def test_check_leaves_the_model_and_the_global_generator_as_they_were(tiny):
 )
 def test_the_bugs_students_write_are_findings_never_a_crash_of_check(tiny, name, check, says):
     torch.manual_seed(0)
-    model = diagnose.load_target(f"{MODELS / 'careless.py'}:{name}")
+    model = usercode.load_target(f"{MODELS / 'careless.py'}:{name}")
     report = diagnose.check(model, *diagnose.batch(data.load("tiny", tiny[0])))
     assert not report.passed
     failed = [f for f in report.findings if f.passed is False and f.check == check]

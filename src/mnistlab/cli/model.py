@@ -85,7 +85,7 @@ def cmd_check(args) -> int:
     object per file on stdout, the file's own output on stderr)."""
     import math
 
-    from mnistlab import data, diagnose
+    from mnistlab import data, usercode
     from mnistlab.errors import MnistlabError
     from mnistlab.runfiles import plain
 
@@ -99,7 +99,7 @@ def cmd_check(args) -> int:
     status = 0
     for target in args.targets:
         try:
-            report, output = diagnose.check_file(
+            report, output = usercode.check_file(
                 target, args.dataset, runtime.data_dir, args.time_limit
             )
         except MnistlabError as error:
