@@ -65,3 +65,9 @@ def test_a_run_uses_the_threads_asked_for_or_chosen_and_records_them(tiny, tmp_p
             assert recorded == torch.get_num_threads() >= 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_count_recommended_to_a_notebook_is_always_a_count():
+    assert cores.recommended(0.01, environment={"OMP_NUM_THREADS": "3"}) == 3
+    assert cores.recommended(0.01, environment={"OMP_NUM_THREADS": "lots"}) == cores.usable()
+    assert 1 <= cores.recommended(0.01, environment={}) <= cores.usable()

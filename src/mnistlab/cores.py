@@ -87,9 +87,15 @@ def choose(since: Sample | None, processes: int = 1, environment=None) -> int | 
     return threads(usable(), busy, processes)
 
 
-def recommended(window: float = 0.25) -> int | None:
+def recommended(window: float = 0.25, environment=None) -> int:
     """For a notebook or a script: the thread count `choose` gives after watching the machine
-    for `window` seconds (`torch.set_num_threads(mnistlab.cores.recommended())`)."""
+    for `window` seconds, or OMP_NUM_THREADS's where the user set it
+    (`torch.set_num_threads(mnistlab.cores.recommended())`)."""
+    environment = os.environ if environment is None else environment
     since = sample()
     time.sleep(window)
-    return choose(since)
+    chosen = choose(since, environment=environment)
+    if chosen is not None:
+        return chosen
+    asked = environment.get("OMP_NUM_THREADS", "")
+    return int(asked) if asked.isdigit() and int(asked) > 0 else usable()

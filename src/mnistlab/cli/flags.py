@@ -85,7 +85,6 @@ def _reader(kind, name: str):
             message = str(error).removeprefix(f"{name}: ").removeprefix(f"{name} ")
             raise argparse.ArgumentTypeError(message) from None
 
-    read.__name__ = name
     return read
 
 
