@@ -3,7 +3,10 @@ normalised as the run was trained, and classified.
 
     predictor = Predictor.load("runs/mlp")
     [prediction] = predictor.predict(["my-digit.jpg"])
-    prediction.name, prediction.top(3)
+    prediction.name, prediction.top(3), prediction.confidence, prediction.verdict()
+
+Probabilities are calibrated on held-out digits when the run was trained (calibration.py);
+each prediction says when it is unsure and when its image is unlike the training images.
 """
 
 from dataclasses import dataclass
@@ -12,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistlab import checkpoint, preprocess
+from mnistlab import calibration, checkpoint, preprocess
+from mnistlab.calibration import Calibration
 from mnistlab.config import TrainConfig
 from mnistlab.resident import to_inputs
 
@@ -21,18 +25,38 @@ from mnistlab.resident import to_inputs
 class Prediction:
     label: int
     name: str
-    probabilities: list[float]  # one per class
+    probabilities: list[float]  # one per class, calibrated (calibration.py)
     input: np.ndarray  # (28, 28) uint8: what the model saw
     classes: list[str]
+    unsure: bool = False  # the confidence is under calibration.UNSURE
+    unfamiliar: bool = False  # unlike the training images (for digits: probably not one)
+
+    @property
+    def confidence(self) -> float:
+        return max(self.probabilities)
 
     def top(self, count: int = 3) -> list[tuple[str, float]]:
         order = np.argsort(self.probabilities)[::-1][:count]
         return [(self.classes[i], self.probabilities[i]) for i in order]
 
+    def verdict(self) -> str:
+        """What a person is told: '7', 'not sure: 5 or 8?', or that it looks unlike the
+        training images."""
+        if self.unfamiliar:
+            return f"{self.name}? this does not look like the images the model was trained on"
+        if self.unsure:
+            first, second = (name for name, _ in self.top(2))
+            return f"not sure: {first} or {second}?"
+        return self.name
+
     def as_dict(self) -> dict:
         return {
             "class": self.label,
             "name": self.name,
+            "confidence": self.confidence,
+            "unsure": self.unsure,
+            "unfamiliar": self.unfamiliar,
+            "verdict": self.verdict(),
             "probabilities": self.probabilities,
             "top": [{"name": name, "probability": p} for name, p in self.top(3)],
             "input": self.input.tolist(),
@@ -42,11 +66,20 @@ class Prediction:
 class Predictor:
     """A run's model, loaded once, in eval mode; thread-safe for inference."""
 
-    def __init__(self, config: TrainConfig, model, normalization, classes, name: str = ""):
+    def __init__(
+        self,
+        config: TrainConfig,
+        model,
+        normalization,
+        classes,
+        name: str = "",
+        calibrated: Calibration | None = None,
+    ):
         self.config, self.model = config, model.eval()
         self.mean, self.std = (float(value) for value in normalization)
         self.classes = list(classes)
         self.name = name
+        self.calibration = calibrated or Calibration()
 
     @classmethod
     def load(cls, run: str | Path, device: str = "cpu") -> "Predictor":
@@ -55,8 +88,9 @@ class Predictor:
         saved, model = checkpoint.load_model(run, device)
         config = saved["config"]
         folder = checkpoint.resolve(run).parent
+        classes = get_spec(config.dataset).classes
         return cls(
-            config, model, saved["normalization"], get_spec(config.dataset).classes, folder.name
+            config, model, saved["normalization"], classes, folder.name, calibration.read(folder)
         )
 
     def prepare(self, source) -> np.ndarray:
@@ -67,12 +101,24 @@ class Predictor:
         """Predictions for (N, 28, 28) uint8 images already prepared."""
         device = next(iter(self.model.parameters())).device
         x = to_inputs(torch.from_numpy(np.ascontiguousarray(images)), self.mean, self.std, device)
-        probabilities = torch.softmax(self.model(x).float(), 1).cpu()
+        fitted = self.calibration
+        probabilities = torch.softmax(self.model(x).double() / fitted.temperature, 1).cpu()
         predictions = []
         for image, row in zip(images, probabilities, strict=True):
-            label = int(row.argmax())
+            label, confidence = int(row.argmax()), float(row.max())
+            unfamiliar = (
+                fitted.unfamiliar_below is not None and confidence < fitted.unfamiliar_below
+            ) or (self.config.dataset == "mnist" and calibration.wide(image))
             predictions.append(
-                Prediction(label, self.classes[label], row.tolist(), image, self.classes)
+                Prediction(
+                    label,
+                    self.classes[label],
+                    row.tolist(),
+                    image,
+                    self.classes,
+                    unsure=confidence < calibration.UNSURE,
+                    unfamiliar=unfamiliar,
+                )
             )
         return predictions
 

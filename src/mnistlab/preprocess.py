@@ -2,15 +2,21 @@
 
 MNIST's digits are white on black, size-normalised so that the ink fits a 20x20 box (aspect
 ratio kept, anti-aliased), then placed in a 28x28 field with the ink's centre of mass at the
-centre. Fashion-MNIST's items are light on black, their longer side scaled to 28. A photo of
-black ink on white paper, or a drawing off to one side of a large canvas, is neither; a model
-given it after a plain resize does badly. So, for any image Pillow reads:
-1. EXIF orientation applied; transparency composited on white; grey levels;
-2. inverted when the background (the border's median) is light;
-3. cropped to the ink (pixels clearly above the background), contrast stretched to 0-255;
+centre. Fashion-MNIST's items are light on black, their longer side scaled to 28. A phone's
+photo of a digit written on paper is neither: lit unevenly, shadowed, on ruled paper with a
+margin, on a table, in ballpoint lines a few pixels wide. So, for any image Pillow reads:
+1. EXIF orientation applied; transparency composited on white; the brightest colour channel
+   (coloured rules and margins are light in it), at 160-448 pixels on the long side;
+2. the background (the page with the ink closed over) divided out: gradients, shadows and the
+   table beyond the page become background, the ink a 0-1 map;
+3. the strokes: ink above a level the image sets (Otsu's, above the paper's grain), less the
+   thin lines that cross the picture, less what touches its edge, less specks and distant
+   marks; thickened to MNIST's share of the digit's size when thinner;
 4. MNIST: the longer side scaled to 20 px (anti-aliased), placed with the centre of mass at
-   (14, 14). Fashion-MNIST: the longer side scaled to 28, centred.
-An image with no ink is an error that says so, never a guess.
+   (14, 14). Fashion-MNIST (photos of items, not strokes): contrast stretched against the
+   border, the longer side scaled to 28, centred.
+An image with no ink is an error that says so, never a guess. benchmarks/photos.py measures
+this on photo-like pictures, condition by condition.
 """
 
 import io
@@ -30,6 +36,12 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")  # (JPEG opens a camera's MPO too)
 MAX_BYTES = 50_000_000  # an image file read whole: a phone's photo is a few MB
 MAX_SHOWN = 100  # images in one --show-input picture
+WORK, SMALL = 448, 160  # a page is examined with its long side between these, in pixels
+STROKE = 0.12  # MNIST's strokes are about this share of the digit's longer side (median)
+THIN = 0.08  # and few are thinner than this (the tenth percentile): these are thickened
+# Images this small are at the dataset's own scale (a 28x28 digit, one drawn like it): no
+# photo to read, and thresholds would eat their soft edges; only cropped, fitted, centred.
+DATASET_SCALE = 56
 
 
 def open_image(source, max_pixels: int = MAX_PIXELS):
@@ -115,10 +127,183 @@ def grey(source) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
+def lightness(source) -> np.ndarray:
+    """The image as float lightness (H, W) in 0-255, the brightest of its colour channels:
+    coloured marks that are light in one channel (a ruled page's blue lines, its red margin)
+    stay near the paper's level, while ink of any dark colour stays dark. Pages larger than
+    the working size are reduced as they are read."""
+    if hasattr(source, "detach") or isinstance(source, np.ndarray):
+        return grey(source)
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(open_image(source))
+    factor = max(image.size) // (2 * WORK)
+    if factor >= 2:  # a 12-megapixel photo: reduced in Pillow before any float copy is made
+        image = image.reduce(factor)
+    if image.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV"):
+        return grey(image)
+    if image.mode in ("RGBA", "P"):
+        return grey(image)  # (transparency composited on white there; colours are rare)
+    from PIL import ImageChops
+
+    red, green, blue = image.convert("RGB").split()
+    brightest = ImageChops.lighter(ImageChops.lighter(red, green), blue)
+    return np.asarray(brightest, dtype=np.float32)
+
+
+def _working(array: np.ndarray) -> np.ndarray:
+    """Scaled so that its long side is between SMALL and WORK pixels: enough resolution for the
+    filters below (MNIST's own 28x28 is enlarged), and bounded work for a camera's photo."""
+    side = max(array.shape)
+    scale = WORK / side if side > WORK else SMALL / side if side < SMALL else 1.0
+    if scale == 1.0:
+        return array
+    size = (max(1, round(array.shape[1] * scale)), max(1, round(array.shape[0] * scale)))
+    method = "BILINEAR" if scale > 1 else "BOX"  # BOX: each pixel the mean of those it covers
+    return _resize(array, *size, method=method)
+
+
 def _ink(array: np.ndarray, name: str) -> np.ndarray:
-    """Light ink on a dark background, the background at 0 and the ink stretched to 255."""
+    """How much ink each pixel holds, 0-1, whatever the paper and the light: the background
+    (the page with the ink closed over) divided out, so that a gradient, a shadow or the table
+    beyond the page are all background."""
+    from scipy import ndimage
+
+    low, middle, high = np.percentile(array[::2, ::2], (1, 50, 99))
+    if middle - low < (high - middle) / 3:
+        # Most of the picture at its darkest level: light ink on a dark ground (MNIST's own
+        # digits, a drawing in white), made dark on light. A lit page is never that even: its
+        # typical pixel lies nearer its brightest, or between (a page in a dark frame).
+        array = 255 - array
+    # A closing (maximum, then minimum) removes dark marks narrower than its window and keeps
+    # the edges and slopes of the light itself: the window is wider than any pen stroke.
+    window = max(9, max(array.shape) // 4) | 1
+    if min(array.shape) >= 64:  # the light varies slowly: found at half size, for a quarter
+        half = _resize(array, array.shape[1] // 2, array.shape[0] // 2, method="BOX")
+        closed = ndimage.grey_closing(half, size=(window // 2,) * 2, mode="nearest")
+        background = np.maximum(_resize(closed, *array.shape[::-1], method="BILINEAR"), array)
+    else:
+        background = ndimage.grey_closing(array, size=(window, window), mode="nearest")
+    ink = np.clip(1 - (array + 1) / (background + 1), 0, 1)
+    if ink.max() < 0.12:
+        raise ImageError(f"{name} is blank: no ink stands out from its background")
+    return ink
+
+
+def _otsu(values: np.ndarray) -> float:
+    """The level that best splits `values` (0-1) in two (Otsu's method)."""
+    counts = np.bincount(np.minimum(values.ravel() * 128, 127).astype(np.intp), minlength=128)
+    edges = np.linspace(0, 1, 129)
+    weights = np.cumsum(counts).astype(np.float64)
+    means = np.cumsum(counts * edges[:-1])
+    total, grand = weights[-1], means[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (grand * weights - total * means) ** 2 / (weights * (total - weights))
+    return float(edges[int(np.nanargmax(between[:-1])) + 1])
+
+
+def _strokes(ink: np.ndarray, name: str) -> np.ndarray:
+    """The digit's strokes, a boolean mask: ink above a level set by the image itself (and
+    above the paper's grain), less the long straight lines of a ruled page, less what touches
+    the picture's edge (a page edge, the table) when the rest is the digit, less specks."""
+    from scipy import ndimage
+
+    sample = ink[::2, ::2]  # (a quarter of the pixels tells the paper's grain as well)
+    paper = float(np.median(sample))
+    spread = 1.4826 * float(np.median(np.abs(sample - paper)))
+    strong = float(np.percentile(ink, 99.9))
+    grain = min(paper + 6 * spread, 0.6 * strong)  # (on a very grainy page, the ink decides)
+    level = max(_otsu(ink), grain, 0.25 * float(ink.max()), 0.08)
+    mask = ink > level
+    thin = max(3, max(mask.shape) // 40)
+    for along, across in ((1, 0), (0, 1)):
+        # Thin runs across half the picture are a ruled page's lines and margin, which would
+        # join the digit to the picture's edge; a thick one (the table beyond a page) stays,
+        # to go with what touches the edge below.
+        if mask.sum(along).max() < mask.shape[along] // 2:
+            continue  # no row (column) holds that much ink: no line to look for
+        line = _opened(mask, mask.shape[along] // 2, along)
+        mask &= ~(line & ~_opened(line, thin, across))
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count == 0:
+        raise ImageError(f"{name} is blank: no ink stands out from its background")
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    inside = np.ones(count, bool)
+    inside[edge[edge > 0] - 1] = False
+    if areas[inside].max(initial=0) >= mask.size / 2000:
+        # The digit is clear of the picture's edge, so what touches it (a page's edge, the
+        # table) is not the digit; a drawing that runs off its canvas keeps all it has.
+        areas = np.where(inside, areas, 0)
+    # The digit: its largest piece, the pieces nearly as large, and those of some size close
+    # by (a 5's bar, a 4's stem lifted off the page) and as dark; specks, distant marks and the
+    # faint edge of a shadow are not it.
+    boxes = ndimage.find_objects(labels)
+    darkness = ndimage.mean(ink, labels, np.arange(1, count + 1))
+    largest = int(areas.argmax())
+    reach = 0.15 * max(s.stop - s.start for s in boxes[largest])
+    keep = [
+        index + 1
+        for index, (area, box) in enumerate(zip(areas, boxes, strict=True))
+        if area >= 0.4 * areas[largest]
+        or (
+            area >= 0.08 * areas[largest]
+            and darkness[index] >= 0.6 * darkness[largest]
+            and _gap(box, boxes[largest]) <= reach
+        )
+    ]
+    return np.isin(labels, keep)
+
+
+def _gap(box, other) -> float:
+    """The distance between two bounding boxes (tuples of slices), 0 where they overlap."""
+    gaps = [max(0, a.start - b.stop, b.start - a.stop) for a, b in zip(box, other, strict=True)]
+    return float(np.hypot(*gaps))
+
+
+def _opened(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """The pixels of `mask` in a straight run of at least `length` along `axis`."""
+    from scipy import ndimage
+
+    shrunk = ndimage.minimum_filter1d(mask.view(np.uint8), length, axis=axis)
+    return ndimage.maximum_filter1d(shrunk, length, axis=axis).astype(bool)
+
+
+def _digit(ink: np.ndarray, name: str) -> np.ndarray:
+    """The digit alone, 0-255: its strokes' own ink, saturated at their core as MNIST's are
+    and with their soft edges kept, and thickened where they are thinner than MNIST's."""
+    from scipy import ndimage
+
+    strokes = _strokes(ink, name)
+    core = float(np.percentile(ink[strokes], 75))
+    near = ndimage.maximum_filter(strokes.view(np.uint8), size=max(5, max(ink.shape) // 40))
+    digit = np.clip(ink / core, 0, 1) * near
+    thick = _even_strokes(strokes)
+    if thick is not strokes:
+        digit = np.maximum(digit, ndimage.gaussian_filter(thick.astype(np.float32), 1.0))
+    return digit * 255
+
+
+def _even_strokes(mask: np.ndarray) -> np.ndarray:
+    """Strokes thickened to MNIST's proportion of the digit's size, so that a ballpoint's
+    line is not a faint sub-pixel trace after the digit shrinks to 20 pixels."""
+    from scipy import ndimage
+
+    rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    size = max(rows[-1] - rows[0], columns[-1] - columns[0]) + 1
+    edge = np.count_nonzero(mask & ~ndimage.minimum_filter(mask, size=3, mode="constant"))
+    width = 2 * np.count_nonzero(mask) / max(edge, 1)  # area over half the outline
+    wanted = STROKE * size
+    if width >= THIN * size:  # within MNIST's own range: left as written
+        return mask
+    return ndimage.distance_transform_edt(~mask) <= (wanted - width) / 2
+
+
+def _contrast(array: np.ndarray, name: str) -> np.ndarray:
+    """Light on dark, the background (the border's median) at 0 and the brightest at 255: a
+    fashion item's own shading is kept, where a digit's strokes are traced above."""
     border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
-    if np.median(border) > 127:  # dark ink on light paper: turn it around
+    if np.median(border) > 127:  # dark on light: turn it around
         array, border = 255 - array, 255 - border
     background = float(np.median(border))
     span = float(array.max()) - background
@@ -133,11 +318,11 @@ def _crop(array: np.ndarray) -> np.ndarray:
     return array[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
 
 
-def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
+def _resize(array: np.ndarray, width: int, height: int, method: str = "LANCZOS") -> np.ndarray:
     from PIL import Image
 
     image = Image.fromarray(array.astype(np.float32), mode="F")
-    return np.asarray(image.resize((width, height), Image.Resampling.LANCZOS), np.float32)
+    return np.asarray(image.resize((width, height), Image.Resampling[method]), np.float32)
 
 
 def _fit(array: np.ndarray, box: int) -> np.ndarray:
@@ -163,12 +348,16 @@ def prepare(source, dataset: str = "mnist") -> np.ndarray:
     """Any image (a path, bytes, a PIL image, a numpy array or a tensor) -> (28, 28) uint8,
     prepared as `dataset`'s own images were."""
     name = str(source) if isinstance(source, str | Path) else "the image"
-    array = _crop(_ink(grey(source), name))
     if dataset == "fashion-mnist":
+        array = _crop(_contrast(grey(source), name))
         item = _fit(array, SIDE)
         field = _place(item, (SIDE - item.shape[0]) // 2, (SIDE - item.shape[1]) // 2)
     else:
-        digit = _fit(array, 20)
+        array = lightness(source)
+        if max(array.shape) <= DATASET_SCALE:  # a dataset's own image, or one made like it
+            digit = _fit(_crop(_contrast(array, name)), 20)
+        else:
+            digit = _fit(_crop(_digit(_ink(_working(array), name), name)), 20)
         total = digit.sum()
         rows, columns = np.indices(digit.shape)
         centre = ((rows * digit).sum() / total, (columns * digit).sum() / total)

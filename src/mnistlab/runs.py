@@ -233,11 +233,23 @@ class Run:
         return result
 
     def _write_evaluation(self, result, tensors) -> None:
-        """The final test evaluation (per-class accuracy, confusion matrix) for reports."""
-        from mnistlab.evaluate import score
+        """The final test evaluation (per-class accuracy, confusion matrix) for reports, and
+        the calibration of the model's confidence (calibration.py) for predictions: fitted on
+        the validation split where the run holds one out, else on the test set (it changes
+        no prediction, only how sure each one says it is)."""
+        from mnistlab import calibration
+        from mnistlab.evaluate import predict, score
 
         evaluation = score(result.test_logits, tensors.y_test, len(tensors.classes))
-        write_json(self.folder / EVALUATION, evaluation.as_dict(tensors.classes))
+        if tensors.x_val is not None and len(tensors.x_val):
+            val_logits = predict(result.model, tensors.x_val)
+            fitted = calibration.fit(val_logits, tensors.y_val, "validation")
+        else:
+            fitted = calibration.fit(result.test_logits, tensors.y_test, "test")
+        write_json(
+            self.folder / EVALUATION,
+            {**evaluation.as_dict(tensors.classes), "calibration": fitted.as_dict()},
+        )
 
     def load_tensors(self, runtime: Runtime) -> resident.Tensors:
         """The run's data set on the runtime's device, normalised as the run trains on it."""

@@ -156,7 +156,7 @@ def cmd_predict(args) -> int:
             print(json.dumps({"file": name, **prediction.as_dict()}), flush=True)
         else:
             top = ", ".join(f"{label} {100 * p:.1f}%" for label, p in prediction.top(3))
-            print(f"{escaped(name)}: {prediction.name}  (top 3: {top})", flush=True)
+            print(f"{escaped(name)}: {prediction.verdict()}  (top 3: {top})", flush=True)
     if args.show_input and predictions:
         from mnistlab import plots
 
