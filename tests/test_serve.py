@@ -308,6 +308,134 @@ def test_the_page_in_a_real_browser(trained, mnist, tmp_path):
     assert screenshot.stat().st_size > 10_000
 
 
+def _arc(cx, cy, rx, ry, start, end, count=24):
+    """Points on an ellipse from angle `start` to `end` (degrees, 0 = right, 90 = down)."""
+    angles = np.radians(np.linspace(start, end, count))
+    return [(cx + rx * np.cos(a), cy + ry * np.sin(a)) for a in angles]
+
+
+# Each digit as a person draws it, in strokes of (x, y) points in 0-1 of the box it fills.
+DRAWN = {
+    "0": [_arc(0.5, 0.5, 0.3, 0.45, -90, 275)],
+    "1": [[(0.42, 0.18), (0.55, 0.05), (0.55, 0.95)]],
+    "2": [_arc(0.5, 0.3, 0.3, 0.25, 190, 390) + [(0.2, 0.95), (0.85, 0.95)]],
+    "3": [_arc(0.5, 0.27, 0.28, 0.22, 200, 450) + _arc(0.5, 0.72, 0.32, 0.23, 270, 520)],
+    "4": [[(0.55, 0.05), (0.15, 0.65), (0.9, 0.65)], [(0.65, 0.35), (0.65, 0.98)]],
+    "5": [[(0.8, 0.05), (0.3, 0.05), (0.25, 0.45)] + _arc(0.5, 0.68, 0.32, 0.28, 230, 500)],
+    "6": [[(0.7, 0.05), (0.35, 0.4)] + _arc(0.5, 0.7, 0.28, 0.27, 180, 540)],
+    "7": [[(0.15, 0.08), (0.85, 0.08), (0.4, 0.98)]],
+    "8": [_arc(0.5, 0.27, 0.25, 0.22, 90, 450), _arc(0.5, 0.72, 0.3, 0.26, -90, 270)],
+    "9": [_arc(0.5, 0.3, 0.3, 0.25, 0, 360), [(0.8, 0.3), (0.75, 0.98)]],
+}
+SIZES = {
+    "large": (0.1, 0.1, 0.8),
+    "half": (0.45, 0.45, 0.45),
+    "small, in a corner": (0.05, 0.05, 0.3),
+}
+
+
+def draw_digit(page, box, digit, size):
+    """The digit's strokes with the mouse, in the part of the canvas `size` names."""
+    left, top, span = SIZES[size]
+    for points in DRAWN[digit]:
+        stroke(page, box, [(left + span * x, top + span * y) for x, y in points])
+
+
+def touch_stroke(page, session, box, points):
+    """A finger's stroke: touch events through the DevTools protocol (Chromium turns them into
+    pointer events, as on a phone)."""
+
+    def at(point):
+        return {"x": box["x"] + point[0] * box["width"], "y": box["y"] + point[1] * box["height"]}
+
+    session.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [at(points[0])]})
+    for point in points[1:]:
+        session.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [at(point)]})
+    session.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+@pytest.mark.realdata
+def test_the_page_on_a_phone_by_keyboard_and_against_races(trained, mnist, tmp_path, capsys):
+    browser_available()
+    from playwright.sync_api import sync_playwright
+
+    upload = tmp_path / "digit.png"
+    upload.write_bytes(
+        digit_png(mnist.test.images[int((mnist.test.labels == 3).nonzero()[0])].numpy())
+    )
+    with served(app_for_run(trained)) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        # A phone: 375x667 CSS pixels at 2 device pixels each, touch.
+        phone = browser.new_context(
+            viewport={"width": 375, "height": 667}, device_scale_factor=2, is_mobile=True,
+            has_touch=True,
+        )  # fmt: skip
+        page = phone.new_page()
+        favicons = []
+        page.on("request", lambda r: favicons.append(r.url) if "favicon" in r.url else None)
+        page.goto(url + "/")
+        page.wait_for_function("document.querySelectorAll('.bar').length === 10")
+        canvas = page.locator("#canvas")
+        box = canvas.bounding_box()
+        assert box["x"] >= 8 and box["x"] + box["width"] <= 375 - 8  # off the screen's edges
+        assert canvas.evaluate("c => c.width") == 2 * round(box["width"] - 4)  # pixel density
+        last = page.locator(".bar").last.bounding_box()
+        assert last["y"] + last["height"] <= 667  # every bar in view, without scrolling
+        session = phone.new_cdp_session(page)
+        touch_stroke(page, session, box, [(0.5, 0.15 + 0.07 * i) for i in range(11)])
+        wait_for_class(page, "1")
+        assert not favicons  # the icon is in the page: no request, no 404
+        # The Clear race: Clear right after a stroke, before the prediction was due.
+        stroke(page, box, [(0.3, 0.3), (0.7, 0.7)])
+        page.click("#clear")
+        page.wait_for_timeout(600)
+        assert page.locator("#prediction").text_content() == "–"
+        assert page.locator("#status").text_content() == ""
+        phone.close()
+
+        # Keyboard only: Tab to the upload control, Enter opens the file chooser, Escape clears.
+        page = browser.new_page(viewport={"width": 960, "height": 600})
+        page.goto(url + "/")
+        page.wait_for_function("document.querySelectorAll('.bar').length === 10")
+        assert "draw one digit" in page.locator("#canvas").get_attribute("aria-label")
+        assert page.locator("#model").text_content().startswith(trained.name + ": MLP")
+        for _ in range(6):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "upload":
+                break
+        assert page.evaluate("document.activeElement.id") == "upload"
+        with page.expect_file_chooser() as chooser:
+            page.keyboard.press("Enter")
+        chooser.value.set_files(str(upload))
+        wait_for_class(page, "3")
+        labels = page.locator(".bar").evaluate_all("rows => rows.map(r => r.ariaLabel)")
+        assert labels[3].startswith("3: ") and labels[3].endswith("%")
+        page.keyboard.press("Escape")
+        assert page.locator("#prediction").text_content() == "–"
+        # The layout holds still when an error is shown.
+        before = page.locator("#prediction").bounding_box()
+        page.evaluate("document.getElementById('status').textContent = 'x'.repeat(300)")
+        assert page.locator("#prediction").bounding_box() == before
+
+        # Digits drawn with the mouse at three sizes, scored on the page.
+        box = page.locator("#canvas").bounding_box()
+        right = {size: 0 for size in SIZES}
+        for size in SIZES:
+            for digit in DRAWN:
+                page.keyboard.press("Escape")
+                draw_digit(page, box, digit, size)
+                page.wait_for_function(
+                    "document.getElementById('prediction').dataset.class !== undefined",
+                    timeout=15_000,
+                )
+                page.wait_for_timeout(300)  # the answer to the last stroke
+                right[size] += page.locator("#prediction").get_attribute("data-class") == digit
+        browser.close()
+    with capsys.disabled():
+        print("\ndrawn on the page, right of 10:", right)
+    assert sum(right.values()) >= 26 and min(right.values()) >= 8
+
+
 def test_hostile_bodies_and_hosts_get_4xx_answers_and_the_server_keeps_serving(tiny_run):
     import http.client
 

@@ -569,3 +569,4 @@ def test_unsure_and_unfamiliar_on_digits_and_on_marks_that_are_not_digits(traine
     assert np.mean(flagged) >= 0.5
     [two] = predictor.predict([photos.non_digit("two digits", rng, mnist.test.images[:9].numpy())])
     assert two.unfamiliar and "does not look like" in two.verdict()
+    assert json.loads(json.dumps(two.as_dict()))["unfamiliar"] is True  # plain JSON types

@@ -87,4 +87,4 @@ def wide(image: np.ndarray) -> bool:
     if not ink.any():
         return False
     rows, columns = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
-    return columns[-1] - columns[0] + 1 >= WIDE * (rows[-1] - rows[0] + 1)
+    return bool(columns[-1] - columns[0] + 1 >= WIDE * (rows[-1] - rows[0] + 1))

@@ -116,8 +116,8 @@ class Predictor:
                     row.tolist(),
                     image,
                     self.classes,
-                    unsure=confidence < calibration.UNSURE,
-                    unfamiliar=unfamiliar,
+                    unsure=bool(confidence < calibration.UNSURE),
+                    unfamiliar=bool(unfamiliar),
                 )
             )
         return predictions
