@@ -569,3 +569,60 @@ def test_answers_name_their_model_and_cors_is_off_unless_asked(tiny_run):
     changed = {name: value + 1 for name, value in saved["model"].items()}
     assert checkpoint.weights_digest(changed) != expected
     assert checkpoint.weights_digest({k: v.clone() for k, v in saved["model"].items()}) == expected
+
+
+def test_json_batches_and_every_answer_matches_the_openapi_description(tiny, tiny_run):
+    import jsonschema
+
+    dataset = data.load("tiny", tiny[0])
+    digits = dataset.test.images[:3].numpy()
+    blank = np.zeros((28, 28), int)
+    with served(app_for_run(tiny_run)) as url:
+        status, description = request(url + "/openapi.json")
+        assert status == 200 and description["openapi"].startswith("3.1")
+        paths = description["paths"]
+        api = url + "/api/predict"
+        one_png = digit_png(digits[0])
+        cases = [
+            ("/api/predict", request(api, one_png)),
+            (
+                "/api/predict",
+                request(
+                    api, json.dumps({"pixels": digits[0].tolist()}).encode(), "application/json"
+                ),
+            ),  # fmt: skip
+            ("/api/predict", request(api, *multipart(("file", one_png), ("file", one_png)))),
+            ("/api/predict", request(api, b"", "image/png")),
+            ("/api/predict", request(api, b"not an image at all", "image/png")),
+            ("/api/predict", request(api, png(Image.new("L", (64, 64), 255)))),
+            ("/api/predict", announce(api, MAX_BYTES + 1)),
+        ]
+        # A batch in JSON: each image answered, a blank one refused on its own.
+        batch = json.dumps({"pixels": [digits[1].tolist(), blank.tolist(), digits[2].tolist()]})
+        status, answer = request(api, batch.encode(), "application/json")
+        cases.append(("/api/predict", (status, answer)))
+        assert status == 200 and [a.get("status") for a in answer["predictions"]] == [
+            None,
+            422,
+            None,
+        ]
+        predictor = Predictor.load(tiny_run)
+        expected = [p.label for p in predictor.predict_prepared(digits[[1, 2]])]
+        assert [answer["predictions"][k]["class"] for k in (0, 2)] == expected
+        too_many = json.dumps({"pixels": [digits[0].tolist()] * 17}).encode()
+        status, answer = request(api, too_many, "application/json")
+        assert status == 400 and "1 to 16 images" in answer["error"]
+        cases.append(("/api/predict", (status, answer)))
+        for path in ("/api/model", "/healthz", "/openapi.json"):
+            cases.append((path, request(url + path)))
+        for path, (status, body) in cases:
+            method = "post" if path == "/api/predict" else "get"
+            responses = paths[path][method]["responses"]
+            assert str(status) in responses, (path, status, body)
+            schema = responses[str(status)]["content"]["application/json"]["schema"]
+            jsonschema.validate(body, {**schema, "components": description["components"]})
+        statuses = {status for path, (status, _) in cases if path == "/api/predict"}
+        assert statuses == {200, 400, 413, 415, 422}
+        # and the description is what it says it is
+        jsonschema.validate({"pixels": digits[0].tolist()}, paths["/api/predict"]["post"][
+            "requestBody"]["content"]["application/json"]["schema"])  # fmt: skip

@@ -11,10 +11,15 @@ dropped first, so that a client sending it whole reads the answer), an image ove
 JSON object with a message, and the server keeps serving.
 
     GET  /              the page (every asset inline: works offline)
-    POST /api/predict   an image file as the body (any type Pillow reads), or JSON
-                        {"pixels": 28x28 numbers in 0-255}: probabilities, class, the 28x28 input
+    POST /api/predict   an image file as the body (any type Pillow reads), multipart field
+                        `file` (one or several), or JSON {"pixels": 28x28 numbers in 0-255, or
+                        a list of such}: class, calibrated confidence, unsure and unfamiliar
+                        flags, probabilities, the 28x28 input, the model; several images give
+                        {"predictions": [...]}, each an answer or its own error
     GET  /api/model     the run's name, config, test accuracy and the input limits
     GET  /healthz       {"status": "ok"}
+    GET  /openapi.json  the routes above as OpenAPI 3.1 (written here; tests check every
+                        answer against it)
 """
 
 import asyncio
@@ -39,7 +44,7 @@ from mnistlab.predict import Predictor
 from mnistlab.preprocess import MAX_PIXELS
 
 MAX_BYTES = 2_000_000
-MAX_FILES = 16  # images in one multipart request (within MAX_BYTES together)
+MAX_FILES = 16  # images in one request, multipart or JSON (within MAX_BYTES together)
 # The names a browser on this machine uses for it; `serve --host` adds its own address.
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 DECODES = 4  # images decoded at once (the rest wait): a 4000x4000 PNG costs ~300 MB to decode
@@ -121,16 +126,24 @@ async def _uploads(request: Request, body: bytes) -> list[bytes]:
 
 
 def _pixels(body: bytes) -> np.ndarray:
+    """JSON {"pixels": ...}: one 28x28 image (28, 28) or a batch of them (N, 28, 28)."""
     try:
         value = json.loads(body)
         pixels = np.asarray(value["pixels"], dtype=np.float64)
     # RecursionError: JSON nested thousands deep; OverflowError: an integer of 400 digits.
     except (ValueError, KeyError, TypeError, RecursionError, OverflowError):
         raise Refused(400, 'send JSON {"pixels": [[...28 numbers...] x 28]}') from None
-    if pixels.shape != (28, 28):
-        raise Refused(400, f"pixels must be 28x28, got {'x'.join(map(str, pixels.shape))}")
+    if pixels.shape[-2:] != (28, 28) or pixels.ndim not in (2, 3):
+        shape = "x".join(map(str, pixels.shape))
+        raise Refused(400, f"pixels must be 28x28, or a list of 28x28 images; got {shape}")
+    if pixels.ndim == 3 and not 1 <= len(pixels) <= MAX_FILES:
+        raise Refused(400, f"send 1 to {MAX_FILES} images in one request, not {len(pixels)}")
     if not np.isfinite(pixels).all() or pixels.min() < 0 or pixels.max() > 255:
         raise Refused(400, "pixels must be numbers in 0-255")
+    return pixels
+
+
+def _pixel_image(pixels: np.ndarray) -> np.ndarray:
     if pixels.max() < 32:  # as an image with no ink: refused, never a guess
         raise Refused(422, "the pixels are blank: no ink stands out from the background")
     return np.rint(pixels).astype(np.uint8)
@@ -169,30 +182,46 @@ def create_app(
     turns = threading.BoundedSemaphore(decodes)
     identity = _identity(info)
 
-    def answer(body: bytes, kind: str) -> dict:
-        """Decode, prepare and predict in one trip to the thread pool."""
-        with turns:
-            image = _pixels(body) if kind == "application/json" else prepared(body)
+    def answer(image) -> dict:
+        """Decode (an image file's bytes), prepare and predict, in one trip to the thread pool;
+        `image` may also be 28x28 pixels from JSON."""
+        if isinstance(image, bytes):
+            with turns:
+                image = prepared(image)
+        else:
+            image = _pixel_image(image)
         return {**predictor.predict_prepared(image[None])[0].as_dict(), "model": identity}
+
+    def answer_or_error(image) -> dict:
+        """One image of several: its prediction, or why it was refused (the rest go on)."""
+        try:
+            return answer(image)
+        except Refused as refused:
+            return {"error": str(refused), "status": refused.status}
 
     async def predict(request: Request):
         try:
             body = await _body(request, max_bytes)
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if kind == "multipart/form-data":  # curl -F file=@digit.png, requests' files=
-                files = await _uploads(request, body)
-                answers = [await run_in_threadpool(answer_or_error, f, "") for f in files]
-                return JSONResponse(answers[0] if len(files) == 1 else {"predictions": answers})
-            return JSONResponse(await run_in_threadpool(answer, body, kind))
+                images = await _uploads(request, body)
+            elif kind == "application/json":
+                pixels = _pixels(body)
+                images = list(pixels) if pixels.ndim == 3 else pixels
+            else:
+                images = body
+            if not isinstance(images, list):
+                return JSONResponse(await run_in_threadpool(answer, images))
+            answers = [await run_in_threadpool(answer_or_error, image) for image in images]
+            if len(answers) == 1 and kind == "multipart/form-data":
+                return (
+                    JSONResponse(answers[0])
+                    if "error" not in answers[0]
+                    else _error(answers[0]["status"], answers[0]["error"])
+                )
+            return JSONResponse({"predictions": answers})
         except Refused as refused:
             return _error(refused.status, str(refused))
-
-    def answer_or_error(body: bytes, kind: str) -> dict:
-        """One image of several: its prediction, or why it was refused (the rest go on)."""
-        try:
-            return answer(body, kind)
-        except Refused as refused:
-            return {"error": str(refused), "status": refused.status}
 
     async def index(request: Request):
         return HTMLResponse(page)
@@ -203,12 +232,18 @@ def create_app(
     async def health(request: Request):
         return JSONResponse({"status": "ok"})
 
+    description = openapi(info, max_bytes)
+
+    async def schema(request: Request):
+        return JSONResponse(description)
+
     return Starlette(
         routes=[
             Route("/", index),
             Route("/api/predict", predict, methods=["POST"]),
             Route("/api/model", model),
             Route("/healthz", health),
+            Route("/openapi.json", schema),
         ],
         middleware=[
             Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts)),
@@ -302,3 +337,200 @@ def _identity(info: dict) -> dict:
     from mnistlab import __version__
 
     return {"run": info.get("run"), "weights": info.get("weights"), "mnistlab": __version__}
+
+
+def openapi(info: dict, max_bytes: int) -> dict:
+    """The routes as OpenAPI 3.1, for clients and their generators. Written out, not derived:
+    four routes need no framework of request models; tests check every answer against it."""
+    classes = len(info.get("classes") or []) or None
+    number = {"type": "number", "minimum": 0, "maximum": 1}
+    row = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 255}}
+    image28 = {**row, "minItems": 28, "maxItems": 28}
+    grid = {"type": "array", "items": image28, "minItems": 28, "maxItems": 28}
+    pixels = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
+    prediction = {
+        "type": "object",
+        "required": [
+            "class",
+            "name",
+            "confidence",
+            "unsure",
+            "unfamiliar",
+            "verdict",
+            "probabilities",
+            "top",
+            "input",
+            "model",
+        ],  # fmt: skip
+        "properties": {
+            "class": {"type": "integer", "minimum": 0},
+            "name": {"type": "string"},
+            "confidence": {**number, "description": "the top probability, calibrated"},
+            "unsure": {"type": "boolean", "description": "confidence under 0.8"},
+            "unfamiliar": {
+                "type": "boolean",
+                "description": "unlike the training images (for digits: probably not one)",
+            },
+            "verdict": {"type": "string", "description": "the answer in words"},
+            "probabilities": {
+                "type": "array",
+                "items": number,
+                "minItems": classes,
+                "maxItems": classes,
+            },  # fmt: skip
+            "top": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "probability"],
+                    "properties": {"name": {"type": "string"}, "probability": number},
+                },
+            },
+            "input": {**grid, "description": "the prepared 28x28 image the model saw"},
+            "model": {
+                "type": "object",
+                "required": ["run", "weights", "mnistlab"],
+                "properties": {
+                    "run": {"type": "string"},
+                    "weights": {"type": "string", "description": "a hash of the weights"},
+                    "mnistlab": {"type": "string"},
+                },
+            },
+        },
+    }
+    error = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+    item_error = {
+        "type": "object",
+        "required": ["error", "status"],
+        "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
+    }
+    batch = {
+        "type": "object",
+        "required": ["predictions"],
+        "properties": {
+            "predictions": {
+                "type": "array",
+                "items": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/Prediction"},
+                        {"$ref": "#/components/schemas/ItemError"},
+                    ]
+                },
+            }  # fmt: skip
+        },
+    }
+
+    def answer(description, schema, kind="application/json"):
+        return {"description": description, "content": {kind: {"schema": schema}}}
+
+    def refused(description):
+        return answer(description, {"$ref": "#/components/schemas/Error"})
+
+    binary = {"type": "string", "contentMediaType": "application/octet-stream"}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": f"mnistlab: {info.get('run')}",
+            "version": _identity(info)["mnistlab"],
+            "description": f"{info.get('model')}; bodies up to {max_bytes:,} bytes, "
+            f"up to {MAX_FILES} images a request",
+        },
+        "paths": {
+            "/": {
+                "get": {
+                    "responses": {
+                        "200": answer("the drawing page", {"type": "string"}, "text/html")
+                    }
+                }
+            },  # fmt: skip
+            "/api/predict": {
+                "post": {
+                    "summary": "classify one image or several",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "image/*": {"schema": binary},
+                            "application/octet-stream": {"schema": binary},
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"file": {"type": "array", "items": binary}},
+                                }
+                            },
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["pixels"],
+                                    "properties": {
+                                        "pixels": {
+                                            "description": "28x28 numbers in 0-255 (white ink "
+                                            "on black, as the dataset's), or a list of them",
+                                            "oneOf": [
+                                                {"type": "array", "items": pixels["items"]},
+                                                {"type": "array", "items": pixels},
+                                            ],
+                                        }
+                                    },
+                                }
+                            },
+                        },
+                    },
+                    "responses": {
+                        "200": answer(
+                            "one image's prediction, or several images' answers",
+                            {"oneOf": [{"$ref": "#/components/schemas/Prediction"}, batch]},
+                        ),
+                        "400": refused("a malformed body: empty, bad JSON, wrong shape"),
+                        "413": refused("a body or an image over the limits"),
+                        "415": refused("not an image of a format read here"),
+                        "422": refused("an image with no ink"),
+                    },
+                }
+            },
+            "/api/model": {
+                "get": {
+                    "responses": {
+                        "200": answer(
+                            "the run served and the limits",
+                            {
+                                "type": "object",
+                                "required": ["run", "weights", "model", "classes", "limits"],
+                                "properties": {
+                                    "run": {"type": "string"},
+                                    "weights": {"type": "string"},
+                                    "model": {"type": "string"},
+                                    "config": {"type": "object"},
+                                    "test_accuracy": {"type": ["number", "null"]},
+                                    "classes": {"type": "array", "items": {"type": "string"}},
+                                    "limits": {
+                                        "type": "object",
+                                        "required": ["bytes", "pixels"],
+                                        "properties": {
+                                            "bytes": {"type": "integer"},
+                                            "pixels": {"type": "integer"},
+                                        },
+                                    },
+                                },
+                            },
+                        )
+                    }
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "responses": {
+                        "200": answer(
+                            "serving",
+                            {"type": "object", "properties": {"status": {"const": "ok"}}},
+                        )
+                    }
+                }
+            },
+            "/openapi.json": {
+                "get": {"responses": {"200": answer("this description", {"type": "object"})}}
+            },
+        },
+        "components": {
+            "schemas": {"Prediction": prediction, "Error": error, "ItemError": item_error}
+        },
+    }
