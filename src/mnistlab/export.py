@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mnistlab import checkpoint
+from mnistlab import calibration, checkpoint
 from mnistlab.config import EXPORT_FORMATS
 from mnistlab.errors import ConfigError
 from mnistlab.files import atomic_write
@@ -94,7 +94,10 @@ def model(run) -> tuple[nn.Module, dict]:
         "and normalise them themselves; the safetensors weights take x",
         "classes": classes,
         "dataset": config.dataset,
-        "output": "logits (N, classes); softmax for probabilities",
+        "output": "logits (N, classes); softmax(logits / temperature) for probabilities",
+        # Calibrated on held-out digits when the run was trained (mnistlab.calibration):
+        # below `unfamiliar_below` an image is unlike the training images.
+        "calibration": calibration.read(checkpoint.resolve(run).parent).as_dict(),
     }
     return nn.Sequential(Pixels(mean, std), network).eval(), description
 

@@ -151,6 +151,13 @@ def lightness(source) -> np.ndarray:
     return np.asarray(brightest, dtype=np.float32)
 
 
+def _drawn(array: np.ndarray) -> bool:
+    """A digital drawing (the page's canvas, a paint program's file): most of it at one exact
+    level, as no photo or scan is (noise, grain and compression spread every level)."""
+    sample = array[::2, ::2].ravel().astype(np.uint8)
+    return bool(np.bincount(sample, minlength=256).max() >= 0.5 * sample.size)
+
+
 def _working(array: np.ndarray) -> np.ndarray:
     """Scaled so that its long side is between SMALL and WORK pixels: enough resolution for the
     filters below (MNIST's own 28x28 is enlarged), and bounded work for a camera's photo."""
@@ -211,9 +218,9 @@ def _strokes(ink: np.ndarray, name: str) -> np.ndarray:
     sample = ink[::2, ::2]  # (a quarter of the pixels tells the paper's grain as well)
     paper = float(np.median(sample))
     spread = 1.4826 * float(np.median(np.abs(sample - paper)))
-    strong = float(np.percentile(ink, 99.9))
+    strong = float(np.percentile(sample, 99.9))
     grain = min(paper + 6 * spread, 0.6 * strong)  # (on a very grainy page, the ink decides)
-    level = max(_otsu(ink), grain, 0.25 * float(ink.max()), 0.08)
+    level = max(_otsu(sample), grain, 0.25 * float(ink.max()), 0.08)
     mask = ink > level
     thin = max(3, max(mask.shape) // 40)
     for along, across in ((1, 0), (0, 1)):
@@ -252,7 +259,9 @@ def _strokes(ink: np.ndarray, name: str) -> np.ndarray:
             and _gap(box, boxes[largest]) <= reach
         )
     ]
-    return np.isin(labels, keep)
+    chosen = np.zeros(count + 1, bool)
+    chosen[keep] = True
+    return chosen[labels]
 
 
 def _gap(box, other) -> float:
@@ -289,9 +298,12 @@ def _even_strokes(mask: np.ndarray) -> np.ndarray:
     line is not a faint sub-pixel trace after the digit shrinks to 20 pixels."""
     from scipy import ndimage
 
+    if not mask.any():
+        return mask
     rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     size = max(rows[-1] - rows[0], columns[-1] - columns[0]) + 1
-    edge = np.count_nonzero(mask & ~ndimage.minimum_filter(mask, size=3, mode="constant"))
+    # The outline's length, as the steps between ink and paper along rows and columns.
+    edge = np.count_nonzero(mask[:, 1:] != mask[:, :-1]) + np.count_nonzero(mask[1:] != mask[:-1])
     width = 2 * np.count_nonzero(mask) / max(edge, 1)  # area over half the outline
     wanted = STROKE * size
     if width >= THIN * size:  # within MNIST's own range: left as written
@@ -347,6 +359,8 @@ def _place(image: np.ndarray, top: int, left: int) -> np.ndarray:
 def prepare(source, dataset: str = "mnist") -> np.ndarray:
     """Any image (a path, bytes, a PIL image, a numpy array or a tensor) -> (28, 28) uint8,
     prepared as `dataset`'s own images were."""
+    from scipy import ndimage
+
     name = str(source) if isinstance(source, str | Path) else "the image"
     if dataset == "fashion-mnist":
         array = _crop(_contrast(grey(source), name))
@@ -356,6 +370,13 @@ def prepare(source, dataset: str = "mnist") -> np.ndarray:
         array = lightness(source)
         if max(array.shape) <= DATASET_SCALE:  # a dataset's own image, or one made like it
             digit = _fit(_crop(_contrast(array, name)), 20)
+        elif _drawn(array):  # no light, grain or page to read: only strokes to even out
+            digit = _contrast(array, name)
+            strokes = digit > 127
+            # Faint marks away from the strokes (a ruled line, a margin) are not the digit.
+            digit *= ndimage.maximum_filter(strokes, size=5)
+            thick = _even_strokes(strokes)
+            digit = _fit(_crop(np.maximum(digit, thick * 255.0)), 20)
         else:
             digit = _fit(_crop(_digit(_ink(_working(array), name), name)), 20)
         total = digit.sum()
