@@ -308,7 +308,8 @@ def _even_strokes(mask: np.ndarray) -> np.ndarray:
     wanted = STROKE * size
     if width >= THIN * size:  # within MNIST's own range: left as written
         return mask
-    return ndimage.distance_transform_edt(~mask) <= (wanted - width) / 2
+    grow = max(1, round((wanted - width) / 2))  # pixels added on each side
+    return ndimage.maximum_filter(mask.view(np.uint8), size=2 * grow + 1).view(bool)
 
 
 def _contrast(array: np.ndarray, name: str) -> np.ndarray:
@@ -324,10 +325,12 @@ def _contrast(array: np.ndarray, name: str) -> np.ndarray:
     return np.clip((array - background) / span, 0, 1) * 255
 
 
-def _crop(array: np.ndarray) -> np.ndarray:
+def _crop(array: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """The box around the ink, and `margin` of its size around it (for strokes to grow in)."""
     ink = array > 0.2 * array.max()
     rows, columns = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
-    return array[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    pad = round(margin * max(rows[-1] - rows[0], columns[-1] - columns[0]))
+    return np.pad(array[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1], pad)
 
 
 def _resize(array: np.ndarray, width: int, height: int, method: str = "LANCZOS") -> np.ndarray:
@@ -371,7 +374,7 @@ def prepare(source, dataset: str = "mnist") -> np.ndarray:
         if max(array.shape) <= DATASET_SCALE:  # a dataset's own image, or one made like it
             digit = _fit(_crop(_contrast(array, name)), 20)
         elif _drawn(array):  # no light, grain or page to read: only strokes to even out
-            digit = _contrast(array, name)
+            digit = _crop(_contrast(array, name), margin=0.1)
             strokes = digit > 127
             # Faint marks away from the strokes (a ruled line, a margin) are not the digit.
             digit *= ndimage.maximum_filter(strokes, size=5)
