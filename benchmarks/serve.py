@@ -7,9 +7,15 @@ Trains the default MLP (or takes --run), then measures:
 - `mnistlab serve` in its own process, loaded by 1, 8 and 32 concurrent clients posting PNG
   images over keep-alive connections for --seconds each: predictions per second, p50 and
   p99 latency. The clients run in this process, on the same 2 cores as the server.
+Then, hostile clients:
+- a storm: 20 clients at once each posting a 4000x4000 PNG (70 KB, 16 MP decoded): the
+  server's resident memory before, at its peak, and a few seconds after;
+- 4 clients each streaming one endless header line while another polls /healthz: its
+  latency, p50 and the worst.
 """
 
 import argparse
+import contextlib
 import http.client
 import io
 import socket
@@ -103,6 +109,81 @@ def load(port: int, pngs: list[bytes], clients: int, seconds: float) -> None:
     )
 
 
+def rss(pid: int) -> float:
+    """Resident memory of a process, MB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def storm(port: int, pid: int, clients: int = 20) -> None:
+    canvas = Image.new("L", (4000, 4000), 255)
+    canvas.paste(0, (1800, 1000, 2200, 3000))  # one thick stroke: a "1"
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG", optimize=True)
+    body, peak = buffer.getvalue(), [rss(pid)]
+    before, done = peak[0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            peak.append(rss(pid))
+            time.sleep(0.02)
+
+    def client():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        connection.request("POST", "/api/predict", body, {"Content-Type": "image/png"})
+        connection.getresponse().read()
+        connection.close()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    time.sleep(3)
+    done.set()
+    watcher.join()
+    print(
+        f"storm of {clients} 4000x4000 PNGs ({len(body) / 1e3:.0f} KB each): server RSS "
+        f"{before:.0f} MB before, {max(peak):.0f} MB at the peak, {rss(pid):.0f} MB 3 s after"
+    )
+
+
+def endless_headers(port: int, clients: int = 4, seconds: float = 10.0) -> None:
+    stop = threading.Event()
+
+    def stream():
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
+            with contextlib.suppress(OSError):
+                while not stop.is_set():
+                    connection.sendall(b"a" * 8192)
+
+    streams = [threading.Thread(target=stream) for _ in range(clients)]
+    for thread in streams:
+        thread.start()
+    latencies, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        start = time.perf_counter()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.request("GET", "/healthz")
+        connection.getresponse().read()
+        connection.close()
+        latencies.append(time.perf_counter() - start)
+        time.sleep(0.05)
+    stop.set()
+    for thread in streams:
+        thread.join()
+    print(
+        f"/healthz beside {clients} endless-header clients: p50 "
+        f"{1000 * percentile(latencies, 50):.1f} ms, worst {1000 * max(latencies):.1f} ms "
+        f"(n = {len(latencies)})"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", required=True)
@@ -134,6 +215,8 @@ def main():
             load(port, pngs, 1, 2)  # warm up
             for clients in (1, 8, 32):
                 load(port, pngs, clients, args.seconds)
+            storm(port, server.pid)
+            endless_headers(port)
         finally:
             server.terminate()
             server.wait()

@@ -626,3 +626,35 @@ def test_json_batches_and_every_answer_matches_the_openapi_description(tiny, tin
         # and the description is what it says it is
         jsonschema.validate({"pixels": digits[0].tolist()}, paths["/api/predict"]["post"][
             "requestBody"]["content"]["application/json"]["schema"])  # fmt: skip
+
+
+def test_a_body_that_ends_before_its_content_length_is_a_400_not_a_crash():
+    import asyncio
+
+    from starlette.requests import Request
+
+    from mnistlab import serve
+
+    messages = iter(
+        [
+            {"type": "http.request", "body": b"\x89PNG\r\n\x1a\n", "more_body": True},
+            {"type": "http.disconnect"},  # the client stopped sending
+        ]
+    )
+
+    async def receive():
+        return next(messages)
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-length", b"1000")]}
+    with pytest.raises(serve.Refused, match="ended after 8 bytes, before its Content-Length"):
+        asyncio.run(serve._body(Request(scope, receive), MAX_BYTES))
+
+
+def test_serve_hands_large_freed_blocks_back_to_the_system():
+    import sys
+
+    from mnistlab.serve import return_freed_memory
+
+    # (glibc: the mapping threshold fixed, so a storm of large images leaves no heap behind;
+    # benchmarks/serve.py measures the memory)
+    assert return_freed_memory() is sys.platform.startswith("linux")

@@ -193,7 +193,12 @@ def cmd_serve(args) -> int:
     try:
         import uvicorn
 
-        from mnistlab.serve import LOCAL_HOSTS, app_for_run, server_options
+        from mnistlab.serve import (
+            LOCAL_HOSTS,
+            app_for_run,
+            return_freed_memory,
+            server_options,
+        )
     except ImportError as error:
         raise ConfigError(f"serve needs {error.name}: pip install 'mnistlab[serve]'") from None
     from mnistlab import devices
@@ -204,6 +209,7 @@ def cmd_serve(args) -> int:
     device = str(devices.resolve(runtime.device))
     app = app_for_run(args.run, device, hosts=hosts, cors=tuple(args.cors))
     print(f"serving {args.run} at http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
+    return_freed_memory()
     uvicorn.run(app, host=args.host, port=args.port, **server_options())
     return 0
 
