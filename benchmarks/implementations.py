@@ -18,13 +18,15 @@ from mnistlab.settings import RECIPES
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True)
+    parser.add_argument(
+        "--data-dir", help="where the data is (default: found or fetched as mnistlab does)"
+    )
     parser.add_argument("--recipe", default="default", choices=sorted(RECIPES))
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--impl", nargs="*", default=["module", "scratch", "manual"])
     args = parser.parse_args()
     config = TrainConfig(**{**RECIPES[args.recipe], "epochs": args.epochs})
-    dataset = data.load(config.dataset, args.data_dir, download_missing=False)
+    dataset = data.load(config.dataset, args.data_dir)
     tensors = resident.prepare(config, dataset, torch.device("cpu"))
     print(f"{describe(config)}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     header = "  ".join(f"epoch {e:<9}" for e in range(1, config.epochs + 1))

@@ -51,10 +51,12 @@ def in_turns(functions: dict, repeats=5) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True)
+    parser.add_argument(
+        "--data-dir", help="where the data is (default: found or fetched as mnistlab does)"
+    )
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     args = parser.parse_args()
-    dataset = data.load("mnist", args.data_dir, download_missing=False)
+    dataset = data.load("mnist", args.data_dir)
     config = TrainConfig(epochs=1)
     device = torch.device("cpu")
     tensors = resident.prepare(config, dataset, device)

@@ -46,10 +46,12 @@ def notebook_run(dataset, epochs: int, seed: int) -> list[float]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True)
+    parser.add_argument(
+        "--data-dir", help="where the data is (default: found or fetched as mnistlab does)"
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args()
-    dataset = data.load("mnist", args.data_dir, download_missing=False)
+    dataset = data.load("mnist", args.data_dir)
     config = recipe("assignment")
     tensors = resident.prepare(config, dataset, torch.device("cpu"))
     ours, theirs = [], []

@@ -186,12 +186,14 @@ def endless_headers(port: int, clients: int = 4, seconds: float = 10.0) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True)
+    parser.add_argument(
+        "--data-dir", help="where the data is (default: found or fetched as mnistlab does)"
+    )
     parser.add_argument("--run", help="a run folder (default: train the default MLP)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=0, help="the server's --threads")
     args = parser.parse_args()
-    dataset = data.load("mnist", args.data_dir, download_missing=False)
+    dataset = data.load("mnist", args.data_dir)
     pngs = images(dataset)
     with tempfile.TemporaryDirectory() as scratch:
         run = Path(args.run) if args.run else Path(scratch) / "run"

@@ -38,7 +38,9 @@ def sklearn_epochs(dataset, epochs: int, batch_size: int):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True)
+    parser.add_argument(
+        "--data-dir", help="where the data is (default: found or fetched as mnistlab does)"
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument(
         "--sklearn-batch-size",
@@ -48,7 +50,7 @@ def main():
         help="batch sizes for MLPClassifier (its own default is 200)",
     )
     args = parser.parse_args()
-    dataset = data.load("mnist", args.data_dir, download_missing=False)
+    dataset = data.load("mnist", args.data_dir)
     config = TrainConfig(epochs=args.epochs)
     tensors = resident.prepare(config, dataset, torch.device("cpu"))
     columns = {

@@ -33,8 +33,7 @@ def once(dataset: str, target: float, data_dir: str, extra: list[str]) -> dict:
             "train",
             "--dataset",
             dataset,
-            "--data-dir",
-            data_dir,
+            *(["--data-dir", data_dir] if data_dir else []),
             "--out",
             os.path.join(out, "run"),
             "--quiet",
@@ -67,7 +66,9 @@ def once(dataset: str, target: float, data_dir: str, extra: list[str]) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True)
+    parser.add_argument(
+        "--data-dir", help="where the data is (default: found or fetched as mnistlab does)"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dataset", nargs="*", default=list(TARGETS))
     parser.add_argument("extra", nargs="*", help="flags passed on to mnistlab train")

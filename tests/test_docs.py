@@ -1,0 +1,152 @@
+"""The documentation: the site builds strictly, and every command on every page runs as a
+reader would run it (docs/development.md says how blocks are read)."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+DOCS = ROOT / "docs"
+FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+EXITS = re.compile(r"\s+#\s*exits (\d+).*$")
+
+
+def blocks(page: Path) -> list[tuple[str, str | None, str]]:
+    """(language, title or None, text) of each fenced block, in order."""
+    found = []
+    for language, options, text in FENCE.findall(page.read_text()):
+        title = re.search(r'title="([^"]+)"', options)
+        found.append((language, title.group(1) if title else None, text))
+    return found
+
+
+def commands(text: str) -> list[tuple[str, int]]:
+    """The `$ ` lines of a console block, each with the exit status it should end with."""
+    found = []
+    for line in text.splitlines():
+        if line.startswith("$ "):
+            expected = EXITS.search(line)
+            found.append((EXITS.sub("", line[2:]).strip(), int(expected[1]) if expected else 0))
+    return found
+
+
+PAGES = sorted(DOCS.rglob("*.md"))
+RUNNABLE = [
+    page
+    for page in [ROOT / "README.md", *PAGES]
+    if any(kind in ("console", "python") for kind, _, _ in blocks(page))
+]
+
+
+def test_the_site_builds_strictly_with_the_commands_from_the_parser(tmp_path):
+    site = tmp_path / "site"
+    built = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(site)],
+        cwd=ROOT,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    reference = (site / "reference" / "cli" / "index.html").read_text()
+    from mnistlab.cli import build_parser
+
+    # every command, and a flag of each kind, as the parser has them
+    for command in ("mnistlab tune", "mnistlab data fetch", "mnistlab serve", "mnistlab check"):
+        assert f"{command}</h2>" in reference or f'id="{command.replace(" ", "-")}"' in reference
+    assert "--space" in reference and "--time-limit" in reference and "--cors" in reference
+    assert build_parser().prog  # (the hook imported the same parser)
+    api = (site / "reference" / "api" / "index.html").read_text()
+    assert "Predictor" in api and "TrainConfig" in api and "Study" in api
+
+
+def test_set_up_commands_on_every_page_are_the_readmes():
+    # CI runs the README's; a page that shows other set-up commands would drift from them.
+    readme = {line.strip() for line in (ROOT / "README.md").read_text().splitlines()}
+    shown = [
+        line.strip()
+        for page in PAGES
+        for kind, _, text in blocks(page)
+        if kind == "sh"
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert shown and all(line in readme for line in shown), set(shown) - readme
+
+
+def test_every_page_with_commands_is_run():
+    names = {page.relative_to(ROOT).as_posix() for page in RUNNABLE}
+    assert {"README.md", "docs/index.md", "docs/getting-started.md", "docs/assignment.md"} <= names
+    assert {"docs/teaching.md", "docs/experiments.md", "docs/using.md", "docs/speed.md"} <= names
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("page", RUNNABLE, ids=lambda page: page.relative_to(ROOT).as_posix())
+def test_every_command_on_the_page_runs(page, real_data, tmp_path):
+    folder = tmp_path / "reader"
+    folder.mkdir()
+    (folder / "docs").symlink_to(DOCS)  # the pages name docs/images/... from the project root
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "MNISTLAB_DATA_DIR": str(real_data),
+        "MNISTLAB_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    servers, ran = [], 0
+    try:
+        for kind, title, text in blocks(page):
+            if title:
+                (folder / title).write_text(text)
+            elif kind == "python":
+                done = subprocess.run(
+                    [sys.executable, "-c", text], cwd=folder, env=env, capture_output=True,
+                    text=True, timeout=600,
+                )  # fmt: skip
+                assert done.returncode == 0, f"{page.name}: python block\n{done.stderr[-3000:]}"
+                ran += 1
+            elif kind == "console":
+                for command, expected in commands(text):
+                    if command.startswith("mnistlab serve"):
+                        servers.append(serving(command, folder, env))
+                    else:
+                        done = subprocess.run(
+                            ["bash", "-c", command], cwd=folder, env=env, capture_output=True,
+                            text=True, timeout=600,
+                        )  # fmt: skip
+                        assert done.returncode == expected, (
+                            f"{page.name}: `{command}` exited {done.returncode}, "
+                            f"not {expected}\n{done.stderr[-3000:]}"
+                        )
+                    ran += 1
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
+    assert ran
+
+
+def serving(command: str, folder: Path, env: dict) -> subprocess.Popen:
+    """`mnistlab serve ...` started in the background, once it says where it serves."""
+    server = subprocess.Popen(
+        ["bash", "-c", "exec " + command], cwd=folder, env=env, stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    line = server.stdout.readline()
+    assert line.startswith("serving"), line
+    port = int(re.search(r":(\d+)/", line)[1])
+    import socket
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server
+        except OSError:
+            assert time.monotonic() < deadline, "the server did not start listening"
+            time.sleep(0.1)
