@@ -158,6 +158,19 @@ def _drawn(array: np.ndarray) -> bool:
     return bool(np.bincount(sample, minlength=256).max() >= 0.5 * sample.size)
 
 
+def _stray(digit: np.ndarray, strokes: np.ndarray) -> bool:
+    """Whether faint ink (what the crop counts) reaches past the strokes' own box."""
+    faint = digit > 0.2 * digit.max()
+    extent = [np.flatnonzero(mask.any(axis)) for mask in (faint, strokes) for axis in (1, 0)]
+    rows, columns, stroke_rows, stroke_columns = extent
+    if not len(stroke_rows):
+        return True
+    return bool(
+        rows[0] < stroke_rows[0] - 3 or rows[-1] > stroke_rows[-1] + 3
+        or columns[0] < stroke_columns[0] - 3 or columns[-1] > stroke_columns[-1] + 3
+    )  # fmt: skip
+
+
 def _working(array: np.ndarray) -> np.ndarray:
     """Scaled so that its long side is between SMALL and WORK pixels: enough resolution for the
     filters below (MNIST's own 28x28 is enlarged), and bounded work for a camera's photo."""
@@ -376,8 +389,8 @@ def prepare(source, dataset: str = "mnist") -> np.ndarray:
         elif _drawn(array):  # no light, grain or page to read: only strokes to even out
             digit = _crop(_contrast(array, name), margin=0.1)
             strokes = digit > 127
-            # Faint marks away from the strokes (a ruled line, a margin) are not the digit.
-            digit *= ndimage.maximum_filter(strokes, size=5)
+            if _stray(digit, strokes):  # faint marks away from the strokes: a rule, a margin
+                digit *= ndimage.maximum_filter(strokes, size=5)
             thick = _even_strokes(strokes)
             digit = _fit(_crop(np.maximum(digit, thick * 255.0)), 20)
         else:
