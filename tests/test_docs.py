@@ -129,6 +129,11 @@ def test_every_command_on_the_page_runs(page, real_data, tmp_path):
             server.terminate()
             server.wait(timeout=30)
     assert ran
+    if page.name == "assignment.md":  # what the walkthrough promises to leave
+        report = (folder / "assignment.html").read_text()
+        assert "397,510" in report and "7,850" in report
+        assert (folder / "digits.png").stat().st_size > 1000
+        assert (folder / "sweeps" / "mlp-vs-logreg" / "summary.md").is_file()
 
 
 def serving(command: str, folder: Path, env: dict) -> subprocess.Popen:
