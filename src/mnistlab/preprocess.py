@@ -158,16 +158,17 @@ def _drawn(array: np.ndarray) -> bool:
     return bool(np.bincount(sample, minlength=256).max() >= 0.5 * sample.size)
 
 
-def _stray(digit: np.ndarray, strokes: np.ndarray) -> bool:
-    """Whether faint ink (what the crop counts) reaches past the strokes' own box."""
+def _stray(digit: np.ndarray, strokes: np.ndarray, reach: int) -> bool:
+    """Whether faint ink (what the crop counts) reaches more than `reach` pixels past the
+    strokes' own box."""
     faint = digit > 0.2 * digit.max()
     extent = [np.flatnonzero(mask.any(axis)) for mask in (faint, strokes) for axis in (1, 0)]
     rows, columns, stroke_rows, stroke_columns = extent
     if not len(stroke_rows):
         return True
     return bool(
-        rows[0] < stroke_rows[0] - 3 or rows[-1] > stroke_rows[-1] + 3
-        or columns[0] < stroke_columns[0] - 3 or columns[-1] > stroke_columns[-1] + 3
+        rows[0] < stroke_rows[0] - reach or rows[-1] > stroke_rows[-1] + reach
+        or columns[0] < stroke_columns[0] - reach or columns[-1] > stroke_columns[-1] + reach
     )  # fmt: skip
 
 
@@ -306,9 +307,10 @@ def _digit(ink: np.ndarray, name: str) -> np.ndarray:
     return digit * 255
 
 
-def _even_strokes(mask: np.ndarray) -> np.ndarray:
-    """Strokes thickened to MNIST's proportion of the digit's size, so that a ballpoint's
-    line is not a faint sub-pixel trace after the digit shrinks to 20 pixels."""
+def _even_strokes(mask: np.ndarray, thin: float = THIN) -> np.ndarray:
+    """Strokes thinner than `thin` of the digit's size thickened to MNIST's proportion, so
+    that a ballpoint's line is not a faint sub-pixel trace after the digit shrinks to 20
+    pixels."""
     from scipy import ndimage
 
     if not mask.any():
@@ -319,7 +321,7 @@ def _even_strokes(mask: np.ndarray) -> np.ndarray:
     edge = np.count_nonzero(mask[:, 1:] != mask[:, :-1]) + np.count_nonzero(mask[1:] != mask[:-1])
     width = 2 * np.count_nonzero(mask) / max(edge, 1)  # area over half the outline
     wanted = STROKE * size
-    if width >= THIN * size:  # within MNIST's own range: left as written
+    if width >= thin * size:  # within MNIST's own range: left as written
         return mask
     grow = max(1, round((wanted - width) / 2))  # pixels added on each side
     return ndimage.maximum_filter(mask.view(np.uint8), size=2 * grow + 1).view(bool)
@@ -389,10 +391,15 @@ def prepare(source, dataset: str = "mnist") -> np.ndarray:
         elif _drawn(array):  # no light, grain or page to read: only strokes to even out
             digit = _crop(_contrast(array, name), margin=0.1)
             strokes = digit > 127
-            if _stray(digit, strokes):  # faint marks away from the strokes: a rule, a margin
-                digit *= ndimage.maximum_filter(strokes, size=5)
-            thick = _even_strokes(strokes)
-            digit = _fit(_crop(np.maximum(digit, thick * 255.0)), 20)
+            reach = max(2, round(0.05 * max(digit.shape)))  # a soft edge's width, at most
+            if _stray(digit, strokes, reach):  # faint marks past the strokes: a rule, a margin
+                digit *= ndimage.maximum_filter(strokes, size=2 * reach + 1)
+            # (a drawing's anti-aliased edge is no grain: only a pen far thinner than any
+            # of MNIST's is thickened, and the dataset's own digits drawn large stay theirs)
+            thick = _even_strokes(strokes, thin=THIN / 2)
+            if thick is not strokes:  # (as drawn, the strokes keep their own edges)
+                digit = np.maximum(digit, thick * 255.0)
+            digit = _fit(_crop(digit), 20)
         else:
             digit = _fit(_crop(_digit(_ink(_working(array), name), name)), 20)
         total = digit.sum()
