@@ -1,6 +1,6 @@
 """Seconds per epoch and test accuracy after each epoch, for each implementation.
 
-    python benchmarks/implementations.py --data-dir ../shared/data [--recipe assignment]
+    python benchmarks/implementations.py [--data-dir DIR] [--recipe assignment]
 
 The three implementations start from the same weights and see the same batches.
 """

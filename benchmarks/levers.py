@@ -1,6 +1,6 @@
 """Each speed lever of the training loop, measured in one process on real MNIST.
 
-    python benchmarks/levers.py --data-dir ../shared/data [--compile]
+    python benchmarks/levers.py [--data-dir DIR] [--compile]
 
 Prints seconds per epoch (or per pass) for: batch size, thread count, bf16 autocast, the
 optimizer (mnistlab's Adam through torch's single kernel and written out, against

@@ -1,6 +1,6 @@
 """Time to load MNIST from the .gz files (cold decoded cache) and from the decoded cache.
 
-    python benchmarks/load_data.py --data-dir ../shared/data [--repeat 5]
+    python benchmarks/load_data.py [--data-dir DIR] [--repeat 5]
 
 Each timing runs in a fresh process so that nothing is shared but the files on disk.
 """

@@ -1,6 +1,6 @@
 """`--recipe assignment` beside the course notebook's own training loop, epoch by epoch.
 
-    python benchmarks/notebook_match.py --data-dir ../shared/data [--seeds 0 1 2]
+    python benchmarks/notebook_match.py [--data-dir DIR] [--seeds 0 1 2]
 
 The notebook's loop is rebuilt without torchvision (bench.NotebookDataset: one PIL image at
 a time, ToTensor, Normalize((0.5,), (0.5,)), a shuffling DataLoader at batch 64, SGD at 0.01,

@@ -1,6 +1,6 @@
 """Prediction latency in process, and the server's throughput for PNG uploads.
 
-    python benchmarks/serve.py --data-dir ../shared/data [--run RUN] [--seconds 10]
+    python benchmarks/serve.py [--data-dir DIR] [--run RUN] [--seconds 10]
 
 Trains the default MLP (or takes --run), then measures:
 - `Predictor.predict` on one handwriting-like PNG at a time, in this process: median and p99;

@@ -2,7 +2,7 @@
 same 784-500-10 architecture, in one process.
 
     pip install -e '.[bench]'
-    python benchmarks/sklearn_compare.py --data-dir ../shared/data [--epochs 3]
+    python benchmarks/sklearn_compare.py [--data-dir DIR] [--epochs 3]
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """Wall-clock time from process start until `mnistlab train` first reaches a test accuracy.
 
-    python benchmarks/time_to_accuracy.py --data-dir ../shared/data [--repeat 3]
+    python benchmarks/time_to_accuracy.py [--data-dir DIR] [--repeat 3]
 
 Runs the real command in a fresh process each time (torch import and data load included),
 reads its per-epoch lines as they are printed, and reports the median over the repeats of:
