@@ -111,9 +111,15 @@ def grey(source) -> np.ndarray:
         if array.ndim != 2:
             raise ImageError(f"an image array must be (H, W) or (H, W, C), got {source.shape}")
         return array
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
-    image = ImageOps.exif_transpose(open_image(source))
+    return _grey_levels(ImageOps.exif_transpose(open_image(source)))
+
+
+def _grey_levels(image) -> np.ndarray:
+    """An upright PIL image's grey levels, transparency on white, 16-bit by its own range."""
+    from PIL import Image
+
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = image.convert("RGBA")
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
@@ -140,10 +146,10 @@ def lightness(source) -> np.ndarray:
     factor = max(image.size) // (2 * WORK)
     if factor >= 2:  # a 12-megapixel photo: reduced in Pillow before any float copy is made
         image = image.reduce(factor)
-    if image.mode not in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "LAB", "HSV"):
-        return grey(image)
-    if image.mode in ("RGBA", "P"):
-        return grey(image)  # (transparency composited on white there; colours are rare)
+    if image.mode not in ("RGB", "CMYK", "YCbCr", "LAB", "HSV"):
+        # grey, 16-bit, or with transparency (composited on white there; a palette's colours
+        # are rarely a photo's)
+        return _grey_levels(image)
     from PIL import ImageChops
 
     red, green, blue = image.convert("RGB").split()
