@@ -344,3 +344,25 @@ def test_a_planted_results_link_is_never_followed(tiny, tmp_path):
     with pytest.raises(RunError, match="is a link, not"):
         Sweep(folder).run([config], on(tiny[0]), pictures=False)
     assert target.read_text() == "precious\n"
+
+
+def test_sweep_workers_share_the_runs_each_once(tiny, tmp_path, capfd):
+    from mnistlab.cli import main
+
+    out = tmp_path / "shared"
+    common = ["sweep", "--dataset", "tiny", "--grid", "hidden=8,16", "--seeds", "0", "1"]
+    common += ["--epochs", "1", "--out", str(out), "--no-plots", "--data-dir", str(tiny[0])]
+    assert main([*common, "--workers", "2"]) == 0
+    printed = capfd.readouterr().out
+    # the workers print their runs; the command the summary of all four
+    assert printed.count("\nrun ") + printed.startswith("run ") == 4
+    assert "hidden=8" in printed and "hidden=16" in printed
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and len({record["key"] for record in records}) == 4
+    assert len(list((out / "runs").iterdir())) == 4 and (out / "summary.md").is_file()
+    # Run again: nothing is trained twice.
+    assert main([*common, "--workers", "2"]) == 0
+    assert "\nrun " not in capfd.readouterr().out
+    for workers in ("0", "65"):
+        assert main([*common, "--workers", workers]) == 2
+        assert "workers: 1 to 64 processes" in capfd.readouterr().err

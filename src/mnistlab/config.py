@@ -41,6 +41,7 @@ MAX_LAYER = 1 << 28  # weights in one layer: 1 GiB in float32, before gradients 
 MAX_EPOCHS = 100_000
 CHECK_TIME_LIMIT = 120.0  # seconds `check` gives one model file to run and be checked
 MAX_BATCH = 1 << 24
+MAX_WORKERS = 64  # worker processes one command starts on this machine
 
 
 def _note(text: str, choices: tuple[str, ...] | None = None) -> dict:

@@ -34,6 +34,13 @@ def add_parsers(commands) -> None:
     )
     sweep.add_argument("--study", help="the sweep's name in the storage (default sweep-OUT)")
     sweep.add_argument("--heartbeat", type=int, default=30, help="seconds between heartbeats")
+    sweep.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes on this machine, each training runs from the sweep's queue (--threads: "
+        "each one's; default: a share of the free cores)",
+    )
     sweep.set_defaults(handler=cmd_sweep)
 
 
@@ -41,8 +48,10 @@ def cmd_sweep(args) -> int:
     from mnistlab.runs import StopFlag
     from mnistlab.sweep import Sweep, plan, variants
     from mnistlab.sweep.results import label, markdown, varied_fields
+    from mnistlab.tune.workers import check_count
 
-    base, runtime = config_from_args(args), runtime_from_args(args)
+    check_count(args.workers)  # refused before anything starts
+    base, runtime = config_from_args(args), runtime_from_args(args, processes=args.workers)
     chosen = variants(base, args.preset, args.grid)
     configs = plan(base, chosen, args.seeds)
     out = Path(args.out or Path("sweeps") / (args.preset or ("grid" if args.grid else "seeds")))
@@ -74,6 +83,7 @@ def cmd_sweep(args) -> int:
             pictures=not args.no_plots,
             on_record=on_record,
             should_stop=stop,
+            workers=args.workers,
         )
     if result.others:
         print(

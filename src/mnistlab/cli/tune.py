@@ -80,6 +80,9 @@ def cmd_tune(args) -> int:
         baseline=args.baseline,
     )
     study = Study(out, engine)
+    from mnistlab.tune.workers import check_count
+
+    check_count(args.workers)  # refused before anything starts
     # With --workers, the threads chosen are each worker's share of the free cores.
     runtime = runtime_from_args(args, processes=max(1, args.workers))
     if args.summary:  # with --out, the study's files are written there too

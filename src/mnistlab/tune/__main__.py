@@ -15,23 +15,15 @@ def main(argv: list[str]) -> int:
     from mnistlab import text
     from mnistlab.config import Runtime, TrainConfig
     from mnistlab.errors import MnistlabError
-    from mnistlab.runs import StopFlag
     from mnistlab.tune.space import parse_space
     from mnistlab.tune.storage import Engine
+    from mnistlab.tune.workers import stop_on_signals
 
     given = json.loads(argv[0])
     runtime = Runtime(**given["runtime"])
     if runtime.threads:  # this process is the worker's own
         torch.set_num_threads(runtime.threads)
-    stop = StopFlag()
-
-    def handle(signum, frame):
-        if stop:
-            raise KeyboardInterrupt
-        stop.set(signal.Signals(signum).name)
-
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, handle)
+    stop = stop_on_signals()
 
     def on_trial(study, trial) -> None:
         if line := text.trial_line(trial):

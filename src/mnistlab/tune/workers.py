@@ -1,7 +1,8 @@
-"""Worker processes on this machine: each runs `python -P -m mnistlab.tune JOB`, JOB
-being the search as JSON (where the study lives, its space, the base settings, the folder,
-the budget). A worker has no way to start workers: its entry point takes a job, not a
-command line. Each joins the study as a worker on another machine would.
+"""Worker processes on this machine: each runs `python -P -m mnistlab.tune JOB` (a search)
+or `python -P -m mnistlab.sweep JOB` (a sweep's runs), JOB being the work as JSON (where the
+study lives, the space or the runs, the settings, the folder, the budget). A worker has no way
+to start workers: its entry point takes a job, not a command line. Each joins the study as a
+worker on another machine would.
 """
 
 import dataclasses
@@ -31,13 +32,49 @@ def job(study, specs: list[str], base, runtime, trials, timeout) -> str:
     )
 
 
-def spawn(job_text: str, workers: int, should_stop: Callable[[], bool] | None = None) -> None:
+def check_count(workers: int) -> None:
+    """A number of worker processes, refused past MAX_WORKERS before any is started."""
+    from mnistlab.config import MAX_WORKERS
+    from mnistlab.errors import ConfigError
+
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(
+            f"workers: 1 to {MAX_WORKERS} processes on this machine, got {workers} (several "
+            "machines share a study through --storage)",
+            "workers",
+        )
+
+
+def stop_on_signals():
+    """In a worker: SIGINT and SIGTERM set the returned StopFlag (the worker stops after its
+    step and its work goes back to the queue); a second signal aborts."""
+    from mnistlab.runs import StopFlag
+
+    stop = StopFlag()
+
+    def handle(signum, frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop.set(signal.Signals(signum).name)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, handle)
+    return stop
+
+
+def spawn(
+    job_text: str,
+    workers: int,
+    should_stop: Callable[[], bool] | None = None,
+    module: str = "mnistlab.tune",
+) -> None:
     """`workers` processes running the job; returns when all have ended. Started with -P, so
     that nothing in the working directory is imported, and each in a process group of its own,
     so that a Ctrl-C at the terminal reaches this process only, which asks each worker once
     (SIGTERM: it stops after its step and queues its trial again) when `should_stop()` turns
     true (a second signal would make a worker abort its trial)."""
-    command = [sys.executable, "-P", "-m", "mnistlab.tune", job_text]
+    check_count(workers)
+    command = [sys.executable, "-P", "-m", module, job_text]
     processes = [subprocess.Popen(command, process_group=0) for _ in range(workers)]
 
     def ask() -> None:
