@@ -45,6 +45,28 @@ def check_count(workers: int) -> None:
         )
 
 
+def work(argv: list[str], task: Callable) -> int:
+    """A worker process's whole life: the job (argv[0], JSON) read, torch given the worker's
+    threads, signals turned into a stop flag, `task(job, runtime, stop)` run; the exit status
+    says how it ended (an error's own code, 128 + the signal when stopped)."""
+    import torch
+
+    from mnistlab.config import Runtime
+    from mnistlab.errors import MnistlabError
+
+    job = json.loads(argv[0])
+    runtime = Runtime(**job["runtime"])
+    if runtime.threads:  # this process is the worker's own
+        torch.set_num_threads(runtime.threads)
+    stop = stop_on_signals()
+    try:
+        task(job, runtime, stop)
+    except MnistlabError as error:
+        print(f"mnistlab worker: error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 128 + signal.Signals[stop.reason].value if stop else 0
+
+
 def stop_on_signals():
     """In a worker: SIGINT and SIGTERM set the returned StopFlag (the worker stops after its
     step and its work goes back to the queue); a second signal aborts."""
