@@ -1,8 +1,9 @@
 """A small web app around a trained run: a page to draw a digit on, and a JSON API.
 
-Starlette on uvicorn (the optional extra 'mnistlab[serve]'): an ASGI app of four routes needs
+Starlette on uvicorn (the optional extra 'mnistlab[serve]'): an ASGI app of five routes needs
 routing, requests and responses, and a thread pool for blocking work, which is what Starlette
-is; FastAPI would add request models and OpenAPI for an API of one POST. The model is loaded
+is; its one POST takes images in three encodings, which an OpenAPI document written out below
+describes more plainly than request models would. The model is loaded
 once; each prediction runs in the thread pool, off the event loop, so requests are served
 concurrently. Input is bounded before it is decoded: a body over `max_bytes` is refused from
 its Content-Length (or as it streams past the limit; the rest, up to DRAIN_BYTES, is read and
@@ -210,7 +211,8 @@ def create_app(
             body = await _body(request, max_bytes)
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if kind == "multipart/form-data":  # curl -F file=@digit.png, requests' files=
-                images = await _uploads(request, body)
+                files = await _uploads(request, body)
+                images = files[0] if len(files) == 1 else files
             elif kind == "application/json":
                 pixels = _pixels(body)
                 images = list(pixels) if pixels.ndim == 3 else pixels
@@ -219,12 +221,6 @@ def create_app(
             if not isinstance(images, list):
                 return JSONResponse(await run_in_threadpool(answer, images))
             answers = [await run_in_threadpool(answer_or_error, image) for image in images]
-            if len(answers) == 1 and kind == "multipart/form-data":
-                return (
-                    JSONResponse(answers[0])
-                    if "error" not in answers[0]
-                    else _error(answers[0]["status"], answers[0]["error"])
-                )
             return JSONResponse({"predictions": answers})
         except Refused as refused:
             return _error(refused.status, str(refused))
