@@ -139,16 +139,19 @@ def storm(port: int, pid: int, clients: int = 20) -> None:
     watcher = threading.Thread(target=watch)
     watcher.start()
     threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    answered = time.monotonic() - started
     time.sleep(3)
     done.set()
     watcher.join()
     print(
         f"storm of {clients} 4000x4000 PNGs ({len(body) / 1e3:.0f} KB each): server RSS "
-        f"{before:.0f} MB before, {max(peak):.0f} MB at the peak, {rss(pid):.0f} MB 3 s after"
+        f"{before:.0f} MB before, {max(peak):.0f} MB at the peak, {rss(pid):.0f} MB 3 s after; "
+        f"all answered in {answered:.1f} s"
     )
 
 

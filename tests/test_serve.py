@@ -180,6 +180,42 @@ def test_the_api_under_load_and_abuse(tiny, tiny_run):
     assert model["limits"] == {"bytes": MAX_BYTES, "pixels": MAX_PIXELS}
 
 
+def test_the_server_works_on_one_image_at_a_time(tiny, tiny_run):
+    # Several predictions at once only wait on each other (the GIL, and a torch thread team
+    # per calling thread: serve.AT_ONCE), and a storm of large images costs one image's
+    # memory: files and JSON pixels alike take their turn, whatever the clients' number.
+    from mnistlab.serve import create_app
+
+    dataset = data.load("tiny", tiny[0])
+    predictor = Predictor.load(tiny_run)
+    working, most, count = [0], [0], threading.Lock()
+
+    def counted(method):
+        def call(*args):
+            with count:
+                working[0] += 1
+                most[0] = max(most[0], working[0])
+            try:
+                time.sleep(0.005)  # (a window wide enough for two to meet, were they let)
+                return method(*args)
+            finally:
+                with count:
+                    working[0] -= 1
+
+        return call
+
+    predictor.prepare = counted(predictor.prepare)
+    predictor.predict_prepared = counted(predictor.predict_prepared)
+    images = [dataset.test.images[index].numpy() for index in range(24)]
+    bodies = [(digit_png(image), "image/png") for image in images[:16]]
+    pixels = [json.dumps({"pixels": image.tolist()}).encode() for image in images[16:]]
+    bodies += [(body, "application/json") for body in pixels]
+    with served(create_app(predictor, {"run": "tiny-run"})) as url, ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda sent: request(url + "/api/predict", *sent)[0], bodies))
+    assert codes == [200] * len(bodies)
+    assert most[0] == 1
+
+
 def test_a_client_that_sends_a_large_body_whole_reads_the_413(tiny_run):
     # Most clients send the whole body before they read. On a kept-alive connection uvicorn
     # drops the rest of a refused body itself; one that asked to close it (Python's urllib)

@@ -164,18 +164,42 @@ def _drawn(array: np.ndarray) -> bool:
     return bool(np.bincount(sample, minlength=256).max() >= 0.5 * sample.size)
 
 
-def _stray(digit: np.ndarray, strokes: np.ndarray, reach: int) -> bool:
-    """Whether faint ink (what the crop counts) reaches more than `reach` pixels past the
-    strokes' own box."""
-    faint = digit > 0.2 * digit.max()
-    extent = [np.flatnonzero(mask.any(axis)) for mask in (faint, strokes) for axis in (1, 0)]
-    rows, columns, stroke_rows, stroke_columns = extent
-    if not len(stroke_rows):
+def _stray(strokes: np.ndarray, reach: int) -> bool:
+    """Whether the strokes of a drawing cropped to its faint ink lie more than `reach` pixels
+    inside the crop's edge: faint marks (a rule, a margin) spread past them."""
+    rows, columns = np.flatnonzero(strokes.any(1)), np.flatnonzero(strokes.any(0))
+    if not len(rows):
         return True
+    height, width = strokes.shape
     return bool(
-        rows[0] < stroke_rows[0] - reach or rows[-1] > stroke_rows[-1] + reach
-        or columns[0] < stroke_columns[0] - reach or columns[-1] > stroke_columns[-1] + reach
+        rows[0] > reach or rows[-1] < height - 1 - reach
+        or columns[0] > reach or columns[-1] < width - 1 - reach
     )  # fmt: skip
+
+
+def _drawing(array: np.ndarray, name: str) -> np.ndarray:
+    """A digital drawing's digit, 0-255 and cropped: no light, grain or page to read, only
+    stray marks to drop and strokes to even out. (Every image drawn on the page comes this
+    way: each step below works on the crop, never on the whole canvas.)"""
+    from scipy import ndimage
+
+    digit = _crop(_contrast(array, name))
+    strokes = digit > 127
+    reach = max(2, round(0.06 * max(digit.shape)))  # a soft edge's width, at most
+    if _stray(strokes, reach):  # faint marks past the strokes: a rule, a margin
+        digit = digit * ndimage.maximum_filter(strokes, size=2 * reach + 1)
+        if not digit.any():
+            raise ImageError(f"{name} is blank: no ink stands out from its background")
+        digit = _crop(digit)
+        strokes = digit > 127
+    # (a drawing's anti-aliased edge is no grain: only a pen far thinner than any of MNIST's
+    # is thickened, and the dataset's own digits drawn large stay theirs)
+    grow = _growth(strokes, THIN / 2)
+    if grow:  # room to grow in, then the strokes thickened (keeping their own edges)
+        digit, strokes = np.pad(digit, grow), np.pad(strokes, grow)
+        thick = ndimage.maximum_filter(strokes.view(np.uint8), size=2 * grow + 1)
+        digit = _crop(np.maximum(digit, thick * 255.0))
+    return digit
 
 
 def _working(array: np.ndarray) -> np.ndarray:
@@ -319,18 +343,25 @@ def _even_strokes(mask: np.ndarray, thin: float = THIN) -> np.ndarray:
     pixels."""
     from scipy import ndimage
 
-    if not mask.any():
+    grow = _growth(mask, thin)
+    if not grow:  # within MNIST's own range: left as written
         return mask
+    return ndimage.maximum_filter(mask.view(np.uint8), size=2 * grow + 1).view(bool)
+
+
+def _growth(mask: np.ndarray, thin: float) -> int:
+    """The pixels to add on each side of strokes thinner than `thin` of the digit's size to
+    bring them to MNIST's proportion; 0 for strokes within MNIST's own range."""
+    if not mask.any():
+        return 0
     rows, columns = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     size = max(rows[-1] - rows[0], columns[-1] - columns[0]) + 1
     # The outline's length, as the steps between ink and paper along rows and columns.
     edge = np.count_nonzero(mask[:, 1:] != mask[:, :-1]) + np.count_nonzero(mask[1:] != mask[:-1])
     width = 2 * np.count_nonzero(mask) / max(edge, 1)  # area over half the outline
-    wanted = STROKE * size
-    if width >= thin * size:  # within MNIST's own range: left as written
-        return mask
-    grow = max(1, round((wanted - width) / 2))  # pixels added on each side
-    return ndimage.maximum_filter(mask.view(np.uint8), size=2 * grow + 1).view(bool)
+    if width >= thin * size:
+        return 0
+    return max(1, round((STROKE * size - width) / 2))
 
 
 def _contrast(array: np.ndarray, name: str) -> np.ndarray:
@@ -383,7 +414,6 @@ def _place(image: np.ndarray, top: int, left: int) -> np.ndarray:
 def prepare(source, dataset: str = "mnist") -> np.ndarray:
     """Any image (a path, bytes, a PIL image, a numpy array or a tensor) -> (28, 28) uint8,
     prepared as `dataset`'s own images were."""
-    from scipy import ndimage
 
     name = str(source) if isinstance(source, str | Path) else "the image"
     if dataset == "fashion-mnist":
@@ -395,17 +425,7 @@ def prepare(source, dataset: str = "mnist") -> np.ndarray:
         if max(array.shape) <= DATASET_SCALE:  # a dataset's own image, or one made like it
             digit = _fit(_crop(_contrast(array, name)), 20)
         elif _drawn(array):  # no light, grain or page to read: only strokes to even out
-            digit = _crop(_contrast(array, name), margin=0.1)
-            strokes = digit > 127
-            reach = max(2, round(0.05 * max(digit.shape)))  # a soft edge's width, at most
-            if _stray(digit, strokes, reach):  # faint marks past the strokes: a rule, a margin
-                digit *= ndimage.maximum_filter(strokes, size=2 * reach + 1)
-            # (a drawing's anti-aliased edge is no grain: only a pen far thinner than any
-            # of MNIST's is thickened, and the dataset's own digits drawn large stay theirs)
-            thick = _even_strokes(strokes, thin=THIN / 2)
-            if thick is not strokes:  # (as drawn, the strokes keep their own edges)
-                digit = np.maximum(digit, thick * 255.0)
-            digit = _fit(_crop(digit), 20)
+            digit = _fit(_drawing(array, name), 20)
         else:
             digit = _fit(_crop(_digit(_ink(_working(array), name), name)), 20)
         total = digit.sum()

@@ -48,7 +48,13 @@ MAX_BYTES = 2_000_000
 MAX_FILES = 16  # images in one request, multipart or JSON (within MAX_BYTES together)
 # The names a browser on this machine uses for it; `serve --host` adds its own address.
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
-DECODES = 4  # images decoded at once (the rest wait): a 4000x4000 PNG costs ~300 MB to decode
+# Images worked on at once (decoded, prepared and classified; the rest wait their turn): one.
+# That work holds Python's GIL most of the time, and torch starts a team of threads for each
+# thread that calls it, so several at once on a few cores only wait on each other: 8 clients
+# sending drawings got 150-195 answers/s with 4 at once, 260-320/s one at a time (server CPU
+# 6-8 -> 3.2-3.9 ms an answer; benchmarks/serve.py). A storm of large images costs one
+# image's memory (a 4000x4000 PNG decodes to ~300 MB of arrays).
+AT_ONCE = 1
 DRAIN_BYTES = 16_000_000  # the most of a refused body read (and dropped) so the 413 is seen
 DRAIN_SECONDS = 10.0
 
@@ -162,13 +168,13 @@ def create_app(
     max_bytes: int = MAX_BYTES,
     max_pixels: int = MAX_PIXELS,
     hosts: tuple[str, ...] = LOCAL_HOSTS,
-    decodes: int = DECODES,
+    at_once: int = AT_ONCE,
     cors: tuple[str, ...] = (),
 ) -> Starlette:
     """The app for one loaded model; `info` is what /api/model answers. Requests naming
     another Host than `hosts` are refused (DNS rebinding: a page elsewhere whose name
-    resolves to this machine); at most `decodes` images are decoded at once, the others wait
-    their turn, so a storm of large images costs `decodes` images' memory, not one each.
+    resolves to this machine); at most `at_once` images are worked on at once, the others
+    wait their turn, so a storm of large images costs that many images' memory.
     Pages elsewhere may call the API only from the `cors` origins (none by default)."""
     page = resources.files("mnistlab").joinpath("static/index.html").read_text()
     # The page reads the limits, and sends a reduced copy of an upload past them.
@@ -186,18 +192,16 @@ def create_app(
         except ImageError as error:
             raise Refused(422, str(error)) from None
 
-    turns = threading.BoundedSemaphore(decodes)
+    turns = threading.BoundedSemaphore(at_once)
     identity = _identity(info)
 
     def answer(image) -> dict:
         """Decode (an image file's bytes), prepare and predict, in one trip to the thread pool;
         `image` may also be 28x28 pixels from JSON."""
-        if isinstance(image, bytes):
-            with turns:
-                image = prepared(image)
-        else:
-            image = _pixel_image(image)
-        return {**predictor.predict_prepared(image[None])[0].as_dict(), "model": identity}
+        with turns:
+            image = prepared(image) if isinstance(image, bytes) else _pixel_image(image)
+            prediction = predictor.predict_prepared(image[None])[0]
+        return {**prediction.as_dict(), "model": identity}
 
     def answer_or_error(image) -> dict:
         """One image of several: its prediction, or why it was refused (the rest go on)."""
