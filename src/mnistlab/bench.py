@@ -7,8 +7,11 @@ rebuilt without torchvision: one PIL image at a time through ToTensor/Normalize 
 batched by a DataLoader.
 """
 
+import contextlib
 import dataclasses
 import math
+import os
+import sys
 import time
 
 import numpy as np
@@ -65,54 +68,92 @@ def bf16_native(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
     return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
-def _timed(step, count: int, device) -> float:
-    step()  # first-call allocations
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(count):
-        step()
-    _sync(device)
-    return time.perf_counter() - start
+# The parts of a training epoch, by the torch operators that do them ("aten::" left off); an
+# operator named nowhere here is counted in "other operators".
+PARTS = {
+    "matmuls": {"addmm", "mm", "bmm"},
+    "batching": {"index_select"},
+    "augmentation": {"affine_grid_generator", "grid_sampler_2d", "upsample_bicubic2d", "uniform_"},
+    "dropout": {"bernoulli_"},
+    "activations": {
+        "relu", "relu_", "clamp_min", "clamp_min_", "threshold_backward", "gelu",
+        "gelu_backward", "tanh", "tanh_backward", "sigmoid", "sigmoid_backward",
+    },
+    "loss": {
+        "cross_entropy_loss", "_log_softmax", "_log_softmax_backward_data", "nll_loss_forward",
+        "nll_loss_backward",
+    },
+    "sums (bias gradients)": {"sum"},
+    "optimizer": {"_fused_adam_", "_fused_adamw_", "_foreach_add_", "_foreach_mul_", "add_",
+                  "lerp_", "addcmul_", "addcdiv_", "sqrt"},
+    "copies": {"copy_", "_to_copy", "fill_", "zero_", "index_put_"},
+    "views and allocations": {
+        "t", "transpose", "slice", "select", "as_strided", "expand", "view", "reshape",
+        "unsqueeze", "permute", "detach", "alias", "empty", "empty_strided", "empty_like",
+        "resize_",
+    },
+}  # fmt: skip
 
 
 def where_time_goes(config: TrainConfig, tensors: resident.Tensors) -> dict[str, float]:
-    """Seconds an epoch spends on each part beyond its matmuls, each part timed alone on the
-    real shapes for as many steps as the epoch has: gathering a batch, the activations
-    (forward and backward), the loss (forward and backward), the optimizer's step."""
-    import torch.nn.functional as F
+    """Seconds of one training epoch by what spends them, measured by torch's profiler: each
+    operator's own time, grouped into PARTS by name; the autograd engine's own time; and what
+    is left of the epoch's wall time, outside every operator (Python, dispatch, and the
+    profiler's own cost). The profiler slows the epoch, so the bound's matmuls are profiled
+    too, to set beside the epoch's."""
+    from torch.profiler import ProfilerActivity, profile
 
-    from mnistlab.models.modules import ACTIVATIONS
+    profiler = profile(activities=[ProfilerActivity.CPU])
 
-    device, size = tensors.x_train.device, config.batch_size
-    steps = math.ceil(len(tensors.y_train) / size)
-    model, optimizer = training.build(config, device)
-    for parameter in model.parameters():
-        parameter.grad = torch.ones_like(parameter)
-    x_buffer = tensors.x_train.new_empty((size, tensors.x_train.shape[1]))
-    order = torch.randperm(len(tensors.y_train), device=device)[:size]
-    y = tensors.y_train[:size]
-    logits = torch.zeros(size, 10, device=device, requires_grad=True)
-    activation = ACTIVATIONS[config.activation]()
-    hidden = [
-        torch.zeros(size, width, device=device, requires_grad=True)
-        for width in (config.hidden if config.model == "mlp" else ())
-    ]
+    def stop(done: int, total: int, loss) -> None:
+        if done == total:  # the last step: nothing after the epoch's loop is counted
+            with _quiet_stderr():
+                profiler.stop()
 
-    def loss():
-        F.cross_entropy(logits, y, label_smoothing=config.label_smoothing).backward()
-
-    def activations():
-        for h in hidden:
-            activation(h).sum().backward()
-
+    # The epoch's own steps alone: the model built before, no evaluation after.
+    config = dataclasses.replace(config, epochs=1)
+    model, optimizer = training.build(config, tensors.x_train.device)
+    alone = dataclasses.replace(tensors, x_test=None, y_test=None, x_val=None, y_val=None)
+    with _quiet_stderr():
+        profiler.start()
+    result = training.train(config, alone, model=model, optimizer=optimizer, on_batch=stop)
+    parts = dict.fromkeys([*PARTS, "other operators", "autograd engine"], 0.0)
+    for event in profiler.key_averages():
+        if event.key.startswith("autograd::") or event.key.endswith(("Backward0", "Backward1")):
+            part = "autograd engine"  # (a backward node's own time: what its operators are not)
+        else:
+            name = event.key.removeprefix("aten::")
+            part = next((part for part, names in PARTS.items() if name in names), None)
+        parts[part or "other operators"] += event.self_cpu_time_total / 1e6
+    epoch = result.history[0]["seconds"]
+    measured = {part: seconds for part, seconds in parts.items() if seconds > 0}
+    # The bound's own matmuls under the profiler too, so that the two compare alike.
+    precision = torch.bfloat16 if config.precision == "bf16" else torch.float32
+    samples, device = len(tensors.y_train), tensors.x_train.device
+    with profile(activities=[ProfilerActivity.CPU]) as bound, _quiet_stderr():
+        matmul_bound(config.layer_sizes, samples, config.batch_size, device, precision, 1)
+    alike = sum(e.self_cpu_time_total for e in bound.key_averages() if e.key == "aten::mm") / 1e6
     return {
-        "batching": _timed(
-            lambda: torch.index_select(tensors.x_train, 0, order, out=x_buffer), steps, device
-        ),  # fmt: skip
-        "activations": _timed(activations, steps, device),
-        "loss": _timed(loss, steps, device),
-        "optimizer": _timed(optimizer.step, steps, device),
+        "epoch": epoch,
+        **measured,
+        "outside operators": epoch - sum(measured.values()),
+        "bound's matmuls": alike,
     }
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """The process's standard error closed to C++ for a moment: torch's profiler (kineto)
+    prints a line of its own on every start and stop."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _sync(device) -> None:
