@@ -130,7 +130,7 @@ def where_time_goes(config: TrainConfig, tensors: resident.Tensors) -> dict[str,
     # The bound's own matmuls under the profiler too, so that the two compare alike.
     precision = torch.bfloat16 if config.precision == "bf16" else torch.float32
     samples, device = len(tensors.y_train), tensors.x_train.device
-    with profile(activities=[ProfilerActivity.CPU]) as bound, _quiet_stderr():
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as bound:
         matmul_bound(config.layer_sizes, samples, config.batch_size, device, precision, 1)
     alike = sum(e.self_cpu_time_total for e in bound.key_averages() if e.key == "aten::mm") / 1e6
     return {

@@ -126,7 +126,7 @@ def bench(config: TrainConfig, report: dict) -> str:
                 "; --precision bf16 pays here (no accuracy lost over seeds for the default and "
                 "best recipes: see the docs' Speed page)"
                 if faster >= 1.1
-                else "; bf16 gains under 10% here"
+                else "; bf16 does not pay here (under 10% faster)"
                 if faster
                 else ""
             )
@@ -138,7 +138,11 @@ def bench(config: TrainConfig, report: dict) -> str:
         profiled, alike = parts.pop("epoch"), parts.pop("bound's matmuls", None)
         named = ", ".join(
             f"{part} {seconds:.3f}"
-            + (f" (the bound's, profiled alike: {alike:.3f})" if part == "matmuls" else "")
+            + (
+                f" (the bound's, profiled alike: {alike:.3f})"
+                if part == "matmuls" and alike
+                else ""
+            )
             for part, seconds in parts.items()
         )
         lines.append(
