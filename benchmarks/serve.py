@@ -74,6 +74,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def together(client, count: int) -> float:
+    """Seconds until `count` threads running client(index) have all finished."""
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(count)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.monotonic() - started
+
+
 def load(port: int, pngs: list[bytes], clients: int, seconds: float) -> None:
     latencies, errors = [], []
     stop = time.monotonic() + seconds
@@ -93,13 +104,7 @@ def load(port: int, pngs: list[bytes], clients: int, seconds: float) -> None:
             latencies.append(time.perf_counter() - start)
         connection.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.monotonic() - started
+    elapsed = together(client, clients)
     print(
         f"{clients:>3} clients: {len(latencies) / elapsed:7.0f} predictions/s, "
         f"p50 {1000 * percentile(latencies, 50):6.1f} ms, "
@@ -138,13 +143,7 @@ def storm(port: int, pid: int, clients: int = 20) -> None:
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    answered = time.monotonic() - started
+    answered = together(lambda _: client(), clients)
     time.sleep(3)
     done.set()
     watcher.join()
