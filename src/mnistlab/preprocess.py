@@ -168,8 +168,6 @@ def _stray(strokes: np.ndarray, reach: int) -> bool:
     """Whether the strokes of a drawing cropped to its faint ink lie more than `reach` pixels
     inside the crop's edge: faint marks (a rule, a margin) spread past them."""
     rows, columns = np.flatnonzero(strokes.any(1)), np.flatnonzero(strokes.any(0))
-    if not len(rows):
-        return True
     height, width = strokes.shape
     return bool(
         rows[0] > reach or rows[-1] < height - 1 - reach
@@ -187,10 +185,7 @@ def _drawing(array: np.ndarray, name: str) -> np.ndarray:
     strokes = digit > 127
     reach = max(2, round(0.06 * max(digit.shape)))  # a soft edge's width, at most
     if _stray(strokes, reach):  # faint marks past the strokes: a rule, a margin
-        digit = digit * ndimage.maximum_filter(strokes, size=2 * reach + 1)
-        if not digit.any():
-            raise ImageError(f"{name} is blank: no ink stands out from its background")
-        digit = _crop(digit)
+        digit = _crop(digit * ndimage.maximum_filter(strokes, size=2 * reach + 1))
         strokes = digit > 127
     # (a drawing's anti-aliased edge is no grain: only a pen far thinner than any of MNIST's
     # is thickened, and the dataset's own digits drawn large stay theirs)
@@ -377,12 +372,11 @@ def _contrast(array: np.ndarray, name: str) -> np.ndarray:
     return np.clip((array - background) / span, 0, 1) * 255
 
 
-def _crop(array: np.ndarray, margin: float = 0.0) -> np.ndarray:
-    """The box around the ink, and `margin` of its size around it (for strokes to grow in)."""
+def _crop(array: np.ndarray) -> np.ndarray:
+    """The box around the ink."""
     ink = array > 0.2 * array.max()
     rows, columns = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
-    pad = round(margin * max(rows[-1] - rows[0], columns[-1] - columns[0]))
-    return np.pad(array[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1], pad)
+    return array[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
 
 
 def _resize(array: np.ndarray, width: int, height: int, method: str = "LANCZOS") -> np.ndarray:
@@ -414,7 +408,6 @@ def _place(image: np.ndarray, top: int, left: int) -> np.ndarray:
 def prepare(source, dataset: str = "mnist") -> np.ndarray:
     """Any image (a path, bytes, a PIL image, a numpy array or a tensor) -> (28, 28) uint8,
     prepared as `dataset`'s own images were."""
-
     name = str(source) if isinstance(source, str | Path) else "the image"
     if dataset == "fashion-mnist":
         array = _crop(_contrast(grey(source), name))
