@@ -3,13 +3,13 @@
 Starlette on uvicorn (the optional extra 'mnistlab[serve]'): an ASGI app of five routes needs
 routing, requests and responses, and a thread pool for blocking work, which is what Starlette
 is; its one POST takes images in three encodings, which an OpenAPI document written out below
-describes more plainly than request models would. The model is loaded
-once; each prediction runs in the thread pool, off the event loop, so requests are served
-concurrently. Input is bounded before it is decoded: a body over `max_bytes` is refused from
-its Content-Length (or as it streams past the limit; the rest, up to DRAIN_BYTES, is read and
-dropped first, so that a client sending it whole reads the answer), an image over
-`max_pixels` from its header, so a decompression bomb never unpacks. Every error is a 4xx
-JSON object with a message, and the server keeps serving.
+describes more plainly than request models would. The model is loaded once; each prediction
+runs in the thread pool, off the event loop, so requests are received concurrently (and
+/healthz answers) while images are worked on one at a time. Input is bounded before it is
+decoded: a body over `max_bytes` is refused from its Content-Length (or as it streams past the
+limit; the rest, up to DRAIN_BYTES, is read and dropped first, so that a client sending it
+whole reads the answer), an image over `max_pixels` from its header, so a decompression bomb
+never unpacks. Every error is a 4xx JSON object with a message, and the server keeps serving.
 
     GET  /              the page (every asset inline: works offline)
     POST /api/predict   an image file as the body (any type Pillow reads), multipart field
@@ -50,10 +50,9 @@ MAX_FILES = 16  # images in one request, multipart or JSON (within MAX_BYTES tog
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 # Images worked on at once (decoded, prepared and classified; the rest wait their turn): one.
 # That work holds Python's GIL most of the time, and torch starts a team of threads for each
-# thread that calls it, so several at once on a few cores only wait on each other: 8 clients
-# sending drawings got 150-195 answers/s with 4 at once, 260-320/s one at a time (server CPU
-# 6-8 -> 3.2-3.9 ms an answer; benchmarks/serve.py). A storm of large images costs one
-# image's memory (a 4000x4000 PNG decodes to ~300 MB of arrays).
+# thread that calls it, so several at once on a few cores only wait on each other (measured
+# with benchmarks/serve.py: the figures are in the docs' "Using a model"). A storm of large
+# images costs one image's memory (a 4000x4000 PNG decodes to ~300 MB of arrays).
 AT_ONCE = 1
 DRAIN_BYTES = 16_000_000  # the most of a refused body read (and dropped) so the 413 is seen
 DRAIN_SECONDS = 10.0
