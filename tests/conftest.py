@@ -26,6 +26,15 @@ def pytest_xdist_auto_num_workers(config):
     return usable() + 1
 
 
+def pytest_collection_modifyitems(items):
+    """Real-data tests are slow tests, and the slow tests run first: pytest-xdist hands the
+    first items out in turn, so the longest start together rather than one of them last."""
+    for item in items:
+        if item.get_closest_marker("realdata"):
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
+
+
 def pytest_configure(config):
     """The suite runs in several processes (pytest-xdist): each, and the commands its tests
     start, keeps torch to one thread, so that none waits on a core another holds."""
@@ -161,19 +170,37 @@ def register_tiny(folder) -> None:
 
 
 @pytest.fixture(scope="session")
-def mnist_run(tmp_path_factory):
-    """The default recipe trained on MNIST once per session: a run folder (None without the
-    data; tests use it through `trained`)."""
+def mnist_run(tmp_path_factory, worker_id):
+    """The default recipe trained on MNIST once for the whole session, by `mnistlab train` in
+    a process of its own as a newcomer runs it: a run folder (None without the data; tests use
+    it through `trained` and must not change it). The test processes share it through a file
+    lock in their common temporary folder, as pytest-xdist documents; what the command printed
+    is kept beside it, in mnist-default.out."""
     if not REAL_DATA:
         return None
-    from mnistlab.config import Runtime, TrainConfig
-    from mnistlab.runs import Run
+    from filelock import FileLock
 
-    folder = tmp_path_factory.mktemp("mnist-run") / "mnist-default"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MNISTLAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        with Run.create(folder, TrainConfig()) as run:
-            run.fit(Runtime(data_dir=REAL_DATA), pictures=False)
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the folder every worker's own base folder is made in
+    folder = shared / "mnist-default"
+    with FileLock(str(shared / "mnist-default.lock")):
+        if not (shared / "mnist-default.out").is_file():
+            import subprocess
+            import sys
+
+            code = (
+                "import sys; from mnistlab.cli import main; status = main(sys.argv[1:]); "
+                "print('dynamo imported:', 'torch._dynamo' in sys.modules); sys.exit(status)"
+            )
+            env = {**os.environ, "MNISTLAB_CACHE_DIR": str(shared / "mnist-cache")}
+            env.pop("MNISTLAB_DATASETS", None)
+            done = subprocess.run(
+                [sys.executable, "-c", code, "train", "--data-dir", REAL_DATA, "--out", folder],
+                capture_output=True, text=True, timeout=600, env=env, cwd=shared,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr[-3000:]
+            (shared / "mnist-default.out").write_text(done.stdout)
     return folder
 
 

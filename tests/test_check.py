@@ -125,6 +125,7 @@ def test_the_bugs_students_write_are_findings_never_a_crash_of_check(tiny, name,
     assert "ERROR" in check_report(report) or "FAIL" in check_report(report)
 
 
+@pytest.mark.slow
 def test_a_class_of_files_each_checked_apart_with_a_time_limit(capfd, tiny):
     # One good file among a file that exits, one that hangs, one that prints and one that is
     # not Python: each gets its own answer, the good one passes, nothing stops the rest, and

@@ -407,6 +407,7 @@ def _fetch_in_process(args):
     return str(path), failures
 
 
+@pytest.mark.slow
 def test_two_processes_fetching_at_once_download_once(tmp_path, tiny, server):
     _, contents = tiny
     base, handler = server

@@ -144,6 +144,7 @@ def test_resume_refuses_other_settings_and_lists_them(capsys, tiny, tmp_path):
     assert code == 0 and "epoch 2/2" in stdout
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_a_checkpoint_that_resumes_to_the_same_weights(tiny, tmp_path):
     # The child slows every batch so that the signal lands mid-run, then runs the real CLI.
     folder = tiny[0]
@@ -240,6 +241,7 @@ def test_leftover_temporaries_of_a_killed_run_are_removed_on_its_next_start(tiny
         assert not leftover.exists()
 
 
+@pytest.mark.slow
 def test_a_closed_output_pipe_stops_the_run_with_how_to_resume(tiny, tmp_path):
     child = slowed_cli(tiny[0])
     out = tmp_path / "run"

@@ -346,6 +346,7 @@ def test_a_planted_results_link_is_never_followed(tiny, tmp_path):
     assert target.read_text() == "precious\n"
 
 
+@pytest.mark.slow
 def test_sweep_workers_share_the_runs_each_once(tiny, tmp_path, capfd):
     from mnistlab.cli import main
 

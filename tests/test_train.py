@@ -1,10 +1,11 @@
 import dataclasses
+import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mnistlab import checkpoint, data, optim, resident
+from mnistlab import checkpoint, data, optim, resident, runfiles
 from mnistlab import train as training
 from mnistlab.config import TrainConfig
 from mnistlab.errors import TrainingDiverged
@@ -183,14 +184,14 @@ def test_one_epoch_on_mnist(mnist, model, floor):
 
 
 @pytest.mark.realdata
-def test_bf16_autocast_ends_within_0_2_points_of_fp32(mnist):
+def test_bf16_autocast_ends_within_0_2_points_of_fp32(mnist, trained):
     # The default recipe in both precisions, same seed: reduced precision must not buy speed
-    # with accuracy.
-    config = TrainConfig()
+    # with accuracy. The fp32 run is the session's default run (`trained`).
+    assert runfiles.read_config(trained) == TrainConfig()
+    fp32 = json.loads((trained / "metrics.jsonl").read_text().splitlines()[-1])["test_accuracy"]
+    config = TrainConfig(precision="bf16")
     tensors = resident.prepare(config, mnist, torch.device("cpu"))
-    fp32 = training.train(config, tensors).history[-1]["test_accuracy"]
-    bf16_config = dataclasses.replace(config, precision="bf16")
-    bf16 = training.train(bf16_config, tensors).history[-1]["test_accuracy"]
+    bf16 = training.train(config, tensors).history[-1]["test_accuracy"]
     assert abs(bf16 - fp32) <= 0.002, f"fp32 {fp32:.4f}, bf16 {bf16:.4f}"
 
 

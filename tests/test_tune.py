@@ -112,6 +112,7 @@ def study_trials(storage, study="s"):
     return tune_results.summary(tune.Engine(storage, study))["trials"]
 
 
+@pytest.mark.slow
 def test_two_workers_on_postgresql_run_each_grid_point_once(tiny, postgres, tmp_path, capsys):
     storage = database(postgres, "shared_grid")
     workers = [worker(tiny, storage, tmp_path / name, "--epochs", "20") for name in "ab"]
@@ -127,6 +128,7 @@ def test_two_workers_on_postgresql_run_each_grid_point_once(tiny, postgres, tmp_
     assert code == 0 and "4 complete" in out and out.count("hidden=") == 4
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_loses_nothing(tiny, postgres, tmp_path):
     import optuna
 
@@ -189,6 +191,7 @@ def test_a_trial_that_finished_its_last_epoch_is_complete_not_pruned(tiny, tmp_p
     assert states[0.0001][1] < min(states[0.03][1], states[0.01][1])  # the one to prune
 
 
+@pytest.mark.slow
 def test_a_search_stopped_mid_trial_queues_the_trial_again_and_goes_on(tiny, tmp_path):
     # Ctrl-C during a grid's first point: the process stops after its step (exit 130) and the
     # point goes back to the queue; the same command then runs all four, each once.
@@ -215,6 +218,7 @@ def test_a_search_stopped_mid_trial_queues_the_trial_again_and_goes_on(tiny, tmp
     assert [t["state"] for t in trials] == ["complete"] * 4 and len(set(points)) == 4
 
 
+@pytest.mark.slow
 def test_ctrl_c_at_the_terminal_stops_local_workers_without_losing_their_trials(tiny, tmp_path):
     # `--workers 2` in a terminal: Ctrl-C goes to the terminal's process group. Each worker is
     # asked to stop once, finishes its step and queues its trial again; nothing fails.
@@ -243,6 +247,7 @@ def test_ctrl_c_at_the_terminal_stops_local_workers_without_losing_their_trials(
     assert [t["state"] for t in study_trials(storage, "study")] == ["complete"] * 4
 
 
+@pytest.mark.slow
 def test_a_study_that_is_not_there_and_a_search_without_an_end_are_one_line_errors(
     tmp_path, capsys
 ):
@@ -358,6 +363,7 @@ def test_the_search_never_touches_the_test_set(tiny, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_the_default_file_storage_with_two_workers_and_the_best_settings(tiny, tmp_path, capsys):
     out = tmp_path / "study"
     code = main(
@@ -419,6 +425,7 @@ def test_the_default_file_storage_with_two_workers_and_the_best_settings(tiny, t
     assert "measured once after the search" in page and page.count("<img") == 3
 
 
+@pytest.mark.slow
 def test_trials_is_a_budget_for_all_workers_together_and_each_draws_its_own_points(
     tiny, tmp_path, capfd
 ):
@@ -441,6 +448,7 @@ def test_trials_is_a_budget_for_all_workers_together_and_each_draws_its_own_poin
     assert len(list((out / "trials").iterdir())) == 3  # nothing trained past the budget
 
 
+@pytest.mark.slow
 def test_a_grid_point_past_the_budget_stays_queued_for_a_larger_one(tiny, tmp_path):
     # --trials 2 of a 4-point grid, two workers: the one whose short trial ends first finds
     # the budget held and puts the point it took back. A later --trials 4 runs the other two.
@@ -458,6 +466,7 @@ def test_a_grid_point_past_the_budget_stays_queued_for_a_larger_one(tiny, tmp_pa
     assert [t["state"] for t in trials] == ["complete"] * 4 and len(points) == 4
 
 
+@pytest.mark.slow
 def test_any_machine_summarises_a_study_whose_best_ran_elsewhere(tiny, tmp_path, capsys):
     # Machine A runs the search; machine B (here: A's folder moved out of reach) summarises it
     # from the shared storage: best.toml and the standard error come from the study itself.
@@ -517,12 +526,14 @@ def ran_each_run_once(machines, folders):
         assert sorted(r["key"] for r in records) == sorted(ran)
 
 
+@pytest.mark.slow
 def test_a_sweep_shared_through_postgresql_runs_each_run_once(tiny, postgres, tmp_path):
     storage = database(postgres, "shared_sweep")
     folders = [tmp_path / "one", tmp_path / "two"]
     ran_each_run_once([sweep_machine(tiny, storage, folder) for folder in folders], folders)
 
 
+@pytest.mark.slow
 def test_a_machine_that_joins_a_study_still_being_made_waits_for_its_queue(tiny, tmp_path):
     # The first machine makes the study, then takes seconds to queue its runs (a big grid on
     # a distant server); the second arrives in between. It must neither refuse the study nor
@@ -611,6 +622,7 @@ def test_the_documented_best_search_reads_and_holds_its_base_and_the_best_recipe
     tune_space.baseline_point(space, recipe("best"))  # a ConfigError if the recipe left the space
 
 
+@pytest.mark.slow
 def test_a_study_and_a_sweep_driven_from_python_leave_what_report_and_plot_read(tiny, tmp_path):
     from mnistlab.sweep import Sweep, plan
     from mnistlab.sweep.pictures import SWEEP_PICTURES
@@ -654,6 +666,7 @@ def test_two_studies_never_share_a_folder(capsys, tiny, tmp_path):
     assert sorted((out / "trials").iterdir()) == trials
 
 
+@pytest.mark.slow
 def test_a_database_that_stops_mid_search_is_one_line_and_the_search_goes_on_later(tiny, tmp_path):
     with postgres_server() as (url, stop):
         storage = database(url, "stopping")

@@ -286,6 +286,7 @@ def test_onnx_runtime_gives_pytorchs_logits(trained, mnist, tmp_path):
     assert session.run(None, {"pixels": x[:3]})[0].shape == (3, 10)  # any batch size
 
 
+@pytest.mark.slow
 def test_torchscript_runs_where_mnistlab_cannot_be_imported(tiny, tiny_run, tmp_path):
     path = export.export(tiny_run, "torchscript", tmp_path / "model.pt")
     x = pixels(data.load("tiny", tiny[0]), 50)
@@ -496,6 +497,7 @@ def test_onnx_export_says_one_line_and_carries_its_description(capfd, tiny_run):
     assert np.allclose(logits, expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_torch_export_program_runs_where_mnistlab_cannot_be_imported(tiny, tiny_run, tmp_path):
     path = export.export(tiny_run, "export")
     assert path == tiny_run / "model.pt2"

@@ -16,8 +16,6 @@ mnistlab.train.train, mnistlab.sweep. Importing the package does nothing but def
 no download, no device choice, no torch import until a function is called.
 """
 
-__version__ = "0.2.0"
-
 API = ("load_data", "build_model", "count_parameters", "fit", "evaluate_run", "show", "check")
 __all__ = [*API, "__version__"]
 
@@ -29,8 +27,12 @@ def __getattr__(name: str):
         from mnistlab import api
 
         return getattr(api, name)
+    if name == "__version__":
+        from mnistlab import meta
+
+        return meta.version()
     raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), *API])
+    return sorted([*globals(), *__all__])

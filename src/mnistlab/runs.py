@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 
-from mnistlab import __version__, checkpoint, data, devices, resident
+from mnistlab import checkpoint, data, devices, meta, resident
 from mnistlab import train as training
 from mnistlab.config import Runtime, TrainConfig, describe, show
 from mnistlab.datasets import get_spec
@@ -321,7 +321,7 @@ class Run:
                 "threads": torch.get_num_threads(),
                 # Resolved, so that it means the same folder from wherever the run is used.
                 "data_dir": str(Path(data_dir).expanduser().resolve()) if data_dir else None,
-                "mnistlab": __version__,
+                "mnistlab": meta.version(),
                 "torch": torch.__version__,
             },
         )

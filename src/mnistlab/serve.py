@@ -359,9 +359,9 @@ def app_for_run(run, device: str = "cpu", **limits) -> Starlette:
 
 def _identity(info: dict) -> dict:
     """What every answer says of the model that gave it."""
-    from mnistlab import __version__
+    from mnistlab import meta
 
-    return {"run": info.get("run"), "weights": info.get("weights"), "mnistlab": __version__}
+    return {"run": info.get("run"), "weights": info.get("weights"), "mnistlab": meta.version()}
 
 
 def openapi(info: dict, max_bytes: int) -> dict:

@@ -3,6 +3,14 @@
 from mnistlab.config import TrainConfig, describe, model_name
 
 
+def escaped(line: str) -> str:
+    """A line as the terminal shows it: a control character a user's value carried (a newline
+    in a file name) written as an escape, so that one error stays one line."""
+    return "".join(
+        char if char.isprintable() or char == "\t" else repr(char)[1:-1] for char in line
+    )
+
+
 def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 

@@ -12,6 +12,7 @@ import os
 import sys
 
 from mnistlab.errors import MnistlabError
+from mnistlab.text import escaped
 
 GROUPS = ("data", "train", "sweep", "tune", "model", "report")
 
@@ -20,23 +21,15 @@ def build_parser():
     """The parser of every command, each group's from its module; each sets its handler."""
     from importlib import import_module
 
-    from mnistlab import __version__
+    from mnistlab import meta
     from mnistlab.cli.flags import Parser
 
     parser = Parser(prog="mnistlab", description="Train MLPs and logistic regression on MNIST.")
-    parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
+    parser.add_argument("--version", action="version", version=f"mnistlab {meta.version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for group in GROUPS:
         import_module(f"mnistlab.cli.{group}").add_parsers(commands)
     return parser
-
-
-def escaped(line: str) -> str:
-    """A line as the terminal shows it: a control character a user's value carried (a newline
-    in a file name) written as an escape, so that one error stays one line."""
-    return "".join(
-        char if char.isprintable() or char == "\t" else repr(char)[1:-1] for char in line
-    )
 
 
 def _message(error: MnistlabError) -> str:
@@ -81,12 +74,14 @@ def _show_library_messages() -> None:
         logger.setLevel(logging.INFO)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parser=None) -> int:
+    """One command: its status. `parser`, from build_parser(), lets a caller that runs many
+    commands in one process build it once (it holds no state between commands)."""
     from mnistlab import cores
 
     since = cores.sample()  # how busy the cores are while this command starts: see cores.py
     _show_library_messages()
-    parser = build_parser()
+    parser = parser or build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit:  # --help, or a usage error already reported in one line

@@ -14,6 +14,7 @@ from difflib import get_close_matches
 from mnistlab.config import Runtime, TrainConfig, parse_value
 from mnistlab.errors import ConfigError
 from mnistlab.settings import RECIPES, from_dict, read_settings, recipe, split
+from mnistlab.text import escaped
 
 
 class Parser(argparse.ArgumentParser):
@@ -21,8 +22,6 @@ class Parser(argparse.ArgumentParser):
     pointing at the subcommand's own help."""
 
     def error(self, message):
-        from mnistlab.cli import escaped
-
         self.exit(2, f"{self.prog}: error: {escaped(message)} (see '{self.prog} --help')\n")
 
     def parse_args(self, args=None, namespace=None):

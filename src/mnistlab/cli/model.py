@@ -136,8 +136,8 @@ def cmd_predict(args) -> int:
             f"{len(sources):,} were named; name fewer",
             "show_input",
         )
-    from mnistlab.cli import escaped
     from mnistlab.errors import ImageError
+    from mnistlab.text import escaped
 
     predictions, read, failed = [], [], 0
     for name, source in sources:  # each answer printed as it comes, before any picture
