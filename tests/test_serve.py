@@ -565,8 +565,10 @@ def multipart(*parts: tuple[str, bytes]) -> tuple[bytes, str]:
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def test_multipart_uploads_one_file_or_several(tiny_run):
+def test_multipart_uploads_one_file_or_several(tiny_run, monkeypatch):
     from PIL import Image
+
+    from mnistlab.serve import bodies
 
     digit = Image.new("L", (40, 40), 255)
     digit.paste(0, (15, 5, 25, 35))
@@ -583,6 +585,10 @@ def test_multipart_uploads_one_file_or_several(tiny_run):
         assert code == 200 and "class" in answers[0] and "blank" in answers[1]["error"]
         code, answer = request(api, *multipart(("image", good)))
         assert code == 400 and "multipart field `file`" in answer["error"]
+        # a server without python-multipart says so (and a raw body still works there)
+        monkeypatch.setattr(bodies, "_multipart_installed", lambda: False)
+        code, answer = request(api, *multipart(("file", good)))
+        assert code == 415 and "python-multipart" in answer["error"]
 
 
 def test_answers_name_their_model_and_cors_is_off_unless_asked(tiny_run):
@@ -680,7 +686,7 @@ def test_a_body_that_ends_before_its_content_length_is_a_400_not_a_crash():
 
     from starlette.requests import Request
 
-    from mnistlab import serve
+    from mnistlab.serve import bodies
 
     messages = iter(
         [
@@ -693,8 +699,8 @@ def test_a_body_that_ends_before_its_content_length_is_a_400_not_a_crash():
         return next(messages)
 
     scope = {"type": "http", "method": "POST", "headers": [(b"content-length", b"1000")]}
-    with pytest.raises(serve.Refused, match="ended after 8 bytes, before its Content-Length"):
-        asyncio.run(serve._body(Request(scope, receive), MAX_BYTES))
+    with pytest.raises(bodies.Refused, match="ended after 8 bytes, before its Content-Length"):
+        asyncio.run(bodies._body(Request(scope, receive), MAX_BYTES))
 
 
 def test_serve_hands_large_freed_blocks_back_to_the_system():

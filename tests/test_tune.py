@@ -25,7 +25,8 @@ from mnistlab.text import study as tune_text
 from mnistlab.tune import results as tune_results
 from mnistlab.tune import search as tune_search
 from mnistlab.tune import space as tune_space
-from mnistlab.tune import storage as tune_storage
+from mnistlab.workqueue import claims
+from mnistlab.workqueue import storage as tune_storage
 
 POSTGRES = Path("/usr/lib/postgresql/15/bin")
 GRID = ["--space", "hidden=choice:8,16", "--space", "lr=choice:0.003,0.01"]
@@ -282,7 +283,7 @@ def test_a_worker_waiting_for_the_last_grid_points_stops_when_asked(tmp_path):
     asked, done = threading.Event(), threading.Event()
 
     def work():
-        wait = tune_search.queue_wait(heartbeat=1, should_stop=asked.is_set)
+        wait = claims.queue_wait(heartbeat=1, should_stop=asked.is_set)
         study.optimize(lambda trial: 1.0, n_trials=5, callbacks=[wait])
         done.set()
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from mnistlab import calibration, data, errors, export, preprocess
+from mnistlab import calibration, data, errors, export, images, preprocess
 from mnistlab.cli import main
 from mnistlab.predict import Predictor
 
@@ -104,14 +104,14 @@ def test_a_photo_past_the_pixel_limit_is_read_smaller_when_it_is_a_jpeg():
         image.save(buffer, format=kind, **options.get(kind, {}))
         return buffer.getvalue()
 
-    large = preprocess.open_image(photo(8000, 6000, "JPEG"))
+    large = images.open_image(photo(8000, 6000, "JPEG"))
     assert large.size == (4000, 3000)
-    assert preprocess.open_image(photo(8000, 6000, "MPO")).size == (4000, 3000)  # a camera's
+    assert images.open_image(photo(8000, 6000, "MPO")).size == (4000, 3000)  # a camera's
     read = preprocess.prepare(photo(8000, 6000, "JPEG")).astype(float)
     taken_smaller = preprocess.prepare(photo(4000, 3000, "JPEG")).astype(float)
     assert np.abs(read - taken_smaller).mean() < 3 and read.max() > 128  # ink, and the same
     with pytest.raises(errors.ImageError, match="8000x6000 pixels, more than"):
-        preprocess.open_image(photo(8000, 6000, "PNG"))
+        images.open_image(photo(8000, 6000, "PNG"))
 
 
 def page_with_a_seven(
@@ -346,7 +346,7 @@ def test_postscript_and_other_formats_never_reach_a_decoder():
     svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="28" height="28"></svg>'
     for content in (eps, pdf, svg):
         with pytest.raises(errors.UnsupportedImage, match="not an image of a format read here"):
-            preprocess.open_image(content)
+            images.open_image(content)
 
 
 def test_what_is_read_whole_is_bounded_and_only_regular_files_are_opened(tmp_path):
@@ -363,22 +363,22 @@ def test_what_is_read_whole_is_bounded_and_only_regular_files_are_opened(tmp_pat
 
     stream = Endless()
     with pytest.raises(errors.ImageTooLarge, match="standard input is over 1,000 bytes"):
-        preprocess.read_bytes(stream, limit=1000)
+        images.read_bytes(stream, limit=1000)
     assert stream.taken == 1001
     folder = tmp_path / "images"
     folder.mkdir()
     os.mkfifo(folder / "a.png")  # would block an open() for ever
     (folder / "b.png").write_bytes(png(Image.new("L", (40, 40), 255)))
-    assert preprocess.image_files([folder]) == [folder / "b.png"]
+    assert images.image_files([folder]) == [folder / "b.png"]
     with pytest.raises(errors.UnsupportedImage, match="not a regular file"):
-        preprocess.open_image(folder / "a.png")  # named: refused before it is opened
+        images.open_image(folder / "a.png")  # named: refused before it is opened
 
 
 def test_show_input_is_refused_past_its_limit_before_any_prediction(capsys, tiny_run, tmp_path):
     image = png(Image.new("L", (40, 40), 255))
     folder = tmp_path / "many"
     folder.mkdir()
-    for index in range(preprocess.MAX_SHOWN + 1):
+    for index in range(images.MAX_SHOWN + 1):
         (folder / f"{index}.png").write_bytes(image)
     code = main(["predict", str(tiny_run), str(folder), "--show-input", str(tmp_path / "s.png")])
     err = capsys.readouterr().err
@@ -423,7 +423,7 @@ def test_a_16_bit_image_is_read_by_its_own_range():
     square[19, 20:40] = square[40, 20:40] = 0.4
     image = Image.fromarray((square * 65535).astype(np.uint16))
     assert image.mode.startswith("I;16")
-    seen = preprocess.grey(image)
+    seen = images.grey(image)
     assert seen.max() == pytest.approx(255) and seen[30, 30] == pytest.approx(255)
     assert 90 < seen[19, 30] < 115  # the edge kept as grey, not clipped
     expected = preprocess.prepare(Image.fromarray((square * 255).astype(np.uint8)))

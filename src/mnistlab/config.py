@@ -19,7 +19,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 
-from mnistlab.errors import ConfigError
+from mnistlab.datasets import CLASSES, INPUTS
+from mnistlab.errors import ConfigError, invalid, unknown
 
 # Every choice, declared once: validation, argparse and the help texts read these. The data
 # sets are the registry in data.py.
@@ -156,7 +157,7 @@ class TrainConfig:
     @property
     def layer_sizes(self) -> tuple[int, ...]:
         """Widths from input to output, e.g. (784, 500, 10)."""
-        return (784, *(self.hidden if self.model == "mlp" else ()), 10)
+        return (INPUTS, *(self.hidden if self.model == "mlp" else ()), CLASSES)
 
 
 @dataclass(frozen=True)
@@ -195,19 +196,19 @@ class _Checker:
 
     def positive(self, name, value):
         if not value > 0:
-            raise ConfigError(f"{name} must be a positive number, got {value}", name)
+            raise invalid(name, f"must be a positive number, got {value}")
 
     def at_least(self, name, value, low):
         if value < low:
-            raise ConfigError(f"{name} must be at least {low}, got {value}", name)
+            raise invalid(name, f"must be at least {low}, got {value}")
 
     def between(self, name, value, low, high):
         if not low <= value <= high:
-            raise ConfigError(f"{name} must be between {low:,} and {high:,}, got {value}", name)
+            raise invalid(name, f"must be between {low:,} and {high:,}, got {value}")
 
     def fraction(self, name, value):
         if not 0 <= value < 1:
-            raise ConfigError(f"{name} must be in [0, 1), got {value}", name)
+            raise invalid(name, f"must be in [0, 1), got {value}")
 
 
 def _kind(annotation):
@@ -227,19 +228,19 @@ def coerce(name: str, kind, value):
     if kind is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{name} must be true or false, got {value!r}", name)
+        raise invalid(name, f"must be true or false, got {value!r}")
     if kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{name} must be a whole number, got {value!r}", name)
+        raise invalid(name, f"must be a whole number, got {value!r}")
     if kind is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             if not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number, got {value}", name)
+                raise invalid(name, f"must be a finite number, got {value}")
             return float(value)
-        raise ConfigError(f"{name} must be a number, got {value!r}", name)
+        raise invalid(name, f"must be a number, got {value!r}")
     if not isinstance(value, kind):
-        raise ConfigError(f"{name} must be a {kind.__name__}, got {value!r}", name)
+        raise invalid(name, f"must be a {kind.__name__}, got {value!r}")
     return value
 
 
@@ -264,13 +265,13 @@ def _parse(name: str, kind, text: str):
     word = text.strip()
     if kind is bool:
         if word.lower() not in BOOLEANS:
-            raise ConfigError(f"{name}: cannot read {text!r} as true or false", name)
+            raise invalid(name, f"cannot read {text!r} as true or false")
         return BOOLEANS[word.lower()]
     if kind in (int, float):
         try:
             value = kind(word)
         except ValueError:
-            raise ConfigError(f"{name}: cannot read {text!r} as {kind.__name__}", name) from None
+            raise invalid(name, f"cannot read {text!r} as {kind.__name__}") from None
         return coerce(name, kind, value)
     return word
 
@@ -299,10 +300,7 @@ def _check_choices(settings) -> None:
         allowed = item.metadata.get("choices")
         value = getattr(settings, item.name)
         if allowed and value not in allowed:
-            raise ConfigError(
-                f"{item.name}: unknown value {value!r}; choose one of: {', '.join(allowed)}",
-                item.name,
-            )
+            raise unknown(item.name, value, allowed)
 
 
 def field_names(kind=TrainConfig) -> list[str]:

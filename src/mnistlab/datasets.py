@@ -8,8 +8,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, unknown
 from mnistlab.files import read_small
+
+# What every data set here holds, and so what every model takes and gives: 28x28 images of
+# grey levels, flattened to 784 inputs, in ten classes.
+SIDE = 28
+INPUTS = SIDE * SIDE
+CLASSES = 10
 
 MAX_ADDED = 100  # data sets one registry file may add
 
@@ -168,7 +174,6 @@ def _read_registry(path: str, mtime: int) -> dict[str, DatasetSpec]:
 
 
 FILE_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
-CLASSES = 10  # the models' outputs: every data set here has ten classes
 
 
 def _check(spec: DatasetSpec) -> None:
@@ -183,7 +188,5 @@ def _check(spec: DatasetSpec) -> None:
 def get_spec(name: str) -> DatasetSpec:
     known = registry()
     if name not in known:
-        raise ConfigError(
-            f"dataset: unknown dataset {name!r}; choose one of: {', '.join(known)}", "dataset"
-        )
+        raise unknown("dataset", name, known, what="dataset")
     return known[name]

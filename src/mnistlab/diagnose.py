@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from mnistlab import models, optim
-from mnistlab.config import ACTIVATIONS
+from mnistlab.agreement import agreement, call
+from mnistlab.datasets import CLASSES, INPUTS
 
 LN10 = math.log(10)
 
@@ -95,10 +96,6 @@ def named_parameters(model) -> list[tuple[str, torch.Tensor]]:
     return attributes
 
 
-def _call(model, x):
-    return model.forward(x) if hasattr(model, "forward") else model(x)
-
-
 def check(model, x: torch.Tensor, y: torch.Tensor) -> Report:
     """Run every check on `model` with the batch x (N, 784) float, y (N,) int64. Whatever the
     model's code raises is an ERROR finding of the check it raised in, never an exception."""
@@ -147,9 +144,9 @@ def check(model, x: torch.Tensor, y: torch.Tensor) -> Report:
     report.add(
         "count",
         None,
-        f"{trainable:,} trainable parameters{of} (the 784-500-10 MLP has "
-        f"{models.count_parameters((784, 500, 10)):,}, logistic regression "
-        f"{models.count_parameters((784, 10)):,})",
+        f"{trainable:,} trainable parameters{of} (the {INPUTS}-500-{CLASSES} MLP has "
+        f"{models.count_parameters((INPUTS, 500, CLASSES)):,}, logistic regression "
+        f"{models.count_parameters((INPUTS, CLASSES)):,})",
     )
     loss = F.cross_entropy(logits.float(), y)
     with _guard(report, "gradient"):
@@ -161,7 +158,7 @@ def check(model, x: torch.Tensor, y: torch.Tensor) -> Report:
     with _guard(report, "overfit"):
         _overfit(report, model, x, y)
     with _guard(report, "agrees"):
-        _agreement(report, model, parameters, x)
+        agreement(report, model, parameters, x)
     return report
 
 
@@ -194,22 +191,22 @@ def _leaves(report, parameters) -> list[str]:
 
 def _output(report, model, x):
     try:
-        logits = _call(model, x)
+        logits = call(model, x)
     except Exception as error:  # noqa: BLE001 - the user's code: any failure is a finding
         report.add(
             "output",
             False,
-            f"forward on a (64, 784) batch raised {error!r}",
-            "forward must take (N, 784) float images",
+            f"forward on a ({len(x)}, {INPUTS}) batch raised {error!r}",
+            f"forward must take (N, {INPUTS}) float images",
         )
         return None
-    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(x), 10):
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (len(x), CLASSES):
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         report.add(
             "output",
             False,
-            f"the output is {shape}, not ({len(x)}, 10)",
-            "the last layer must map to 10 classes, one row per image",
+            f"the output is {shape}, not ({len(x)}, {CLASSES})",
+            f"the last layer must map to {CLASSES} classes, one row per image",
         )
         return None
     if not logits.is_floating_point():
@@ -220,7 +217,7 @@ def _output(report, model, x):
             "return the last layer's scores as floats",
         )
         return None
-    report.add("output", True, f"the output is ({len(x)}, 10) {logits.dtype}")
+    report.add("output", True, f"the output is ({len(x)}, {CLASSES}) {logits.dtype}")
     rows = logits.detach().float()
     if bool((rows >= 0).all()) and torch.allclose(rows.sum(1), torch.ones(len(rows)), atol=1e-4):
         report.add(
@@ -303,7 +300,7 @@ def _finite_differences(report, model, x, y, coordinates: int = 3, eps: float = 
     x64 = x.double()
 
     def loss():
-        return F.cross_entropy(_call(twin, x64), y)
+        return F.cross_entropy(call(twin, x64), y)
 
     for _, value in parameters:
         value.grad = None
@@ -363,7 +360,7 @@ def _overfit(report, model, x, y, steps: int = 200, target: float = 0.05) -> Non
         optimizer = optim.Adam(parameters, lr=1e-3, fused=False)
         for step in range(steps):
             optimizer.zero_grad()
-            value = F.cross_entropy(_call(twin, x).float(), y)
+            value = F.cross_entropy(call(twin, x).float(), y)
             value.backward()
             optimizer.step()
             loss = value.item()
@@ -382,75 +379,6 @@ def _overfit(report, model, x, y, steps: int = 200, target: float = 0.05) -> Non
         "of Adam at 1e-3",
         "fix the findings above; a model that learns drives one batch's loss to ~0",
     )
-
-
-def _agreement(report, model, parameters, x) -> None:
-    """Same weights in mnistlab's MLP, same logits? Shapes matched in order, (in, out) weights
-    transposed to nn.Linear's (out, in)."""
-    shapes = [tuple(p.shape) for _, p in parameters]
-    if len(shapes) < 2 or len(shapes) % 2 or any(len(s) != 2 for s in shapes[::2]):
-        return
-    sizes, state, mapping = [784], {}, []
-    depth = len(shapes) // 2 - 1
-    layers = [f"hidden.{index}" for index in range(depth)] + ["output"]
-    names = [f"{layer}.{kind}" for layer in layers for kind in ("weight", "bias")]
-    for index in range(0, len(shapes), 2):
-        (weight_name, weight), (bias_name, bias) = parameters[index], parameters[index + 1]
-        fan_in = sizes[-1]
-        if weight.shape[1] == fan_in:
-            out, transposed = weight.shape[0], False
-        elif weight.shape[0] == fan_in:
-            out, transposed = weight.shape[1], True
-        else:
-            return
-        if tuple(bias.shape) != (out,):
-            return
-        sizes.append(out)
-        ours_weight, ours_bias = names[index], names[index + 1]
-        state[ours_weight] = (weight.T if transposed else weight).detach().float()
-        state[ours_bias] = bias.detach().float()
-        mapping.append(f"{weight_name} -> {ours_weight}{' (transposed)' if transposed else ''}")
-        mapping.append(f"{bias_name} -> {ours_bias}")
-    if sizes[-1] != 10:
-        return
-    was_training = getattr(model, "training", None)
-    if isinstance(model, torch.nn.Module):
-        model.eval()  # no dropout while comparing
-    with torch.no_grad():
-        theirs = _call(model, x).float()
-    if was_training is not None and isinstance(model, torch.nn.Module):
-        model.train(was_training)
-    # A model that ends in a softmax is compared after one (its own finding says to drop it).
-    softmax = bool((theirs >= 0).all()) and torch.allclose(theirs.sum(1), torch.ones(len(x)))
-    with torch.no_grad():
-        differences = {}
-        for activation in ACTIVATIONS:
-            kind = "mlp" if len(sizes) > 2 else "logreg"
-            # Its own generator: the weights are replaced below, torch's global one untouched.
-            ours = models.build(kind, "module", tuple(sizes), activation, 0.0, torch.Generator())
-            ours.load_state_dict(state)
-            logits = ours.eval()(x)
-            logits = logits.softmax(1) if softmax else logits
-            differences[activation] = (logits - theirs).abs().max().item()
-    best = min(differences, key=differences.get)
-    shape = "-".join(map(str, sizes)) + (" and a softmax" if softmax else "")
-    # float32 sums in another order differ by rounding, in proportion to the logits' size.
-    if differences[best] <= 1e-5 * max(1.0, theirs.abs().max().item()):
-        report.add(
-            "agrees",
-            True,
-            f"the same weights in mnistlab's MLP {shape} ({best}) give the same logits "
-            f"(largest difference {differences[best]:.1g}); names: {'; '.join(mapping)}",
-        )
-    else:
-        report.add(
-            "agrees",
-            False,
-            f"with the same weights, mnistlab's MLP {shape} gives other logits under every "
-            f"activation (closest: {best}, largest difference {differences[best]:.3g}); "
-            f"names: {'; '.join(mapping)}",
-            "check forward: the order of layers, the activation between them, x @ W against W.T",
-        )
 
 
 def batch(dataset, size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -34,10 +34,39 @@ class ConfigError(MnistlabError, ValueError):
     """A configuration value is out of range or unknown.
 
     Its first field is the setting, and the message starts with its name (`lr must be
-    positive`), which the CLI writes as its flag (`--lr must be positive`).
+    positive`), which the CLI writes as its flag (`--lr must be positive`). The parts travel
+    apart too, so that nothing reads them back out of the text: `reason` is what is wrong
+    without the setting's name (argparse names the flag itself), `choices` the values an
+    unknown one could have been, and `file` the settings file an error about a whole file
+    (unreadable, not TOML) already names.
     """
 
     exit_code = 2
+
+    def __init__(
+        self,
+        message: str = "",
+        *fields: str | None,
+        details: tuple[str, ...] = (),
+        reason: str | None = None,
+        choices: tuple[str, ...] = (),
+        file: str | None = None,
+    ):
+        super().__init__(message, *fields, details=details)
+        self.reason = message if reason is None else reason
+        self.choices = tuple(choices)
+        self.file = file
+
+
+def invalid(name: str, reason: str) -> ConfigError:
+    """A setting's value that cannot be used: `name reason` (`lr must be positive, got 0`)."""
+    return ConfigError(f"{name} {reason}", name, reason=reason)
+
+
+def unknown(name: str, value, choices, what: str = "value") -> ConfigError:
+    """A value that is not one of `choices`: the one sentence every such error says."""
+    reason = f"unknown {what} {value!r}; choose one of: {', '.join(choices)}"
+    return ConfigError(f"{name}: {reason}", name, reason=reason, choices=tuple(choices))
 
 
 class CheckpointError(MnistlabError):

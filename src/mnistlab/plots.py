@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnistlab.datasets import SIDE
 from mnistlab.files import atomic_write
 
 
@@ -74,9 +75,9 @@ def image_grid(
     images = np.asarray(images, dtype=np.float32)
     rows = max(1, -(-len(images) // columns))
     lines = [line for title in titles for line in title.split("\n")] or [""]
-    pad_x = max(10, round(CHARACTER_PIXELS * max(map(len, lines))) - 28 + 6)
+    pad_x = max(10, round(CHARACTER_PIXELS * max(map(len, lines))) - SIDE + 6)
     pad_y = round(4 + LINE_PIXELS * max(title.count("\n") + 1 for title in titles or [""]))
-    cell_w, cell_h = 28 + pad_x, 28 + pad_y
+    cell_w, cell_h = SIDE + pad_x, SIDE + pad_y
     title_space = 0.5 if suptitle else 0.0
     figure = new_figure(
         columns * cell_w * INCHES_PER_PIXEL, rows * cell_h * INCHES_PER_PIXEL + title_space
@@ -240,7 +241,7 @@ def first_layer(weight, path, count: int = 64, classes=None) -> Path:
         # colours by the bulk of the template instead, so that the strokes show.
         limit = float(np.percentile(np.abs(weight), 99)) or limit
         return image_grid(
-            weight.reshape(-1, 28, 28),
+            weight.reshape(-1, SIDE, SIDE),
             list(classes),
             path,
             columns=len(classes),
@@ -253,7 +254,7 @@ def first_layer(weight, path, count: int = 64, classes=None) -> Path:
     figure = new_figure(columns * 1.0, rows * 1.0 + 0.5)
     axes = figure.add_axes((0, 0, 1, 0.9))
     axes.imshow(
-        mosaic(weight.reshape(-1, 28, 28), columns),
+        mosaic(weight.reshape(-1, SIDE, SIDE), columns),
         cmap="RdBu_r",
         vmin=-limit,
         vmax=limit,
@@ -284,7 +285,7 @@ def run_pictures(folder, model, tensors, history, logits=None, title: str = "") 
     wrong = (predicted != labels).nonzero().flatten()
     order = wrong[confidence[wrong].argsort(descending=True)][:20]
     mean, std = tensors.normalization
-    mistakes = (tensors.x_test[order] * std + mean).reshape(-1, 28, 28).clamp(0, 1)
+    mistakes = (tensors.x_test[order] * std + mean).reshape(-1, SIDE, SIDE).clamp(0, 1)
     titles = [
         f"true {classes[labels[i]]}\nsaid {classes[predicted[i]]}, {100 * confidence[i]:.0f}%"
         for i in order.tolist()
@@ -310,16 +311,16 @@ def inputs_seen(sources, predictions, path) -> Path:
     """Each image (grey, fitted to 28x28 as it is) beside the 28x28 input the model saw."""
     from PIL import Image
 
-    from mnistlab.preprocess import grey
+    from mnistlab.images import grey
 
     images, titles = [], []
     for source, (name, prediction) in zip(sources, predictions, strict=True):
         array = grey(source)
-        scale = 28 / max(array.shape)
+        scale = SIDE / max(array.shape)
         small = Image.fromarray(array.astype(np.uint8)).resize(
             (max(1, round(array.shape[1] * scale)), max(1, round(array.shape[0] * scale)))
         )
-        thumbnail = np.full((28, 28), 255.0, np.float32)
+        thumbnail = np.full((SIDE, SIDE), 255.0, np.float32)
         thumbnail[: small.size[1], : small.size[0]] = np.asarray(small, np.float32)
         images += [255 - thumbnail, prediction.input.astype(np.float32)]
         titles += [

@@ -19,118 +19,20 @@ An image with no ink is an error that says so, never a guess. benchmarks/photos.
 this on photo-like pictures, condition by condition.
 """
 
-import io
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from mnistlab.errors import ImageError, ImageTooLarge, UnsupportedImage
+from mnistlab.datasets import SIDE
+from mnistlab.errors import ImageError
+from mnistlab.images import grey, grey_levels, open_image
 
-SIDE = 28
-MAX_PIXELS = 16_000_000  # refused before decoding: a decompression bomb never unpacks
-SMALLER = "send a smaller copy (1,600 pixels on the long side is plenty for a digit)"
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-# The Pillow plugins an image is tried with, and no other: PostScript (EPS, which Pillow hands
-# to Ghostscript), PDF, SVG and the rest are refused before any decoder sees them.
-FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")  # (JPEG opens a camera's MPO too)
-MAX_BYTES = 50_000_000  # an image file read whole: a phone's photo is a few MB
-MAX_SHOWN = 100  # images in one --show-input picture
 WORK, SMALL = 448, 160  # a page is examined with its long side between these, in pixels
 STROKE = 0.12  # MNIST's strokes are about this share of the digit's longer side (median)
 THIN = 0.08  # and few are thinner than this (the tenth percentile): these are thickened
 # Images this small are at the dataset's own scale (a 28x28 digit, one drawn like it): no
 # photo to read, and thresholds would eat their soft edges; only cropped, fitted, centred.
 DATASET_SCALE = 56
-
-
-def open_image(source, max_pixels: int = MAX_PIXELS):
-    """A PIL image from a path, bytes or a PIL image; its size is checked from the header,
-    before any pixel is decoded."""
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(source, Image.Image):
-        image, name = source, "the image"
-    else:
-        name = str(source) if isinstance(source, str | Path) else "the image"
-        if isinstance(source, str | Path) and not _regular(Path(source)):
-            raise UnsupportedImage(f"{name} is not an image file (not a regular file)")
-        stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
-        try:
-            with warnings.catch_warnings():  # our own limit applies, just below
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(stream, formats=FORMATS)
-        except Image.DecompressionBombError as error:  # far past Pillow's own limit
-            raise ImageTooLarge(
-                f"{name} has more pixels than the {max_pixels:,} allowed ({error}); {SMALLER}"
-            ) from None
-        except UnidentifiedImageError:
-            raise UnsupportedImage(
-                f"{name} is not an image of a format read here ({', '.join(FORMATS)})"
-            ) from None
-        except (OSError, ValueError) as error:
-            raise UnsupportedImage(f"{name} could not be read ({error})") from None
-    width, height = image.size
-    if width * height > max_pixels and image.format in ("JPEG", "MPO"):  # MPO: a camera's JPEG
-        # A JPEG decodes at 1/2, 1/4 or 1/8 of its size for less than the full cost: a
-        # 48-megapixel photo is read at 12 (the largest that fits), none of it unpacked whole.
-        scale = next((k for k in (2, 4, 8) if -(-width // k) * -(-height // k) <= max_pixels), 8)
-        image.draft(image.mode, (-(-width // scale), -(-height // scale)))
-        width, height = image.size
-    if width * height > max_pixels:
-        raise ImageTooLarge(
-            f"{name} is {width}x{height} pixels, more than the {max_pixels:,} allowed; {SMALLER}"
-        )
-    try:
-        image.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageError(f"{name} could not be decoded ({error})") from None
-    return image
-
-
-def _regular(path: Path) -> bool:
-    """A regular file (a FIFO, socket or device is not), or a path that is not there (whose
-    error is the opener's to give)."""
-    import stat
-
-    try:
-        return stat.S_ISREG(path.stat().st_mode)
-    except OSError:
-        return True
-
-
-def grey(source) -> np.ndarray:
-    """The image as float grey levels (H, W) in 0-255: orientation applied, transparency on
-    white. Also takes a numpy array or a tensor, (H, W) or (H, W, C), in 0-255."""
-    if hasattr(source, "detach"):  # a torch tensor
-        source = source.detach().cpu().numpy()
-    if isinstance(source, np.ndarray):
-        array = source.astype(np.float32)
-        if array.ndim == 3:
-            array = array[..., :3].mean(2) if array.shape[2] >= 3 else array[..., 0]
-        if array.ndim != 2:
-            raise ImageError(f"an image array must be (H, W) or (H, W, C), got {source.shape}")
-        return array
-    from PIL import ImageOps
-
-    return _grey_levels(ImageOps.exif_transpose(open_image(source)))
-
-
-def _grey_levels(image) -> np.ndarray:
-    """An upright PIL image's grey levels, transparency on white, 16-bit by its own range."""
-    from PIL import Image
-
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        image = image.convert("RGBA")
-        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, image)
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        # 16-bit or float grey: Pillow's conversion to 8 bits clips (an anti-aliased digit
-        # keeps only its darkest pixels); scaled by the image's own range instead.
-        array = np.asarray(image, dtype=np.float32)
-        low, high = float(array.min()), float(array.max())
-        return (array - low) * (255 / (high - low)) if high > low else np.zeros_like(array)
-    return np.asarray(image.convert("L"), dtype=np.float32)
 
 
 def lightness(source) -> np.ndarray:
@@ -149,7 +51,7 @@ def lightness(source) -> np.ndarray:
     if image.mode not in ("RGB", "CMYK", "YCbCr", "LAB", "HSV"):
         # grey, 16-bit, or with transparency (composited on white there; a palette's colours
         # are rarely a photo's)
-        return _grey_levels(image)
+        return grey_levels(image)
     from PIL import ImageChops
 
     red, green, blue = image.convert("RGB").split()
@@ -426,36 +328,3 @@ def prepare(source, dataset: str = "mnist") -> np.ndarray:
         centre = ((rows * digit).sum() / total, (columns * digit).sum() / total)
         field = _place(digit, round(SIDE / 2 - centre[0]), round(SIDE / 2 - centre[1]))
     return np.clip(np.rint(field), 0, 255).astype(np.uint8)
-
-
-def image_files(paths) -> list[Path]:
-    """The image files named, folders expanded to the images they hold (sorted): regular
-    files only (a FIFO or a device named like an image would block or never end)."""
-    found = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(
-                p for p in path.iterdir() if p.suffix.lower() in EXTENSIONS and p.is_file()
-            )
-        else:
-            found.append(path)
-    return found
-
-
-def read_bytes(stream, name: str = "standard input", limit: int = MAX_BYTES) -> bytes:
-    """A stream's bytes, at most `limit`: past it an ImageTooLarge, read no further."""
-    content = stream.read(limit + 1)
-    if len(content) > limit:
-        raise ImageTooLarge(f"{name} is over {limit:,} bytes; {SMALLER}")
-    return content
-
-
-def sources(names: list[str], stdin=None) -> list[tuple[str, object]]:
-    """(name, source) for each image named: files, the images in folders, and "-" for the bytes
-    of `stdin` (a binary stream)."""
-    found = [(str(path), path) for path in image_files([n for n in names if n != "-"])]
-    if "-" in names and stdin is not None:
-        found.append(("-", read_bytes(stdin)))
-    if not found:
-        raise ImageError(f"no images in {' '.join(names)}")
-    return found

@@ -18,6 +18,7 @@ data, so a `Run`:
 
 import dataclasses
 import itertools
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,17 @@ class StopFlag:
 
     def __call__(self) -> bool:
         return self.reason is not None
+
+    @property
+    def exit_status(self) -> int:
+        """The status a command stopped this way exits with: as a shell reports a process a
+        signal stopped (the reason is the signal's name), 130 (Ctrl-C's) for any other stop."""
+        return signal_status(self.reason) if self.reason in signal.Signals.__members__ else 130
+
+
+def signal_status(name: str) -> int:
+    """128 + the signal's number: what a shell reports for a process the signal stopped."""
+    return 128 + signal.Signals[name].value
 
 
 def _check_target(folder: Path) -> None:

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 from mnistlab.config import Runtime, TrainConfig, field_names
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, unknown
 from mnistlab.files import read_small
 
 # Settings of old run folders that moved from the experiment to the machine.
@@ -65,14 +65,20 @@ def read_settings(path: str | Path) -> dict:
             return _json_settings(path, content)
         values = tomllib.loads(content.decode())
     except OSError as error:
-        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+        raise ConfigError(
+            f"cannot read config file {path}: {error.strerror}", file=str(path)
+        ) from None
     except UnicodeDecodeError:
-        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+        raise ConfigError(f"config file {path} is not UTF-8 text", file=str(path)) from None
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+        raise ConfigError(
+            f"config file {path} is not valid TOML: {error}", file=str(path)
+        ) from None
     values = values.get("train", values)
     if not isinstance(values, dict):
-        raise ConfigError(f"config file {path}: [train] must be a table of settings")
+        raise ConfigError(
+            f"config file {path}: [train] must be a table of settings", file=str(path)
+        )
     return values
 
 
@@ -82,9 +88,11 @@ def _json_settings(path, content: bytes) -> dict:
     try:
         values = json.loads(content)
     except ValueError as error:
-        raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+        raise ConfigError(
+            f"config file {path} is not valid JSON: {error}", file=str(path)
+        ) from None
     if not isinstance(values, dict):
-        raise ConfigError(f"config file {path} must hold a JSON object of settings")
+        raise ConfigError(f"config file {path} must hold a JSON object of settings", file=str(path))
     return {key: value for key, value in values.items() if key not in MACHINE_KEYS}
 
 
@@ -122,9 +130,7 @@ RECIPES = {
 
 def recipe(name: str = "default") -> TrainConfig:
     if name not in RECIPES:
-        raise ConfigError(
-            f"recipe: unknown value {name!r}; choose one of: {', '.join(RECIPES)}", "recipe"
-        )
+        raise unknown("recipe", name, RECIPES)
     return TrainConfig(**RECIPES[name])
 
 

@@ -80,9 +80,8 @@ def _reader(kind, name: str):
     def read(text: str):
         try:
             return parse_value(name, text, kind)
-        except ConfigError as error:
-            message = str(error).removeprefix(f"{name}: ").removeprefix(f"{name} ")
-            raise argparse.ArgumentTypeError(message) from None
+        except ConfigError as error:  # argparse names the flag: the reason alone
+            raise argparse.ArgumentTypeError(error.reason) from None
 
     return read
 
@@ -119,10 +118,9 @@ def _from_file(path, build):
     try:
         return build(read_settings(path))
     except ConfigError as error:
-        message = str(error)
-        raise ConfigError(
-            message if message.startswith(("config file", "cannot read")) else f"{path}: {message}"
-        ) from None
+        if error.file is not None:  # about the file as a whole, which it names
+            raise
+        raise ConfigError(f"{path}: {error}", file=str(path)) from None
 
 
 def read_runtime(args) -> Runtime:

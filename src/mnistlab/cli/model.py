@@ -123,16 +123,16 @@ def cmd_check(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from mnistlab import preprocess
+    from mnistlab import images
     from mnistlab.predict import Predictor
 
     if args.show_input:
         picture_path(args.show_input, "show_input")  # refused before any work
     predictor = Predictor.load(args.run)
-    sources = preprocess.sources(args.images, sys.stdin.buffer)
-    if args.show_input and len(sources) > preprocess.MAX_SHOWN:
+    sources = images.sources(args.images, sys.stdin.buffer)
+    if args.show_input and len(sources) > images.MAX_SHOWN:
         raise ConfigError(
-            f"show_input: one picture shows at most {preprocess.MAX_SHOWN} images, and "
+            f"show_input: one picture shows at most {images.MAX_SHOWN} images, and "
             f"{len(sources):,} were named; name fewer",
             "show_input",
         )

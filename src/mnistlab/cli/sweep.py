@@ -2,13 +2,13 @@
 mean ± std over seeds, and pictures of accuracy against cost."""
 
 import dataclasses
-import signal
 from pathlib import Path
 
 from mnistlab import text
 from mnistlab.cli.console import runtime_from_args, stopping_on_signals
 from mnistlab.cli.flags import config_from_args, training_parser
 from mnistlab.sweep.grids import PRESETS
+from mnistlab.workqueue.storage import HEARTBEAT
 
 
 def add_parsers(commands) -> None:
@@ -33,7 +33,9 @@ def add_parsers(commands) -> None:
         "every process given it takes runs from one queue, each run once",
     )
     sweep.add_argument("--study", help="the sweep's name in the storage (default sweep-OUT)")
-    sweep.add_argument("--heartbeat", type=int, default=30, help="seconds between heartbeats")
+    sweep.add_argument(
+        "--heartbeat", type=int, default=HEARTBEAT, help="seconds between heartbeats"
+    )
     sweep.add_argument(
         "--workers",
         type=int,
@@ -48,7 +50,7 @@ def cmd_sweep(args) -> int:
     from mnistlab.runs import StopFlag
     from mnistlab.sweep import Sweep, plan, variants
     from mnistlab.sweep.results import label, markdown, varied_fields
-    from mnistlab.tune.workers import check_count
+    from mnistlab.workqueue.workers import check_count
 
     check_count(args.workers)  # refused before anything starts
     base, runtime = config_from_args(args), runtime_from_args(args, processes=args.workers)
@@ -73,9 +75,10 @@ def cmd_sweep(args) -> int:
 
     engine = None
     if args.storage:  # shared: every process with this storage takes runs from one queue
-        from mnistlab.tune import Engine
+        from mnistlab.sweep import study_name
+        from mnistlab.workqueue import Engine
 
-        engine = Engine(args.storage, args.study or f"sweep-{out.name}", heartbeat=args.heartbeat)
+        engine = Engine(args.storage, args.study or study_name(out), heartbeat=args.heartbeat)
     with stopping_on_signals(StopFlag()) as stop:
         result = Sweep(out, engine).run(
             configs,
@@ -97,6 +100,6 @@ def cmd_sweep(args) -> int:
             f"stopped after {len(result.records)} of {len(configs)} runs; run the same command "
             "again to finish the sweep"
         )
-        return 128 + signal.Signals[stop.reason].value if stop.reason else 130
+        return stop.exit_status
     print(f"summary in {out / 'summary.md'} and {out / 'summary.csv'}; runs in {out / 'runs'}")
     return 0

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import json
 import shutil
-import signal
 import sys
 import tempfile
 
@@ -137,7 +136,7 @@ def cmd_train(args) -> int:
                 f"{result.position.batch}; checkpoint saved. "
                 f"Continue with: mnistlab train --resume {run.folder}"
             )
-            return 128 + signal.Signals[stop.reason].value if stop.reason else 130
+            return stop.exit_status
         print(text.run_end(run.folder, run.history, run.pictures))
     return 0
 

@@ -2,14 +2,13 @@
 
 import argparse
 import importlib.util
-import signal
 from pathlib import Path
 
 from mnistlab import text
 from mnistlab.cli.console import runtime_from_args, stopping_on_signals
 from mnistlab.cli.flags import config_from_args, training_parser
 from mnistlab.errors import ConfigError
-from mnistlab.tune.storage import PRUNERS, SAMPLERS
+from mnistlab.workqueue.storage import HEARTBEAT, PRUNERS, SAMPLERS
 
 
 def add_parsers(commands) -> None:
@@ -49,7 +48,7 @@ def add_parsers(commands) -> None:
     tune.add_argument(
         "--heartbeat",
         type=int,
-        default=30,
+        default=HEARTBEAT,
         help="seconds between heartbeats; a trial 3 beats silent is failed, retried",
     )
     tune.add_argument("--summary", action="store_true", help="print the study and stop")
@@ -80,7 +79,7 @@ def cmd_tune(args) -> int:
         baseline=args.baseline,
     )
     study = Study(out, engine)
-    from mnistlab.tune.workers import check_count
+    from mnistlab.workqueue.workers import check_count
 
     check_count(args.workers)  # refused before anything starts
     # With --workers, the threads chosen are each worker's share of the free cores.
@@ -101,7 +100,7 @@ def cmd_tune(args) -> int:
         )
     if stop:
         print("stopped: the trials in progress are queued again; run the same command to go on")
-        return 128 + signal.Signals[stop.reason].value
+        return stop.exit_status
     if args.worker:
         return 0
     return _finish(study, runtime)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from mnistlab.config import IMPLEMENTATIONS
+from mnistlab.datasets import CLASSES, INPUTS
 from mnistlab.models import manual, modules, scratch
 from mnistlab.models.common import epoch_flops, parameter_shapes
 
@@ -22,7 +23,7 @@ SOURCES = dict(zip(IMPLEMENTATIONS, (modules, scratch, manual), strict=True))
 def build(
     model: str = "mlp",
     impl: str = "module",
-    sizes=(784, 500, 10),
+    sizes=(INPUTS, 500, CLASSES),
     activation="relu",
     dropout=0.0,
     generator: torch.Generator | None = None,

@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from mnistlab.datasets import CLASSES, INPUTS
 from mnistlab.models.common import TensorModel, dropout_mask, gelu, normal_cdf
 
 SQRT_2PI = math.sqrt(2 * math.pi)
@@ -73,7 +74,7 @@ class MLP(TensorModel):
 
 
 class LogisticRegression(MLP):
-    def __init__(self, sizes=(784, 10), generator=None, dtype=torch.float32, **_):
+    def __init__(self, sizes=(INPUTS, CLASSES), generator=None, dtype=torch.float32, **_):
         super().__init__(sizes, "none", 0.0, generator, dtype)
 
 

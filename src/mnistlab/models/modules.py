@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from mnistlab.datasets import CLASSES, INPUTS
 from mnistlab.models.common import dropout_mask, initial_state
 
 ACTIVATIONS = {
@@ -42,7 +43,7 @@ class MLP(nn.Module):
 
     def __init__(
         self,
-        sizes=(784, 500, 10),
+        sizes=(INPUTS, 500, CLASSES),
         activation="relu",
         dropout=0.0,
         generator: torch.Generator | None = None,
@@ -81,5 +82,5 @@ class MLP(nn.Module):
 class LogisticRegression(MLP):
     """784 -> 10: no hidden layer, the assignment's baseline."""
 
-    def __init__(self, sizes=(784, 10), generator=None, dtype=torch.float32, **_):
+    def __init__(self, sizes=(INPUTS, CLASSES), generator=None, dtype=torch.float32, **_):
         super().__init__(sizes, "none", 0.0, generator, dtype)

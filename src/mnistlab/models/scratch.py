@@ -8,6 +8,7 @@ created first and marked `requires_grad_()` after, which keeps it a leaf.
 
 import torch
 
+from mnistlab.datasets import CLASSES, INPUTS
 from mnistlab.models.common import TensorModel, dropout_mask, gelu
 
 ACTIVATIONS = {
@@ -36,5 +37,5 @@ class MLP(TensorModel):
 
 
 class LogisticRegression(MLP):
-    def __init__(self, sizes=(784, 10), generator=None, dtype=torch.float32, **_):
+    def __init__(self, sizes=(INPUTS, CLASSES), generator=None, dtype=torch.float32, **_):
         super().__init__(sizes, "none", 0.0, generator, dtype)

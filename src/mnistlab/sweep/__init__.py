@@ -55,6 +55,11 @@ def is_sweep(folder: str | Path) -> bool:
     return (Path(folder) / RESULTS).is_file()
 
 
+def study_name(folder: str | Path) -> str:
+    """The study a sweep's runs are queued in, unless one is named: sweep-FOLDERNAME."""
+    return f"sweep-{Path(folder).name}"
+
+
 @dataclass(frozen=True)
 class SweepResult:
     records: list[dict]  # the sweep's finished runs, in its order
@@ -156,11 +161,11 @@ class Sweep:
         the cores, through the sweep's study (an SQLite file in the folder, unless the sweep
         has an engine): the queue machines sharing a sweep use."""
         from mnistlab import cores
-        from mnistlab.tune import workers as processes
-        from mnistlab.tune.storage import Engine, default_storage, load_study
+        from mnistlab.workqueue import workers as processes
+        from mnistlab.workqueue.storage import Engine, default_storage, load_study
 
         processes.check_count(workers)
-        engine = self.engine or Engine(default_storage(self.folder), f"sweep-{self.folder.name}")
+        engine = self.engine or Engine(default_storage(self.folder), study_name(self.folder))
         each = runtime.threads or cores.threads(cores.usable(), processes=workers)
         share = dataclasses.replace(runtime, threads=each)
         job = {
@@ -175,8 +180,8 @@ class Sweep:
     def _shared(self, configs, runtime, on_record, should_stop) -> list[dict]:
         """The runs through a study: each process claims runs from one queue, so each runs
         once; it writes its runs under its own folder and the records go to the study."""
-        from mnistlab.tune.search import queue_wait, set_aside
-        from mnistlab.tune.storage import answering, open_study, setup_of
+        from mnistlab.workqueue.claims import queue_wait, set_aside
+        from mnistlab.workqueue.storage import answering, open_study, setup_of
 
         keys = [run_key(config) for config in configs]
         points = [{"key": key} for key in keys]

@@ -1,15 +1,15 @@
-"""A worker process of `sweep --workers` (tune/workers.py starts it): `python -P -m
+"""A worker process of `sweep --workers` (workqueue/workers.py starts it): `python -P -m
 mnistlab.sweep JOB`, runs taken from the sweep's queue until it is empty, each printed."""
 
 import sys
 
-from mnistlab.tune.workers import work
+from mnistlab.workqueue.workers import work
 
 
 def runs(job: dict, runtime, stop) -> None:
     from mnistlab.config import TrainConfig
     from mnistlab.sweep import Sweep
-    from mnistlab.tune.storage import Engine
+    from mnistlab.workqueue.storage import Engine
 
     def on_record(record, skipped) -> None:
         if not skipped:

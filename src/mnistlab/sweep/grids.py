@@ -9,10 +9,11 @@ import math
 from collections.abc import Callable
 
 from mnistlab.config import ACTIVATIONS, TrainConfig, parse_value
+from mnistlab.datasets import CLASSES, INPUTS
 from mnistlab.errors import ConfigError
 
 
-def width_for_budget(depth: int, budget: int, inputs: int = 784, classes: int = 10) -> int:
+def width_for_budget(depth: int, budget: int, inputs: int = INPUTS, classes: int = CLASSES) -> int:
     """The width w for which `depth` hidden layers of w units have about `budget` parameters:
     (depth-1)·w² + (inputs + depth + classes)·w + classes = budget."""
     a, b, c = depth - 1, inputs + depth + classes, classes - budget

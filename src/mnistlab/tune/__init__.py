@@ -19,8 +19,8 @@ then it is marked FAIL and its parameters are tried again by another.
 """
 
 from mnistlab.tune.space import Dimension, parse_space, read_space
-from mnistlab.tune.storage import PRUNERS, SAMPLERS, Engine, default_storage
 from mnistlab.tune.study import Study, is_study
+from mnistlab.workqueue.storage import PRUNERS, SAMPLERS, Engine, default_storage
 
 __all__ = [
     "PRUNERS",

@@ -1,17 +1,17 @@
-"""A worker process on this machine (tune/workers.py starts it): `python -P -m mnistlab.tune
+"""A worker process on this machine (workqueue/workers.py starts it): `python -P -m mnistlab.tune
 JOB`, the job's search until the study has its trials, each trial printed."""
 
 import sys
 
-from mnistlab.tune.workers import work
+from mnistlab.workqueue.workers import work
 
 
 def search(job: dict, runtime, stop) -> None:
     from mnistlab import text
     from mnistlab.config import TrainConfig
     from mnistlab.tune.space import parse_space
-    from mnistlab.tune.storage import Engine
     from mnistlab.tune.study import Study
+    from mnistlab.workqueue.storage import Engine
 
     def on_trial(study, trial) -> None:
         if line := text.trial_line(trial):

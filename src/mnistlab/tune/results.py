@@ -6,7 +6,7 @@ import dataclasses
 import warnings
 
 from mnistlab.settings import from_saved
-from mnistlab.tune.storage import Engine, load_study
+from mnistlab.workqueue.storage import Engine, load_study
 
 
 def summary(engine: Engine, top: int = 5) -> dict:

@@ -11,21 +11,19 @@ the queue.
 import dataclasses
 import math
 import socket
-import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 from mnistlab.config import Runtime, TrainConfig
 from mnistlab.errors import ConfigError, TrainingDiverged
 from mnistlab.tune.space import Dimension, baseline_point, check, suggest
-from mnistlab.tune.storage import Engine, answering, open_study, setup_of
+from mnistlab.workqueue.claims import queue_wait, set_aside
+from mnistlab.workqueue.storage import Engine, answering, open_study, setup_of
 
 VALIDATION_IMAGES = 5_000
 MAX_TRIALS = 100_000  # a budget, and a grid's points (each queued as a trial)
 FINISHED = ("COMPLETE", "PRUNED")
 QUEUED = ("point", "baseline", "requeued")  # the marks of a trial taken from the queue
-KEPT = ("point", "baseline", "key")  # what a trial queued again carries over
 
 
 def search_config(base: TrainConfig, training_images: int = 60_000) -> TrainConfig:
@@ -87,20 +85,6 @@ def open_search(engine: Engine, space: dict[str, Dimension], base: TrainConfig |
     return open_study(engine, queue_of(engine, space, base), setup_of(space, None))
 
 
-def set_aside(trial, requeue: bool) -> None:
-    """This worker does not run the trial (or stops it), and stops: with `requeue`, its
-    settings go back to the queue (a grid's point, a sweep's run, the baseline, or the point
-    the sampler chose) for this or any worker to run later."""
-    import optuna
-
-    if requeue:
-        kept = {key: trial.user_attrs[key] for key in KEPT if key in trial.user_attrs}
-        trial.study.enqueue_trial(trial.params, {**kept, "requeued": True})
-    trial.set_user_attr("idle", True)
-    trial.study.stop()
-    raise optuna.TrialPruned("set aside" + ("; its settings are queued again" if requeue else ""))
-
-
 def finished(study) -> int:
     """Trials that count against the budget: complete or pruned, idle ones (a worker that
     found nothing to do) aside."""
@@ -130,32 +114,6 @@ def _enough(trials: int):
     def callback(study, trial) -> None:
         if finished(study) >= trials:
             study.stop()
-
-    return callback
-
-
-def queue_wait(heartbeat: int, should_stop: Callable[[], bool] | None = None):
-    """After each trial of a fixed queue (a grid, a sweep): go on while trials are queued;
-    when none are, wait for those still running (one whose worker died is failed when its
-    heartbeat is stale, and queued again), and stop when nothing is left, or when
-    `should_stop()` turns true."""
-    import optuna
-    from optuna.trial import TrialState
-
-    def callback(study, trial) -> None:
-        while True:
-            if should_stop is not None and should_stop():  # (this worker's trial is done)
-                study.stop()
-                return
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-            if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-                return
-            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                study.stop()
-                return
-            time.sleep(min(1.0, heartbeat))
 
     return callback
 

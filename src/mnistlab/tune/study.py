@@ -18,9 +18,9 @@ from mnistlab.config import Runtime, TrainConfig
 from mnistlab.errors import ConfigError
 from mnistlab.files import atomic_write
 from mnistlab.tune import results, search
-from mnistlab.tune import workers as processes
 from mnistlab.tune.space import Dimension
-from mnistlab.tune.storage import Engine, default_storage
+from mnistlab.workqueue import workers as processes
+from mnistlab.workqueue.storage import Engine, default_storage
 
 STUDY = "study.json"
 BEST = "best.toml"
@@ -90,7 +90,7 @@ class Study:
 
             each = runtime.threads or cores.threads(cores.usable(), processes=workers)
             share = dataclasses.replace(runtime, threads=each)
-            job = processes.job(self, specs, base, share, trials, timeout)
+            job = _job(self, specs, base, share, trials, timeout)
             processes.spawn(job, workers, should_stop=should_stop)
             return
         search.optimize(
@@ -160,3 +160,18 @@ def _spec(dimension: Dimension) -> str:
     if dimension.kind == "choice":
         return f"{dimension.name}=choice:" + ",".join(map(str, map(encode, dimension.choices)))
     return f"{dimension.name}={dimension.kind}:{dimension.low!r}:{dimension.high!r}"
+
+
+def _job(study, specs: list[str], base, runtime, trials, timeout) -> str:
+    """The search a worker runs, as one JSON argument."""
+    return json.dumps(
+        {
+            "folder": str(Path(study.folder).resolve()),
+            "engine": dataclasses.asdict(study.engine),
+            "space": list(specs),
+            "base": dataclasses.asdict(base),
+            "runtime": dataclasses.asdict(runtime),  # (its threads: the worker's share)
+            "trials": trials,
+            "timeout": timeout,
+        }
+    )

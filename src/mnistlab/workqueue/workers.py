@@ -1,35 +1,19 @@
 """Worker processes on this machine: each runs `python -P -m mnistlab.tune JOB` (a search)
 or `python -P -m mnistlab.sweep JOB` (a sweep's runs), JOB being the work as JSON (where the
-study lives, the space or the runs, the settings, the folder, the budget). A worker has no way
+study lives, the space or the runs, the settings, the folder, the budget), written by the
+layer that starts them. A worker has no way
 to start workers: its entry point takes a job, not a command line. Each joins the study as a
 worker on another machine would.
 """
 
-import dataclasses
 import json
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from mnistlab.errors import RunError
-
-
-def job(study, specs: list[str], base, runtime, trials, timeout) -> str:
-    """The search a worker runs, as one JSON argument."""
-    return json.dumps(
-        {
-            "folder": str(Path(study.folder).resolve()),
-            "engine": dataclasses.asdict(study.engine),
-            "space": list(specs),
-            "base": dataclasses.asdict(base),
-            "runtime": dataclasses.asdict(runtime),  # (its threads: the worker's share)
-            "trials": trials,
-            "timeout": timeout,
-        }
-    )
 
 
 def check_count(workers: int) -> None:
@@ -64,7 +48,7 @@ def work(argv: list[str], task: Callable) -> int:
     except MnistlabError as error:
         print(f"mnistlab worker: error: {error}", file=sys.stderr)
         return error.exit_code
-    return 128 + signal.Signals[stop.reason].value if stop else 0
+    return stop.exit_status if stop else 0
 
 
 def stop_on_signals():
@@ -114,7 +98,9 @@ def spawn(
     except BaseException:  # aborted here (a second Ctrl-C): the workers abort too
         ask()
         raise
-    stopped = (128 + signal.SIGINT, 128 + signal.SIGTERM)
+    from mnistlab.runs import signal_status
+
+    stopped = (signal_status("SIGINT"), signal_status("SIGTERM"))
     codes = [process.returncode for process in processes]
     failed = [code for code in codes if code and not (asked and code in stopped)]
     if failed:

@@ -17,10 +17,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab.errors import ConfigError, StorageLost
-from mnistlab.tune.space import Dimension
+from mnistlab.errors import ConfigError, StorageLost, unknown
 
 SAMPLERS = ("tpe", "random", "grid")
+HEARTBEAT = 30  # seconds between a worker's heartbeats; its trial is stale after 3 missed
 PRUNERS = ("median", "hyperband", "none")
 
 
@@ -33,18 +33,14 @@ class Engine:
     sampler: str = "tpe"
     pruner: str = "median"
     seed: int = 0  # the sampler's, in the process that makes the study; joiners draw their own
-    heartbeat: int = 30  # seconds between a worker's heartbeats; stale after 3
+    heartbeat: int = HEARTBEAT
     retries: int = 2  # a failed trial's parameters are tried this many more times
     baseline: bool = False  # the base settings are the first trial, scored like the others
 
     def __post_init__(self):
         for name, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS)):
             if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"{name}: unknown value {getattr(self, name)!r}; choose one of: "
-                    + ", ".join(allowed),
-                    name,
-                )
+                raise unknown(name, getattr(self, name), allowed)
 
     def shown(self) -> str:
         """The storage URL as messages and files show it: a password is left out."""
@@ -220,8 +216,9 @@ def open_study(engine: Engine, queue: list[tuple[dict, dict]] = (), setup: dict 
     return study
 
 
-def setup_of(space: dict[str, Dimension] | None, points: list[dict] | None) -> dict:
-    """What a study was made to run: its space, and a sweep's runs (a digest of their keys)."""
+def setup_of(space: dict | None, points: list[dict] | None) -> dict:
+    """What a study was made to run: its space (names and dimensions, by their repr), and a
+    sweep's runs (a digest of their keys)."""
     described = {name: repr(dimension) for name, dimension in sorted((space or {}).items())}
     runs = None
     if points is not None:
