@@ -169,6 +169,13 @@ def register_tiny(folder) -> None:
     datasets.DATASETS["tiny"] = spec_for(contents)
 
 
+def shared_folder(tmp_path_factory, worker_id) -> Path:
+    """The temporary folder all test processes of this session see: pytest-xdist makes each
+    worker's own base folder inside it."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
 @pytest.fixture(scope="session")
 def mnist_run(tmp_path_factory, worker_id):
     """The default recipe trained on MNIST once for the whole session, by `mnistlab train` in
@@ -180,9 +187,7 @@ def mnist_run(tmp_path_factory, worker_id):
         return None
     from filelock import FileLock
 
-    shared = tmp_path_factory.getbasetemp()
-    if worker_id != "master":
-        shared = shared.parent  # the folder every worker's own base folder is made in
+    shared = shared_folder(tmp_path_factory, worker_id)
     folder = shared / "mnist-default"
     with FileLock(str(shared / "mnist-default.lock")):
         if not (shared / "mnist-default.out").is_file():

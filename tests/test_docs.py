@@ -3,6 +3,7 @@ reader would run it (docs/development.md says how blocks are read)."""
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -147,10 +148,46 @@ def test_every_page_with_commands_is_run():
     assert {"docs/teaching.md", "docs/experiments.md", "docs/using.md", "docs/speed.md"} <= names
 
 
+# A training command the same on several pages (the default run, a recipe's) learns the same
+# weights wherever it runs: it is run once for the session, by the first page to reach it, and
+# the other pages get what it left, its run folder, under the name they give it. The session's
+# default run (`mnist_run`, made by the same command) serves `mnistlab train --out NAME`.
+TRAINS = re.compile(r"^mnistlab train(?: --recipe ([\w-]+))? --out (\S+)$")
+
+
+def run_or_share(command, folder, env, request) -> subprocess.CompletedProcess | None:
+    """A training command that TRAINS matches, run once for the session (None for others)."""
+    from filelock import FileLock
+
+    from conftest import shared_folder
+
+    match = TRAINS.match(command)
+    if not match:
+        return None
+    recipe, out = match[1] or "default", folder / match[2]
+    store = shared_folder(request.getfixturevalue("tmp_path_factory"), request.getfixturevalue(
+        "worker_id")) / "docs-trains"  # fmt: skip
+    store.mkdir(exist_ok=True)
+    made = store / recipe
+    with FileLock(str(store / f"{recipe}.lock")):
+        if recipe == "default" and not made.exists():
+            shutil.copytree(request.getfixturevalue("mnist_run"), made)
+        if made.exists():
+            shutil.copytree(made, out)
+            return subprocess.CompletedProcess(command, 0)
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=folder, env=env, capture_output=True, text=True,
+            timeout=600,
+        )  # fmt: skip
+        if done.returncode == 0:
+            shutil.copytree(out, made)
+        return done
+
+
 @pytest.mark.realdata
 @pytest.mark.slow
 @pytest.mark.parametrize(("page", "sections"), _parts())
-def test_every_command_on_the_page_runs(page, sections, real_data, tmp_path):
+def test_every_command_on_the_page_runs(page, sections, real_data, tmp_path, request):
     folder = tmp_path / "reader"
     folder.mkdir()
     (folder / "docs").symlink_to(DOCS)  # the pages name docs/images/... from the project root
@@ -177,7 +214,7 @@ def test_every_command_on_the_page_runs(page, sections, real_data, tmp_path):
                     if command.startswith("mnistlab serve"):
                         servers.append(serving(command, folder, env))
                     else:
-                        done = subprocess.run(
+                        done = run_or_share(command, folder, env, request) or subprocess.run(
                             ["bash", "-c", command], cwd=folder, env=env, capture_output=True,
                             text=True, timeout=600,
                         )  # fmt: skip
