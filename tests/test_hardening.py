@@ -3,6 +3,7 @@ reproduced on the main of 2026-11 and is held here (the numbers are the hardenin
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -527,3 +528,73 @@ def test_every_option_of_every_command_given_malformed_values_is_a_one_line_answ
                 if code:
                     assert captured.err.count("\n") == 1, (argv, captured.err)
     assert tried > 500  # every command's options, each with every bad value
+
+
+# --- reads that never end: FIFOs and devices where a small file belongs -----------------------
+
+
+def finishes(argv, seconds: float = 30.0) -> tuple[int, str]:
+    """main(argv) in a thread, so that a read that blocks fails the test instead of hanging it:
+    (exit status, stderr)."""
+    import contextlib
+    import io
+    import threading
+
+    answer, err = [], io.StringIO()
+
+    def call():
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            answer.append(main(argv))
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"{argv} did not finish within {seconds} s"
+    return answer[0], err.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_fifo_or_a_device_where_a_small_file_belongs_is_refused_never_waited_on(
+    tiny, tiny_run, tmp_path, monkeypatch, kind
+):
+    import os
+
+    def plant(path: Path) -> None:
+        path.unlink(missing_ok=True)
+        os.mkfifo(path) if kind == "fifo" else path.symlink_to("/dev/zero")
+
+    image = tmp_path / "digit.png"
+    from PIL import Image
+
+    Image.new("L", (40, 40), 255).save(image)
+    # A run's evaluation.json (its calibration): predict goes on without it.
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    plant(run / "evaluation.json")
+    code, err = finishes(["predict", str(run), str(image)])
+    assert code in (0, 2) and "Traceback" not in err
+    code, err = finishes(["report", str(run), "--out", str(tmp_path / "r.html")])
+    assert code == 0, err
+    # Its metrics and its config: one line that names the file.
+    plant(run / "metrics.jsonl")
+    code, err = finishes(["report", str(run), "--out", str(tmp_path / "r.html")])
+    one_line_error(code, err)
+    assert "metrics.jsonl" in err and "not a regular file" in err
+    plant(run / "config.json")  # (evaluate reads the checkpoint's own copy)
+    code, err = finishes(["evaluate", str(run)])
+    assert code == 0 and "Traceback" not in err, err
+    code, err = finishes(["train", "--config", str(run / "config.json"), "--dry-run"])
+    one_line_error(code, err)
+    assert "not a regular file" in err
+    # A settings file and a data set registry.
+    settings = tmp_path / "settings.toml"
+    plant(settings)
+    code, err = finishes(["train", "--config", str(settings), "--dry-run"])
+    one_line_error(code, err)
+    assert "not a regular file" in err
+    registry = tmp_path / "datasets.json"
+    plant(registry)
+    monkeypatch.setenv("MNISTLAB_DATASETS", str(registry))
+    code, err = finishes(["data", "info", "--dataset", "tiny"])
+    one_line_error(code, err)
+    assert "not a regular file" in err

@@ -386,6 +386,23 @@ def test_show_input_is_refused_past_its_limit_before_any_prediction(capsys, tiny
     assert not (tmp_path / "s.png").exists()
 
 
+def test_show_input_never_replaces_an_image_it_reads_nor_writes_into_a_run(
+    capsys, tiny_run, tmp_path
+):
+    photo = tmp_path / "my_digit.png"
+    photo.write_bytes(png(Image.new("L", (40, 40), 255)))
+    before = photo.read_bytes()
+    for target, says in (
+        (photo, "is one of the images to read"),
+        (tmp_path / "." / "my_digit.png", "is one of the images to read"),
+        (tiny_run / "seen.png", "is a run's folder"),
+    ):
+        code = main(["predict", str(tiny_run), str(photo), "--show-input", str(target)])
+        err = capsys.readouterr().err
+        assert code == 2 and says in err and err.count("\n") == 1, (target, err)
+    assert photo.read_bytes() == before and not (tiny_run / "seen.png").exists()
+
+
 def test_export_never_replaces_a_file_it_did_not_write(capsys, tiny, tiny_run, tmp_path):
     from mnistlab.config import Runtime, TrainConfig
     from mnistlab.runs import Run
@@ -402,14 +419,15 @@ def test_export_never_replaces_a_file_it_did_not_write(capsys, tiny, tiny_run, t
         (tiny_run / "evaluation.safetensors", "exists and export did not write it"),
         (tmp_path, "is a folder"),
         (tmp_path / "missing" / "m.onnx", "does not exist"),
+        (tmp_path / "w.json", "is where the weights' description goes"),
     ):
-        kind = "safetensors" if out.suffix in (".safetensors", "") else "torchscript"
+        kind = "safetensors" if out.suffix in (".safetensors", "", ".json") else "torchscript"
         code = main(["export", str(tiny_run), "--format", kind, "--out", str(out)])
         err = capsys.readouterr().err
         assert code == 2 and says in err and err.count("\n") == 1, (out, err)
     assert {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()} == before
     assert (tiny_run / "config.json").read_bytes() == config
-    assert not (tiny_run / "config.safetensors").exists()
+    assert not (tiny_run / "config.safetensors").exists() and not (tmp_path / "w.json").exists()
     # The run's own export is written again, as often as asked.
     for _ in range(2):
         assert main(["export", str(tiny_run), "--format", "safetensors"]) == 0

@@ -17,7 +17,6 @@ the best run where the energy (logsumexp) flagged 28% and the top logit 38%; for
 run the three were close (56%, 48%, 59%). Boxes read as zeros and are never flagged.
 """
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,15 +54,9 @@ class Calibration:
 
 def read(folder: str | Path) -> Calibration:
     """A run's calibration (in evaluation.json), or none where it has none or it is damaged."""
-    from mnistlab.runfiles import EVALUATION
+    from mnistlab.runfiles import EVALUATION, read_json
 
-    path = Path(folder) / EVALUATION
-    try:
-        if path.stat().st_size > 1_000_000:  # a report's numbers are a few kilobytes
-            return Calibration()
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
-        return Calibration()
+    saved = read_json(Path(folder) / EVALUATION)
     return Calibration.from_dict(saved.get("calibration") if isinstance(saved, dict) else None)
 
 

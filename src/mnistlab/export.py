@@ -137,6 +137,13 @@ def _target(folder: Path, out: str | Path | None, format: str) -> Path:
     default = folder / f"model{FORMATS[format]}"
     out = Path(out) if out else default
     written = [out, out.with_suffix(".json")] if format == "safetensors" else [out]
+    if len({path.resolve() for path in written}) < len(written):
+        # (a safetensors file named *.json: its description would be written over it)
+        raise ConfigError(
+            f"out: {out} is where the weights' description goes; name the weights file "
+            "model.safetensors (the description is written beside it as model.json)",
+            "out",
+        )
     mine = {default.resolve(), default.with_suffix(".json").resolve()}
     if out.is_dir():
         raise ConfigError(f"out: {out} is a folder; give the file to write", "out")

@@ -76,17 +76,31 @@ def remove_stale_temporaries(folder: str | Path, older_than: float = 0.0) -> int
     return removed
 
 
-def read_small(path: str | Path, limit: int = 1_000_000) -> bytes:
-    """A settings file's bytes: a regular file of at most `limit` bytes, or an OSError that
-    says why not (a device, a FIFO or a huge file is never read to the end)."""
+def open_regular(path: str | Path) -> BinaryIO:
+    """A regular file opened for reading, or an OSError that says why not. Opened without
+    blocking, so that a FIFO put in a file's place is refused, not waited on (a plain open()
+    waits for a writer that never comes); a device, or a link to one, is refused too."""
     import stat
 
-    with open(path, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def read_small(path: str | Path, limit: int = 1_000_000) -> bytes:
+    """A small file's bytes (settings, a run's JSON files): a regular file of at most `limit`
+    bytes, or an OSError that says why not (a device, a FIFO or a huge file is never read to
+    the end; the size is counted on what is read, not taken from stat)."""
+    with open_regular(path) as handle:
         content = handle.read(limit + 1)
     if len(content) > limit:
-        raise OSError(errno.EFBIG, f"larger than {limit:,} bytes, too large for a settings file")
+        raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", str(path))
     return content
 
 

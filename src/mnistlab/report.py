@@ -13,7 +13,7 @@ from pathlib import Path
 from mnistlab import runfiles
 from mnistlab.config import TrainConfig, model_name, show
 from mnistlab.errors import ConfigError, MnistlabError
-from mnistlab.files import atomic_write
+from mnistlab.files import atomic_write, read_small
 from mnistlab.settings import applicable, from_saved
 
 
@@ -41,6 +41,9 @@ def _table(header: list, rows: list[list]) -> dict:
     return {"header": [str(cell) for cell in header], "rows": [[str(c) for c in r] for r in rows]}
 
 
+MAX_PICTURE = 20_000_000  # bytes of one picture embedded in a report
+
+
 def _images(folder: Path, names) -> list[dict]:
     """The pictures that are regular files of the folder itself: a link is never followed
     (`curves.png -> /etc/passwd` would otherwise end up in the page)."""
@@ -49,7 +52,10 @@ def _images(folder: Path, names) -> list[dict]:
         path = folder / name
         if path.is_symlink() or not path.is_file():
             continue
-        content = path.read_bytes()
+        try:
+            content = read_small(path, MAX_PICTURE)
+        except OSError:  # replaced since, or larger than any picture mnistlab draws
+            continue
         if not content.startswith(b"\x89PNG\r\n\x1a\n"):
             continue
         images.append({"alt": path.stem, "data": base64.b64encode(content).decode()})
@@ -64,11 +70,6 @@ def _number(value, form: str) -> str:
     return format(value, form) if isinstance(value, int | float) else "n/a"
 
 
-def _json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _logistic_regression() -> int:
@@ -83,14 +84,14 @@ class _Run:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        values = _json(folder / runfiles.CONFIG)
+        values = runfiles.read_json(folder / runfiles.CONFIG)
         self.settings = values if isinstance(values, dict) else {}
         try:
             self.config = from_saved(self.settings)
         except MnistlabError:
             self.config = None
         self.history = runfiles.read_metrics(folder)
-        evaluation = _json(folder / runfiles.EVALUATION)
+        evaluation = runfiles.read_json(folder / runfiles.EVALUATION)
         self.evaluation = evaluation if isinstance(evaluation, dict) else {}
 
     @property

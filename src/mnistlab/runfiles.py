@@ -14,7 +14,7 @@ from filelock import FileLock, Timeout
 
 from mnistlab.config import TrainConfig
 from mnistlab.errors import MnistlabError, RunError
-from mnistlab.files import LOCK, atomic_write
+from mnistlab.files import LOCK, atomic_write, read_small
 from mnistlab.settings import from_saved
 
 CONFIG = "config.json"
@@ -23,6 +23,7 @@ MACHINE = "machine.json"
 METRICS = "metrics.jsonl"
 EVALUATION = "evaluation.json"
 PICTURES = ("curves.png", "confusion.png", "mistakes.png", "weights.png")
+MAX_METRICS = 50_000_000  # bytes of metrics.jsonl read: a line an epoch is ~300 bytes
 
 
 def plain(value):
@@ -49,10 +50,14 @@ def write_metrics(folder: Path, history: list[dict]) -> Path:
 def read_metrics(folder: str | Path) -> list[dict]:
     """The per-epoch records; lines that are not records are left out."""
     path = Path(folder) / METRICS
-    if not path.is_file():
+    if not path.exists():
         return []
+    try:
+        text = read_small(path, MAX_METRICS).decode(errors="replace")
+    except OSError as error:
+        raise RunError(f"{path}: cannot be read ({error.strerror})") from None
     records = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         try:
             record = json.loads(line)
         except ValueError:  # not JSON, or a number past the parser's digit limit
@@ -62,10 +67,19 @@ def read_metrics(folder: str | Path) -> list[dict]:
     return records
 
 
+def read_json(path: Path):
+    """A run's small JSON file (evaluation.json, study.json, ...), or None when it is missing,
+    not a regular file, too large or not JSON."""
+    try:
+        return json.loads(read_small(path))
+    except (OSError, ValueError, RecursionError):
+        return None
+
+
 def read_config(folder: str | Path) -> TrainConfig:
     path = Path(folder) / CONFIG
     try:
-        return from_saved(json.loads(path.read_text()))
+        return from_saved(json.loads(read_small(path)))
     except (OSError, ValueError, TypeError) as error:
         raise RunError(f"{path}: not a readable mnistlab run config ({error})") from None
 
@@ -85,7 +99,7 @@ def is_run(folder: str | Path) -> bool:
 def data_dir_of(folder: str | Path) -> str | None:
     """The data folder a run was trained with (absolute), if it was given one."""
     try:
-        value = json.loads((Path(folder) / MACHINE).read_text()).get("data_dir")
+        value = json.loads(read_small(Path(folder) / MACHINE)).get("data_dir")
     except (OSError, ValueError, AttributeError):
         return None
     # (A NUL byte, which no path holds, would make every later open() raise.)

@@ -3,6 +3,7 @@ used on your own images, taken to other runtimes, served to a browser."""
 
 import json
 import sys
+from pathlib import Path
 
 from mnistlab import text
 from mnistlab.cli.console import runtime_from_args
@@ -122,6 +123,24 @@ def cmd_check(args) -> int:
     return status
 
 
+def _show_input_target(path: Path, sources) -> None:
+    """The --show-input picture never replaces an image being read, nor lands in a run's
+    folder (whose files other commands read)."""
+    from mnistlab.runfiles import is_run
+
+    target = path.resolve()
+    if any(isinstance(source, Path) and source.resolve() == target for _, source in sources):
+        raise ConfigError(
+            f"show_input: {path} is one of the images to read; name another file", "show_input"
+        )
+    if is_run(path.parent):
+        raise ConfigError(
+            f"show_input: {path.parent} is a run's folder; write the picture to a folder of "
+            "your own",
+            "show_input",
+        )
+
+
 def cmd_predict(args) -> int:
     from mnistlab import images
     from mnistlab.predict import Predictor
@@ -130,6 +149,8 @@ def cmd_predict(args) -> int:
         picture_path(args.show_input, "show_input")  # refused before any work
     predictor = Predictor.load(args.run)
     sources = images.sources(args.images, sys.stdin.buffer)
+    if args.show_input:
+        _show_input_target(Path(args.show_input), sources)
     if args.show_input and len(sources) > images.MAX_SHOWN:
         raise ConfigError(
             f"show_input: one picture shows at most {images.MAX_SHOWN} images, and "

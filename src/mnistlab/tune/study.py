@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mnistlab.config import Runtime, TrainConfig
 from mnistlab.errors import ConfigError
-from mnistlab.files import atomic_write
+from mnistlab.files import atomic_write, read_small
 from mnistlab.tune import results, search
 from mnistlab.tune.space import Dimension
 from mnistlab.workqueue import workers as processes
@@ -43,7 +43,7 @@ class Study:
         password was left out of the file)."""
         path = Path(folder) / STUDY
         try:
-            where = json.loads(path.read_text())
+            where = json.loads(read_small(path))
             engine = Engine(storage or str(where["storage"]), str(where["study"]))
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ConfigError(f"{path}: not a study description ({error})") from None
