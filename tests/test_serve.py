@@ -624,6 +624,25 @@ def test_answers_name_their_model_and_cors_is_off_unless_asked(tiny_run):
     assert checkpoint.weights_digest({k: v.clone() for k, v in saved["model"].items()}) == expected
 
 
+def test_a_page_elsewhere_cannot_post_whatever_it_sends_unless_allowed(tiny_run):
+    # A form or fetch from another site needs no CORS preflight for text/plain or multipart:
+    # its Origin is what tells. The server's own page, and clients with no page, still work.
+    bar = np.zeros((28, 28), np.uint8)
+    bar[4:24, 12:16] = 255
+    one = digit_png(bar)
+    evil = {"Origin": "https://evil.example"}
+    with served(app_for_run(tiny_run)) as url:
+        api = url + "/api/predict"
+        for body, kind in ((one, "text/plain"), (one, "image/png"), multipart(("file", one))):
+            code, answer = request(api, body, kind, evil)
+            assert code == 403 and "https://evil.example" in answer["error"], (kind, answer)
+        assert request(api, one, "image/png", {"Origin": "null"})[0] == 403  # a sandboxed page
+        assert request(api, one, "image/png", {"Origin": url})[0] == 200  # the page it serves
+        assert request(api, one, "image/png")[0] == 200  # curl, a script
+    with served(app_for_run(tiny_run, cors=("https://evil.example",))) as url:
+        assert request(url + "/api/predict", one, "image/png", evil)[0] == 200
+
+
 def test_json_batches_and_every_answer_matches_the_openapi_description(tiny, tiny_run):
     import jsonschema
 

@@ -131,6 +131,7 @@ def create_app(
 
     async def predict(request: Request):
         try:
+            _same_origin(request, cors)
             body = await _body(request, max_bytes)
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if kind == "multipart/form-data":  # curl -F file=@digit.png, requests' files=
@@ -186,6 +187,23 @@ def create_app(
             ),
         ],
     )
+
+
+def _same_origin(request: Request, cors: tuple[str, ...]) -> None:
+    """A POST from a page elsewhere is refused unless its origin was allowed (`--cors`):
+    whatever its content type, since a text/plain or multipart body needs no CORS preflight,
+    and a page the user visits could otherwise make this server work. A request without an
+    Origin (curl, a script) has no page behind it; the server's own page sends its own."""
+    origin = request.headers.get("origin")
+    if origin is None or origin in cors:
+        return
+    host = request.headers.get("host", "").lower()
+    if origin.lower() not in (f"http://{host}", f"https://{host}"):
+        raise Refused(
+            403,
+            f"a request from the page at {origin} is refused: only this server's own page may "
+            "post here (start serve with --cors ORIGIN to allow another)",
+        )
 
 
 def app_for_run(run, device: str = "cpu", **limits) -> Starlette:

@@ -149,6 +149,7 @@ def openapi(info: dict, max_bytes: int) -> dict:
                             {"oneOf": [{"$ref": "#/components/schemas/Prediction"}, batch]},
                         ),
                         "400": refused("a malformed body: empty, bad JSON, wrong shape"),
+                        "403": refused("sent by a page of another origin than --cors allows"),
                         "413": refused("a body or an image over the limits"),
                         "415": refused("not an image of a format read here"),
                         "422": refused("an image with no ink"),
