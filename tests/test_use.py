@@ -600,3 +600,26 @@ def test_unsure_and_unfamiliar_on_digits_and_on_marks_that_are_not_digits(traine
     [two] = predictor.predict([photos.non_digit("two digits", rng, mnist.test.images[:9].numpy())])
     assert two.unfamiliar and "does not look like" in two.verdict()
     assert json.loads(json.dumps(two.as_dict()))["unfamiliar"] is True  # plain JSON types
+
+
+def test_a_progressive_jpeg_that_repeats_its_scans_is_refused_before_it_is_decoded(tiny_run):
+    # A small JPEG whose last scan is repeated 3,000 times: each scan is another pass over
+    # every pixel, so decoding it whole takes the server's turn for far longer than any photo.
+    import time
+
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((200, 200)).save(buffer, "JPEG", progressive=True)
+    jpeg = buffer.getvalue()
+    assert images.open_image(jpeg).size == (200, 200)  # an ordinary progressive JPEG is read
+    last, end = jpeg.rindex(b"\xff\xda"), jpeg.rindex(b"\xff\xd9")
+    bomb = jpeg[:end] + jpeg[last:end] * 3000 + jpeg[end:]
+    assert len(bomb) < 2_000_000  # under serve's byte limit
+    for source in (bomb, io.BytesIO(bomb)):
+        started = time.monotonic()
+        with pytest.raises(errors.UnsupportedImage, match="progressive JPEG of 3,0.. scans"):
+            images.open_image(source)
+        assert time.monotonic() - started < 1.0
+    path = Path(tiny_run).parent / "scans.jpg"  # a file, as predict is given one
+    path.write_bytes(bomb)
+    with pytest.raises(errors.UnsupportedImage, match="scans"):
+        Predictor.load(tiny_run).predict([path])

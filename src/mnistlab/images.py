@@ -18,6 +18,10 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # to Ghostscript), PDF, SVG and the rest are refused before any decoder sees them.
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")  # (JPEG opens a camera's MPO too)
 MAX_BYTES = 50_000_000  # an image file read whole: a phone's photo is a few MB
+# A progressive JPEG is decoded in one pass over every pixel per scan; encoders write about
+# ten scans, and a file that repeats its last scan thousands of times (under the byte limit)
+# would hold the decoder for minutes. Counted from the bytes before any is decoded.
+MAX_SCANS = 100
 MAX_SHOWN = 100  # images in one --show-input picture
 
 
@@ -47,6 +51,13 @@ def open_image(source, max_pixels: int = MAX_PIXELS):
             ) from None
         except (OSError, ValueError) as error:
             raise UnsupportedImage(f"{name} could not be read ({error})") from None
+    if image.format in ("JPEG", "MPO") and image.info.get("progressive"):
+        scans = _scans(source)
+        if scans > MAX_SCANS:
+            raise UnsupportedImage(
+                f"{name} is a progressive JPEG of {scans:,} scans, more than the {MAX_SCANS} "
+                "read here (encoders write about ten); save it again as an ordinary JPEG or PNG"
+            )
     width, height = image.size
     if width * height > max_pixels and image.format in ("JPEG", "MPO"):  # MPO: a camera's JPEG
         # A JPEG decodes at 1/2, 1/4 or 1/8 of its size for less than the full cost: a
@@ -63,6 +74,24 @@ def open_image(source, max_pixels: int = MAX_PIXELS):
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise ImageError(f"{name} could not be decoded ({error})") from None
     return image
+
+
+def _scans(source) -> int:
+    """The scans of a JPEG, counted as start-of-scan markers: entropy-coded data escapes every
+    0xFF byte, so the marker appears nowhere else (but in an embedded thumbnail's own, which
+    only adds its few)."""
+    if isinstance(source, bytes | bytearray):
+        return source.count(b"\xff\xda")
+    if isinstance(source, str | Path):
+        with open(source, "rb") as handle:
+            return handle.read(MAX_BYTES).count(b"\xff\xda")
+    if hasattr(source, "read") and hasattr(source, "seek"):  # a stream: read, then rewound
+        where = source.tell()
+        source.seek(0)
+        count = source.read(MAX_BYTES).count(b"\xff\xda")
+        source.seek(where)
+        return count
+    return 0  # a PIL image given as such: already the caller's to have decoded
 
 
 def _regular(path: Path) -> bool:
