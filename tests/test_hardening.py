@@ -598,3 +598,75 @@ def test_a_fifo_or_a_device_where_a_small_file_belongs_is_refused_never_waited_o
     code, err = finishes(["data", "info", "--dataset", "tiny"])
     one_line_error(code, err)
     assert "not a regular file" in err
+
+
+# --- numbers that pass a type check and make NaN ----------------------------------------------
+
+
+def test_numbers_from_a_run_folder_outside_their_range_never_reach_json_as_nan(
+    capsys, tiny, tiny_run, tmp_path
+):
+    from PIL import Image
+
+    from mnistlab.serve import app_for_run
+
+    image = tmp_path / "digit.png"
+    digit = Image.new("L", (40, 40), 255)
+    digit.paste(0, (17, 5, 23, 35))
+    digit.save(image)
+
+    def strict(word):
+        raise AssertionError(f"{word} in the JSON printed")
+
+    def tampered(name, change) -> Path:
+        run = tmp_path / name
+        shutil.copytree(tiny_run, run)
+        change(run)
+        return run
+
+    def evaluation(run, **calibration):
+        path = run / "evaluation.json"
+        saved = json.loads(path.read_text())
+        saved["calibration"] = {**saved["calibration"], **calibration}
+        path.write_text(json.dumps(saved))
+
+    def checkpoint_with(run, change):
+        payload = torch.load(run / "checkpoint.pt", weights_only=True)
+        change(payload)
+        torch.save(payload, run / "checkpoint.pt")
+
+    # A temperature of 5e-324 (or as a string): not used; the answers stay numbers.
+    for value in (5e-324, "1e-320", 1e300):
+        run = tampered(f"t{value}", lambda run, v=value: evaluation(run, temperature=v))
+        code, out, err = cli(capsys, "predict", run, image, "--json")
+        answer = json.loads(out, parse_constant=strict)  # NaN is not JSON
+        assert code in (0, 2) and "Traceback" not in err, err
+        assert all(0 <= p <= 1 for p in answer["probabilities"]), answer
+    # A std of 1e-300, a mean of 1e308: not a mnistlab checkpoint, said in one line.
+    for normalization in ([0.5, 1e-300], [1e308, 0.5]):
+        run = tampered(f"n{normalization[0]}", lambda run, n=normalization: checkpoint_with(
+            run, lambda payload: payload.__setitem__("normalization", n)))  # fmt: skip
+        code, _, err = cli(capsys, "predict", run, image)
+        one_line_error(code, err)
+        assert "'normalization' must be" in err
+    # Weights times 3e38: finite, but every output overflows; refused as the model loads.
+    def huge(payload):
+        payload["model"] = {name: value * 3e38 for name, value in payload["model"].items()}
+
+    run = tampered("huge", lambda run: checkpoint_with(run, huge))
+    code, _, err = cli(capsys, "predict", run, image, "--json")
+    one_line_error(code, err)
+    assert "outputs are not finite numbers" in err
+    with pytest.raises(CheckpointError, match="not finite"):
+        app_for_run(run)
+    # A last metrics line of Infinity is not a record: /api/model stays JSON.
+    def infinite(run):
+        with open(run / "metrics.jsonl", "a") as handle:
+            handle.write('{"epoch": 4, "test_accuracy": Infinity}\n')
+
+    run = tampered("inf", infinite)
+    assert all(r.get("test_accuracy") != float("inf") for r in runfiles.read_metrics(run))
+    from test_serve import request, served
+
+    with served(app_for_run(run)) as url:
+        assert request(url + "/api/model")[0] == 200

@@ -27,6 +27,7 @@ import torch
 UNSURE = 0.8
 UNFAMILIAR_RATE = 0.02  # the share of held-out digits flagged unfamiliar, by design
 WIDE = 1.4  # a mark this many times wider than tall is not one digit
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-2, 1e2  # a saved temperature outside is not used
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class Calibration:
             fitted_on = str(saved["fitted_on"])
         except (KeyError, TypeError, ValueError, OverflowError):
             return cls()
-        if not (0 < temperature < 1e3 and 0 <= below <= 1 and math.isfinite(temperature)):
+        # (fit() searches 0.05-20; far outside, dividing the logits by it overflows)
+        if not (MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE and 0 <= below <= 1):
             return cls()
         return cls(temperature, below, fitted_on)
 

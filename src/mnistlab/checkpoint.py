@@ -133,8 +133,10 @@ def _check(path: Path, payload: dict) -> None:
     numbers = [type(v) in (float, int) for v in normalization]  # (True is no mean)
     if len(normalization) != 2 or not all(numbers) or not all(map(math.isfinite, normalization)):
         fail("'normalization' must be two numbers (mean, std)")
-    if not normalization[1] > 0:
-        fail("'normalization' has a standard deviation that is not positive")
+    if not 1e-3 <= normalization[1] <= 1e3 or abs(normalization[0]) > 1e3:
+        # (pixels are scaled to 0-1 first: any mean or std far outside that range makes inputs
+        # that overflow, not a model that was trained)
+        fail("'normalization' must be a mean within ±1000 and a std between 0.001 and 1000")
     if not all(isinstance(record, dict) for record in payload["history"]):
         fail("'history' must be a list of per-epoch records")
     needed = ("epoch", "train_loss", "seconds", "samples_per_second")

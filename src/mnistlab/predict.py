@@ -18,6 +18,8 @@ import torch
 from mnistlab import calibration, checkpoint, preprocess
 from mnistlab.calibration import Calibration
 from mnistlab.config import TrainConfig
+from mnistlab.datasets import SIDE
+from mnistlab.errors import CheckpointError
 from mnistlab.resident import to_inputs
 
 
@@ -89,9 +91,11 @@ class Predictor:
         config = saved["config"]
         folder = checkpoint.resolve(run).parent
         classes = get_spec(config.dataset).classes
-        return cls(
+        predictor = cls(
             config, model, saved["normalization"], classes, folder.name, calibration.read(folder)
         )
+        predictor.predict_prepared(np.zeros((1, SIDE, SIDE), np.uint8))  # finite outputs?
+        return predictor
 
     def prepare(self, source) -> np.ndarray:
         return preprocess.prepare(source, self.config.dataset)
@@ -103,6 +107,11 @@ class Predictor:
         x = to_inputs(torch.from_numpy(np.ascontiguousarray(images)), self.mean, self.std, device)
         fitted = self.calibration
         probabilities = torch.softmax(self.model(x).double() / fitted.temperature, 1).cpu()
+        if not bool(probabilities.isfinite().all()):  # weights that overflow: no answer to give
+            raise CheckpointError(
+                f"{self.name or 'the model'}: its outputs are not finite numbers (its weights "
+                "are out of the range training gives); train it again"
+            )
         predictions = []
         for image, row in zip(images, probabilities, strict=True):
             label, confidence = int(row.argmax()), float(row.max())

@@ -47,6 +47,12 @@ def write_metrics(folder: Path, history: list[dict]) -> Path:
     return atomic_write(Path(folder) / METRICS, lines)
 
 
+def _not_a_number(word: str):
+    """json.loads takes NaN and Infinity, which mnistlab never writes (write_metrics makes
+    them null) and no JSON reader downstream accepts: such a line is not a record."""
+    raise ValueError(f"{word} is not a JSON number")
+
+
 def read_metrics(folder: str | Path) -> list[dict]:
     """The per-epoch records; lines that are not records are left out."""
     path = Path(folder) / METRICS
@@ -59,8 +65,8 @@ def read_metrics(folder: str | Path) -> list[dict]:
     records = []
     for line in text.splitlines():
         try:
-            record = json.loads(line)
-        except ValueError:  # not JSON, or a number past the parser's digit limit
+            record = json.loads(line, parse_constant=_not_a_number)
+        except ValueError:  # not JSON, NaN or infinity, or a number past the digit limit
             continue
         if isinstance(record, dict):
             records.append(record)
