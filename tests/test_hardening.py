@@ -177,6 +177,9 @@ def test_data_folders_that_are_files_are_one_line_errors(capsys, tmp_path, monke
         (["data", "info", "--dataset", "kmnist"], "unknown dataset 'kmnist'"),
         # Inputs that size work are checked against a stated limit before the work starts.
         (["train", "--hidden", "1048576", "1048576"], "weights, more than the 268,435,456"),
+        # every layer within bounds, the whole model not: refused before a layer is made
+        (["train", "--dry-run", "--hidden", *["16384"] * 6], "a model of 1,355,186,176 weights"),
+        (["train", "--dry-run", "--hidden", *["8"] * 101], "at most 100 hidden layers"),
         (["train", "--epochs", "1000000000"], "--epochs must be between 1 and 100,000"),
         (["train", "--config", "/dev/zero"], "cannot read config file /dev/zero: not a regular"),
         (["data", "show", "--rows", "100000"], "--rows: must be between 1 and 100"),
@@ -276,6 +279,7 @@ def crafted(payload: dict) -> dict:
         ({"history": ["a", "b"]}, "'history' must be a list of per-epoch records"),
         ({"epoch": "1"}, "'epoch' is missing or not a int"),
         ({"config": {"hidden": "abc"}}, "its config: hidden must be a list"),
+        ({"config": {"hidden": [16384] * 12}}, "make a model of 2,965,798,912"),  # before any allocation
     ],
 )
 def test_a_crafted_checkpoint_is_not_a_mnistlab_checkpoint(capsys, tmp_path, change, message):

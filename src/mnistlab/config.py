@@ -38,7 +38,10 @@ EXPORT_FORMATS = ("onnx", "export", "torchscript", "safetensors")
 # Upper limits that keep a mistyped number from reaching torch as an allocation or overflow.
 MAX_SEED = 2**63 - 1
 MAX_WIDTH = 1 << 20
-MAX_LAYER = 1 << 28  # weights in one layer: 1 GiB in float32, before gradients and Adam's state
+MAX_DEPTH = 100  # hidden layers
+# Weights in the whole model, checked from the settings before any is made: 1 GiB in float32,
+# before gradients and Adam's state.
+MAX_WEIGHTS = 1 << 28
 MAX_EPOCHS = 100_000
 CHECK_TIME_LIMIT = 120.0  # seconds `check` gives one model file to run and be checked
 MAX_BATCH = 1 << 24
@@ -130,19 +133,21 @@ class TrainConfig:
         for name in ("dropout", "warmup", "val_split", "momentum", "label_smoothing"):
             check.fraction(name, getattr(self, name))
         check.at_least("weight_decay", self.weight_decay, 0)
+        if len(self.hidden) > MAX_DEPTH:
+            raise ConfigError(
+                f"hidden: at most {MAX_DEPTH} hidden layers, got {len(self.hidden):,}", "hidden"
+            )
         if any(not 1 <= width <= MAX_WIDTH for width in self.hidden):
             raise ConfigError(
                 f"hidden widths must be between 1 and {MAX_WIDTH:,}, got {list(self.hidden)}",
                 "hidden",
             )
         sizes = self.layer_sizes
-        widest = max(
-            fan_in * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)
-        )
-        if widest > MAX_LAYER:
+        layers = [fan_in * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)]
+        if sum(layers) > MAX_WEIGHTS:
             raise ConfigError(
-                f"hidden widths {list(self.hidden)} make a layer of {widest:,} weights, more "
-                f"than the {MAX_LAYER:,} allowed",
+                f"hidden widths {list(self.hidden)} make a model of {sum(layers):,} weights, "
+                f"more than the {MAX_WEIGHTS:,} allowed",
                 "hidden",
             )
         if self.model == "mlp" and not self.hidden:
