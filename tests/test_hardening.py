@@ -279,7 +279,7 @@ def crafted(payload: dict) -> dict:
         ({"history": ["a", "b"]}, "'history' must be a list of per-epoch records"),
         ({"epoch": "1"}, "'epoch' is missing or not a int"),
         ({"config": {"hidden": "abc"}}, "its config: hidden must be a list"),
-        ({"config": {"hidden": [16384] * 12}}, "make a model of 2,965,798,912"),  # before any allocation
+        ({"config": {"hidden": [16384] * 12}}, "a model of 2,965,798,912"),  # not allocated
     ],
 )
 def test_a_crafted_checkpoint_is_not_a_mnistlab_checkpoint(capsys, tmp_path, change, message):
