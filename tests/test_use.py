@@ -623,3 +623,51 @@ def test_a_progressive_jpeg_that_repeats_its_scans_is_refused_before_it_is_decod
     path.write_bytes(bomb)
     with pytest.raises(errors.UnsupportedImage, match="scans"):
         Predictor.load(tiny_run).predict([path])
+
+
+def odd_images() -> dict[str, bytes]:
+    """Files people and programs write that once raised from deep inside preparation: modes
+    Image.reduce does not take at a photo's size, a damaged EXIF block, float TIFFs holding
+    values no scanner writes."""
+
+    def saved(image, kind="PNG", **options) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, kind, **options)
+        return buffer.getvalue()
+
+    page = Image.new("L", (2000, 1800), 255)
+    page.paste(0, (900, 500, 1000, 1300))
+    found = {
+        "palette": saved(page.convert("P")),
+        "black and white": saved(page.convert("1")),
+        "16-bit": saved(Image.fromarray(np.asarray(page).astype(np.uint16) * 257)),
+    }
+    small = Image.new("L", (100, 100), 255)
+    small.paste(0, (40, 20, 60, 80))
+    for kind in ("PNG", "WEBP"):
+        found[f"{kind} with damaged EXIF"] = saved(small, kind, exif=b"Exif\x00\x00garbage")
+    for value in (np.inf, -np.inf, np.nan, 3e38, -3e38):
+        array = np.full((60, 60), 1.0, np.float32)
+        array[20:40, 25:35] = 0
+        array[0, 0] = value
+        found[f"float TIFF holding {value}"] = saved(Image.fromarray(array, "F"), "TIFF")
+    return found
+
+
+def test_odd_modes_exif_and_float_tiffs_are_read_or_refused_never_a_traceback(tiny_run):
+    from mnistlab.serve import app_for_run
+    from test_serve import multipart, request, served
+
+    odd = odd_images()
+    import contextlib
+
+    for name, content in odd.items():
+        with contextlib.suppress(errors.ImageError):  # a one-line refusal is an answer too
+            assert preprocess.prepare(content).shape == (28, 28), name
+    # In a batch, each is its own answer: never a 500 for the request.
+    with served(app_for_run(tiny_run)) as url:
+        body, kind = multipart(*[("file", content) for content in odd.values()][:16])
+        code, answer = request(url + "/api/predict", body, kind)
+        assert code == 200 and len(answer["predictions"]) == len(odd), answer
+        for name, content in odd.items():
+            assert request(url + "/api/predict", content)[0] in (200, 413, 415, 422), name

@@ -117,9 +117,19 @@ def grey(source) -> np.ndarray:
         if array.ndim != 2:
             raise ImageError(f"an image array must be (H, W) or (H, W, C), got {source.shape}")
         return array
+
+    return grey_levels(upright(open_image(source)))
+
+
+def upright(image):
+    """The image turned as its EXIF orientation says; as it is when that block is malformed
+    (Pillow's parser raises anything from SyntaxError to struct.error on a damaged one)."""
     from PIL import ImageOps
 
-    return grey_levels(ImageOps.exif_transpose(open_image(source)))
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: no orientation to apply
+        return image
 
 
 def grey_levels(image) -> np.ndarray:
@@ -133,9 +143,16 @@ def grey_levels(image) -> np.ndarray:
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         # 16-bit or float grey: Pillow's conversion to 8 bits clips (an anti-aliased digit
         # keeps only its darkest pixels); scaled by the image's own range instead.
-        array = np.asarray(image, dtype=np.float32)
-        low, high = float(array.min()), float(array.max())
-        return (array - low) * (255 / (high - low)) if high > low else np.zeros_like(array)
+        # (in float64, where even float32's extremes subtract without overflow; a value
+        # that is not finite, which no scanner writes, is taken as the lightest)
+        array = np.asarray(image, dtype=np.float64)
+        finite = np.isfinite(array)
+        if not finite.any():
+            return np.zeros(array.shape, np.float32)
+        low, high = float(array[finite].min()), float(array[finite].max())
+        array = np.where(finite, array, high)
+        scaled = (array - low) * (255 / (high - low)) if high > low else np.zeros_like(array)
+        return scaled.astype(np.float32)
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 

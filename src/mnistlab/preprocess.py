@@ -25,7 +25,7 @@ import numpy as np
 
 from mnistlab.datasets import SIDE
 from mnistlab.errors import ImageError
-from mnistlab.images import grey, grey_levels, open_image
+from mnistlab.images import grey, grey_levels, open_image, upright
 
 WORK, SMALL = 448, 160  # a page is examined with its long side between these, in pixels
 STROKE = 0.12  # MNIST's strokes are about this share of the digit's longer side (median)
@@ -42,11 +42,14 @@ def lightness(source) -> np.ndarray:
     the working size are reduced as they are read."""
     if hasattr(source, "detach") or isinstance(source, np.ndarray):
         return grey(source)
-    from PIL import ImageOps
 
-    image = ImageOps.exif_transpose(open_image(source))
+    image = upright(open_image(source))
     factor = max(image.size) // (2 * WORK)
     if factor >= 2:  # a 12-megapixel photo: reduced in Pillow before any float copy is made
+        if image.mode in ("1", "P", "PA") or image.mode.startswith("I;16"):
+            # (modes Image.reduce does not take: a palette's colours, transparency kept;
+            # black and white as grey; 16-bit grey as 32-bit, its range read later)
+            image = image.convert({"1": "L", "P": "RGBA", "PA": "RGBA"}.get(image.mode, "I"))
         image = image.reduce(factor)
     if image.mode not in ("RGB", "CMYK", "YCbCr", "LAB", "HSV"):
         # grey, 16-bit, or with transparency (composited on white there; a palette's colours
