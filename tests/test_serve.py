@@ -730,3 +730,26 @@ def test_serve_hands_large_freed_blocks_back_to_the_system():
     # (glibc: the mapping threshold fixed, so a storm of large images leaves no heap behind;
     # benchmarks/serve.py measures the memory)
     assert return_freed_memory() is sys.platform.startswith("linux")
+
+
+def test_pixels_and_parts_of_the_wrong_kind_are_said_as_such(tiny_run):
+    row = [0] * 10 + [255] * 8 + [0] * 10
+    with served(app_for_run(tiny_run)) as url:
+        api = url + "/api/predict"
+        for pixels, says in (
+            ([[str(v) for v in row]] * 28, "not text or true/false"),  # "255"
+            ([[v > 0 for v in row]] * 28, "not text or true/false"),  # true
+            (255, "got a single number"),
+            ([row] * 27, "got 27x28"),
+        ):
+            body = json.dumps({"pixels": pixels}).encode()
+            code, answer = request(api, body, "application/json")
+            assert code == 400 and says in answer["error"], (pixels, answer)
+        # a multipart `file` part sent as text (no filename), not as a file
+        boundary = "mnistlab-text-part"
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"\r\n\r\n'
+            f"not a file\r\n--{boundary}--\r\n"
+        ).encode()
+        code, answer = request(api, body, f"multipart/form-data; boundary={boundary}")
+        assert code == 400 and "holds text, not a file" in answer["error"], answer

@@ -97,7 +97,15 @@ async def _uploads(request: Request, body: bytes) -> list[bytes]:
     try:
         parsed = Parsed(request.scope, receive)
         async with parsed.form(max_files=MAX_FILES, max_fields=MAX_FILES) as form:
-            files = [await upload.read() for upload in form.getlist("file")]
+            parts = form.getlist("file")
+            if any(isinstance(part, str) for part in parts):  # a part without a filename
+                raise Refused(
+                    400, "the multipart field `file` holds text, not a file: send the image "
+                    "as a file (curl -F file=@x.png)",
+                )  # fmt: skip
+            files = [await upload.read() for upload in parts]
+    except Refused:
+        raise
     except Exception as error:  # noqa: BLE001 - a malformed multipart body, whatever it breaks
         raise Refused(400, f"the multipart body could not be read ({error})") from None
     if not files or not all(isinstance(file, bytes) for file in files):
@@ -109,12 +117,15 @@ def _pixels(body: bytes) -> np.ndarray:
     """JSON {"pixels": ...}: one 28x28 image (28, 28) or a batch of them (N, 28, 28)."""
     try:
         value = json.loads(body)
-        pixels = np.asarray(value["pixels"], dtype=np.float64)
+        raw = np.asarray(value["pixels"])
+        pixels = raw.astype(np.float64)
     # RecursionError: JSON nested thousands deep; OverflowError: an integer of 400 digits.
     except (ValueError, KeyError, TypeError, RecursionError, OverflowError):
         raise Refused(400, 'send JSON {"pixels": [[...28 numbers...] x 28]}') from None
+    if raw.dtype.kind not in "iuf":  # strings ("255") and true/false are not grey levels
+        raise Refused(400, "pixels must be numbers in 0-255, not text or true/false")
     if pixels.shape[-2:] != (SIDE, SIDE) or pixels.ndim not in (2, 3):
-        shape = "x".join(map(str, pixels.shape))
+        shape = "x".join(map(str, pixels.shape)) if pixels.ndim else "a single number"
         raise Refused(400, f"pixels must be 28x28, or a list of 28x28 images; got {shape}")
     if pixels.ndim == 3 and not 1 <= len(pixels) <= MAX_FILES:
         raise Refused(400, f"send 1 to {MAX_FILES} images in one request, not {len(pixels)}")
