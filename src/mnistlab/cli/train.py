@@ -29,7 +29,8 @@ def add_parsers(commands) -> None:
     train.add_argument(
         "--dry-run",
         action="store_true",
-        help="one epoch of two batches in a temporary folder: a quick end-to-end check",
+        help="one epoch of two batches, in a temporary folder removed after (or in --out): a "
+        "quick end-to-end check",
     )
     train.add_argument("--no-plots", action="store_true", help="skip the run's pictures")
     train.set_defaults(handler=cmd_train)
@@ -99,14 +100,26 @@ def _open_run(args):
 
 
 def cmd_train(args) -> int:
-    from mnistlab.runs import StopFlag
 
     for flag in ("out", "recipe", "config"):
         if args.resume and getattr(args, flag):
             raise RunError(f"--{flag} cannot be given with --resume: a run keeps its own")
     runtime = runtime_from_args(args)
-    with _open_run(args) as run:
-        dry = " (a dry run: two batches, in a temporary folder)" if args.dry_run else ""
+    run = _open_run(args)
+    # A dry run without --out works in a temporary folder, removed when it ends however it ends.
+    temporary = run.folder if args.dry_run and not args.out else None
+    try:
+        return _train(args, run, runtime)
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _train(args, run, runtime) -> int:
+    from mnistlab.runs import StopFlag
+
+    with run:
+        dry = " (a dry run: two batches)" if args.dry_run else ""
         print(
             f"training {describe(run.config)} on {run.config.dataset}; run folder {run.folder}{dry}"
         )
