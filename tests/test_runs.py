@@ -302,3 +302,19 @@ def test_a_full_disk_is_said_in_one_line_and_the_last_checkpoint_stays(tiny, tmp
             run.fit(Runtime(data_dir=str(tiny[0])), pictures=False, on_epoch=fill)
         assert checkpoint.load(folder)["epoch"] == 1
         assert not list(folder.glob(files.TEMP_PREFIX + "*"))
+
+
+def test_a_full_disk_before_the_first_checkpoint_says_none_was_written(tiny, tmp_path):
+    # Full from the start: there is no previous checkpoint to speak of.
+    with small_file_system(tmp_path / "small", "512k") as mount:
+        folder = mount / "run"
+        with Run.create(folder, tiny_config(hidden=(512,), epochs=1)) as run:
+            with open(mount / "filler", "wb") as handle:
+                while (free := shutil.disk_usage(mount).free) > 40_000:
+                    handle.write(b"\0" * min(65536, free - 40_000))
+                    handle.flush()
+            with pytest.raises(CheckpointError, match="no checkpoint was written") as raised:
+                run.fit(Runtime(data_dir=str(tiny[0])), pictures=False)
+        assert "previous" not in str(raised.value)
+        assert not (folder / "checkpoint.pt").exists()
+        assert not list(folder.glob(files.TEMP_PREFIX + "*"))

@@ -52,13 +52,13 @@ def save(
     # RuntimeError ("unexpected pos"); a plain write fails with the OSError that says why.
     buffer = io.BytesIO()
     torch.save(payload, buffer)
+    had = Path(path).is_file()
     try:
         atomic_write(path, buffer.getbuffer())
     except OSError as error:
         what = "no space left on device" if is_no_space(error) else error.strerror
-        raise CheckpointError(
-            f"{what} while saving {path}; the previous checkpoint is intact"
-        ) from None
+        kept = "the previous checkpoint is intact" if had else "no checkpoint was written"
+        raise CheckpointError(f"{what} while saving {path}; {kept}") from None
     return path
 
 
