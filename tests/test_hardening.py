@@ -318,7 +318,7 @@ def test_lines_that_are_not_records_are_skipped_with_their_line_number(tmp_path,
     assert report.render_sweep(tmp_path)  # the rest stays readable
 
 
-def test_two_sweeps_cannot_write_one_folder_at_once(tmp_path, tiny):
+def test_two_sweeps_cannot_write_one_folder_at_once(capsys, tmp_path, tiny):
     from filelock import FileLock
 
     from mnistlab.errors import RunError
@@ -326,6 +326,12 @@ def test_two_sweeps_cannot_write_one_folder_at_once(tmp_path, tiny):
     (tmp_path / "s").mkdir()
     with FileLock(str(tmp_path / "s" / ".mnistlab.lock")), pytest.raises(RunError, match="in use"):
         run_sweep([TrainConfig(dataset="tiny")], tmp_path / "s")
+    # The second with --workers: refused in one line before any worker starts.
+    with FileLock(str(tmp_path / "s" / ".mnistlab.lock")):
+        code = main(["sweep", "--dataset", "tiny", "--data-dir", str(tiny[0]), "--seeds", "0",
+                     "1", "--workers", "2", "--out", str(tmp_path / "s")])  # fmt: skip
+    one_line_error(code, capsys.readouterr().err)
+    assert not (tmp_path / "s" / "study.db").exists()  # no worker was started
 
 
 # --- 20. misleading messages --------------------------------------------------------------------

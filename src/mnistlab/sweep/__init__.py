@@ -99,9 +99,13 @@ class Sweep:
         if self.folder.exists() and not self.folder.is_dir():
             raise RunError(f"cannot use {self.folder} as a sweep folder: it is a file")
         self.folder.mkdir(parents=True, exist_ok=True)
-        if workers > 1:
-            records = self._in_processes(configs, runtime, workers, should_stop)
-            atomic_write(self.folder / RESULTS, "".join(json.dumps(r) + "\n" for r in records))
+        if workers > 1:  # held here, for the workers this process starts to share
+            lock = lock_folder(self.folder)
+            try:
+                records = self._in_processes(configs, runtime, workers, should_stop)
+                atomic_write(self.folder / RESULTS, "".join(json.dumps(r) + "\n" for r in records))
+            finally:
+                lock.release()
         elif self.engine is not None:
             records = self._shared(configs, runtime, on_record, should_stop)
             atomic_write(self.folder / RESULTS, "".join(json.dumps(r) + "\n" for r in records))
