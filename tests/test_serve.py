@@ -552,6 +552,34 @@ def test_an_endless_or_crowded_request_head_is_cut_off_and_the_server_keeps_serv
         assert send(ordinary).startswith(b"HTTP/1.1 200")
 
 
+def test_a_request_head_sent_by_halves_or_not_at_all_is_timed_out(tiny_run, monkeypatch):
+    import socket
+
+    from mnistlab.serve import server
+
+    monkeypatch.setattr(server, "HEAD_SECONDS", 1.0)
+    with served(app_for_run(tiny_run)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        half = socket.create_connection((host, int(port)), timeout=30)
+        half.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ")
+        silent = socket.create_connection((host, int(port)), timeout=30)
+        started = time.monotonic()
+        assert half.recv(200).startswith(b"HTTP/1.1 408") and half.recv(200) == b""  # closed
+        assert silent.recv(200) == b""  # nothing sent, nothing answered: closed
+        assert time.monotonic() - started < 10
+        half.close()
+        silent.close()
+        # a slow but whole head inside the time, and a kept-alive connection, are served
+        with socket.create_connection((host, int(port)), timeout=30) as client:
+            for piece in (b"GET /healthz HTTP/1.1\r\n", b"Host: 127.0.0.1\r\n", b"\r\n"):
+                client.sendall(piece)
+                time.sleep(0.3)
+            assert client.recv(200).startswith(b"HTTP/1.1 200")
+            time.sleep(1.5)  # longer than a head may take, but between requests
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert client.recv(200).startswith(b"HTTP/1.1 200")
+
+
 def multipart(*parts: tuple[str, bytes]) -> tuple[bytes, str]:
     """A multipart/form-data body as curl -F sends it, and its content type."""
     boundary = "mnistlab-test-boundary"
