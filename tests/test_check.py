@@ -147,3 +147,59 @@ def test_a_class_of_files_each_checked_apart_with_a_time_limit(capfd, tiny):
     assert reports[targets[2]]["passed"] and reports[targets[4]]["passed"]
     assert "loading my model" in captured.err and "not a Python file" in captured.err
     assert "Traceback" not in captured.err
+
+
+CORRECT = (MODELS / "correct.py").read_text()
+HOSTILE = {
+    # a pass written by the file itself, to where check's report goes
+    "forger.py": "import os, sys\nos.write(int(sys.argv[1]), b'{\"findings\": []}')\nos._exit(0)\n",
+    # a report channel filled with what is not a report
+    "garbler.py": "import os, sys\nos.write(int(sys.argv[1]), b'not json')\n",
+    # a child left running, its pid written down for the test to look at
+    "forks.py": "import subprocess, sys, os\nchild = subprocess.Popen([sys.executable, '-c', "
+    "'while True: pass'])\nopen(os.path.join(os.path.dirname(__file__), 'child.pid'), 'w')"
+    ".write(str(child.pid))\n",
+    # a thread that never ends, and a child holding the output open
+    "lingers.py": "import subprocess, threading, time\nthreading.Thread(target=time.sleep, "
+    "args=(600,)).start()\nsubprocess.Popen(['sleep', '600'])\n",
+    # 3 GB, past the memory cap
+    "greedy.py": "import torch\nhoard = torch.ones(3 * 2**30 // 4)\n",
+    # 50 MB of output
+    "loud.py": "import sys\nfor _ in range(50):\n    sys.stdout.write('x' * 1_000_000)\n",
+}
+
+
+@pytest.mark.slow
+def test_a_file_cannot_pass_by_writing_the_report_nor_outlive_outgrow_or_flood_check(
+    capfd, tiny, tmp_path
+):
+    import os
+    import time
+
+    targets = []
+    for name, head in HOSTILE.items():
+        (tmp_path / name).write_text(head + CORRECT)
+        targets.append(f"{tmp_path / name}:BasicMLP")
+    argv = ["check", *targets, "--dataset", "tiny", "--data-dir", str(tiny[0]), "--json"]
+    started = time.monotonic()
+    code = main([*argv, "--time-limit", "60"])
+    captured = capfd.readouterr()
+    reports = {
+        Path(r["target"].split(":")[0]).name: r for r in map(json.loads, captured.out.splitlines())
+    }
+    assert code in (1, 2) and "Traceback" not in captured.err
+    for name in ("forger.py", "garbler.py"):
+        assert not reports[name]["passed"], reports[name]
+        assert "wrote to the channel" in str(reports[name]), reports[name]
+    pid = int((tmp_path / "child.pid").read_text())
+    with pytest.raises(ProcessLookupError):  # ended with the check
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+    assert reports["forks.py"]["passed"] and reports["lingers.py"]["passed"]
+    assert "greedy.py" not in reports or not reports["greedy.py"]["passed"]
+    if "greedy.py" not in reports:  # refused as it ran: a one-line error naming it
+        assert "greedy.py raised" in captured.err and "allocate memory" in captured.err
+    assert reports["loud.py"]["passed"]
+    assert len(captured.err) < 2 * usercode.MAX_OUTPUT + 10_000  # the flood cut, not held
+    assert time.monotonic() - started < 60  # no lingering thread or child became a timeout
