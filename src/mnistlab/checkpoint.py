@@ -127,6 +127,11 @@ def _check(path: Path, payload: dict) -> None:
             fail(f"{key!r} is missing or not a {kind.__name__}")
     if not all(isinstance(value, torch.Tensor) for value in payload["model"].values()):
         fail("'model' holds something other than tensors")
+    if not all(
+        value.layout == torch.strided and value.device.type == "cpu" and value.is_floating_point()
+        for value in payload["model"].values()
+    ):  # (sparse or meta tensors, which no training writes, fail every later step)
+        fail("'model' holds tensors that are not dense floating-point arrays")
     if not all(bool(value.isfinite().all()) for value in payload["model"].values()):
         fail("'model' holds weights that are not finite numbers (NaN or infinite)")
     normalization = payload["normalization"]
