@@ -19,8 +19,7 @@ REAL_DATA = os.environ.get("MNISTLAB_TEST_DATA")
 
 def pytest_xdist_auto_num_workers(config):
     """`-n auto`: a test process per core and one more, since many tests wait on processes
-    they started (3 on a 2-core machine: 158 s for the suite, against 182 s with 2 and 173 s
-    with 4, in one spell)."""
+    they started (docs/speed.md gives the suite's times)."""
     from mnistlab.cores import usable
 
     return usable() + 1

@@ -10,7 +10,7 @@ import base64
 import json
 from pathlib import Path
 
-from mnistlab import runfiles
+from mnistlab import runfiles, text
 from mnistlab.config import TrainConfig, model_name, show
 from mnistlab.errors import ConfigError, MnistlabError
 from mnistlab.files import atomic_write, read_small
@@ -291,8 +291,7 @@ def render_study(folder: Path) -> str:
 
     study = Study.open(folder)
     summary = study.summary()
-    counts = ", ".join(f"{count} {state}" for state, count in sorted(summary["counts"].items()))
-    paragraphs: list = [f"{counts or 'no trials'}."]
+    paragraphs: list = [f"{text.trial_counts(summary)}."]
     best = summary.get("best_test")
     if best:
         paragraphs.append(
@@ -305,11 +304,8 @@ def render_study(folder: Path) -> str:
             ]
         )
     if summary.get("standard_error"):
-        paragraphs.append(
-            f"One standard error of the best's validation accuracy is "
-            f"{100 * summary['standard_error']:.2f} points: trials closer than that are not "
-            "told apart."
-        )
+        sentence = text.standard_error(summary["standard_error"])
+        paragraphs.append(sentence[0].upper() + sentence[1:] + ".")
     baseline = summary.get("baseline")
     if baseline and baseline["val_accuracy"] is not None:
         paragraphs.append(
@@ -350,11 +346,11 @@ def write(folder: str | Path | list, out: str | Path | None = None) -> Path:
     if len(folders) > 1:
         if out is None:
             raise ConfigError("out: give the HTML file to write for several runs", "out")
-        text = render_runs(folders)
+        page = render_runs(folders)
     elif is_study(folders[0]):
-        text = render_study(folders[0])
+        page = render_study(folders[0])
     else:
-        text = render_sweep(folders[0]) if is_sweep(folders[0]) else render_run(folders[0])
+        page = render_sweep(folders[0]) if is_sweep(folders[0]) else render_run(folders[0])
     out = Path(out) if out else folders[0] / "report.html"
     if out.is_dir():
         raise ConfigError(f"out: {out} is a folder; give the HTML file to write", "out")
@@ -362,6 +358,6 @@ def write(folder: str | Path | list, out: str | Path | None = None) -> Path:
         raise ConfigError(f"out: the folder {out.parent} does not exist", "out")
     try:
         # A folder name that is not UTF-8 shows as replacement characters, not an error.
-        return atomic_write(out, text.encode("utf-8", errors="replace"))
+        return atomic_write(out, page.encode("utf-8", errors="replace"))
     except OSError as error:
         raise ConfigError(f"out: cannot write {out}: {error.strerror}", "out") from None

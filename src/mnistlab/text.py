@@ -196,10 +196,23 @@ def _trial(number: int, state: str, value: float | None, params: dict) -> str:
     return f"trial {number}: {state}{accuracy} {settings}"
 
 
+def trial_counts(summary: dict) -> str:
+    """A study's trials by state: '3 complete, 1 pruned', or 'no trials'."""
+    counts = ", ".join(f"{count} {state}" for state, count in sorted(summary["counts"].items()))
+    return counts or "no trials"
+
+
+def standard_error(error: float) -> str:
+    """What a study's standard error means, in the one sentence the summary and report say."""
+    return (
+        f"one standard error of the best's validation accuracy is {100 * error:.2f} points: "
+        "trials closer than that are not told apart"
+    )
+
+
 def study(summary: dict) -> str:
     """A study: trials by state, the best, parameter importances, the best's test accuracy."""
-    counts = ", ".join(f"{count} {state}" for state, count in sorted(summary["counts"].items()))
-    lines = [f"study {summary['study']}: {counts or 'no trials'}"]
+    lines = [f"study {summary['study']}: {trial_counts(summary)}"]
     if summary["best"]:
         lines.append("best trials (validation accuracy):")
         for entry in summary["best"]:
@@ -210,10 +223,7 @@ def study(summary: dict) -> str:
             lines.append(f"  {entry['trial']:>4}  {percent(entry['val_accuracy'])}  {settings}")
     error = summary.get("standard_error")
     if error:
-        lines.append(
-            f"one standard error of the best's validation accuracy: {100 * error:.2f} points "
-            "(trials closer than that are not told apart)"
-        )
+        lines.append(standard_error(error))
     baseline = summary.get("baseline")
     if baseline:
         score = percent(baseline["val_accuracy"]) if baseline["val_accuracy"] is not None else "-"

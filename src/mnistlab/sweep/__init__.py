@@ -178,7 +178,7 @@ class Sweep:
             "configs": [dataclasses.asdict(config) for config in configs],
             "runtime": dataclasses.asdict(share),
         }
-        processes.spawn(json.dumps(job), workers, should_stop, module="mnistlab.sweep")
+        processes.spawn(json.dumps(job), workers, should_stop, kind="sweep")
         return _finished(load_study(engine), [run_key(config) for config in configs])
 
     def _shared(self, configs, runtime, on_record, should_stop) -> list[dict]:

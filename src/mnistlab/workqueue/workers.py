@@ -1,5 +1,5 @@
-"""Worker processes on this machine: each runs `python -P -m mnistlab.tune JOB` (a search)
-or `python -P -m mnistlab.sweep JOB` (a sweep's runs), JOB being the work as JSON (where the
+"""Worker processes on this machine: each runs `python -P -m mnistlab.cli.worker KIND JOB`,
+KIND `tune` (a search) or `sweep` (a sweep's runs), JOB being the work as JSON (where the
 study lives, the space or the runs, the settings, the folder, the budget), written by the
 layer that starts them. A worker has no way
 to start workers: its entry point takes a job, not a command line. Each joins the study as a
@@ -29,25 +29,20 @@ def check_count(workers: int) -> None:
         )
 
 
-def work(argv: list[str], task: Callable) -> int:
-    """A worker process's whole life: the job (argv[0], JSON) read, torch given the worker's
-    threads, signals turned into a stop flag, `task(job, runtime, stop)` run; the exit status
-    says how it ended (an error's own code, 128 + the signal when stopped)."""
+def work(job_text: str, task: Callable) -> int:
+    """A worker process's whole life: the job (JSON) read, torch given the worker's threads,
+    signals turned into a stop flag, `task(job, runtime, stop)` run; the exit status says how
+    it ended (128 + the signal when stopped). Errors are the caller's to report."""
     import torch
 
     from mnistlab.config import Runtime
-    from mnistlab.errors import MnistlabError
 
-    job = json.loads(argv[0])
+    job = json.loads(job_text)
     runtime = Runtime(**job["runtime"])
     if runtime.threads:  # this process is the worker's own
         torch.set_num_threads(runtime.threads)
     stop = stop_on_signals()
-    try:
-        task(job, runtime, stop)
-    except MnistlabError as error:
-        print(f"mnistlab worker: error: {error}", file=sys.stderr)
-        return error.exit_code
+    task(job, runtime, stop)
     return stop.exit_status if stop else 0
 
 
@@ -72,7 +67,7 @@ def spawn(
     job_text: str,
     workers: int,
     should_stop: Callable[[], bool] | None = None,
-    module: str = "mnistlab.tune",
+    kind: str = "tune",
 ) -> None:
     """`workers` processes running the job; returns when all have ended. Started with -P, so
     that nothing in the working directory is imported, and each in a process group of its own,
@@ -80,7 +75,7 @@ def spawn(
     (SIGTERM: it stops after its step and queues its trial again) when `should_stop()` turns
     true (a second signal would make a worker abort its trial)."""
     check_count(workers)
-    command = [sys.executable, "-P", "-m", module, job_text]
+    command = [sys.executable, "-P", "-m", "mnistlab.cli.worker", kind, job_text]
     processes = [subprocess.Popen(command, process_group=0) for _ in range(workers)]
 
     def ask() -> None:
