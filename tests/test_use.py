@@ -671,3 +671,30 @@ def test_odd_modes_exif_and_float_tiffs_are_read_or_refused_never_a_traceback(ti
         assert code == 200 and len(answer["predictions"]) == len(odd), answer
         for name, content in odd.items():
             assert request(url + "/api/predict", content)[0] in (200, 413, 415, 422), name
+
+
+def test_a_digit_cropped_tightly_is_prepared_as_with_a_margin():
+    # People crop a photo to the digit: its strokes then touch every edge. Only what is
+    # clearly not writing (a page's edge, a frame, a table) may be taken off at the edge.
+    from PIL import ImageDraw
+
+    def drawn(shape: str) -> np.ndarray:
+        big = Image.new("L", (800, 800), 255)
+        pen = ImageDraw.Draw(big)
+        if shape == "0":
+            pen.ellipse((200, 80, 600, 720), outline=0, width=90)
+        elif shape == "7":
+            pen.line([(180, 120), (620, 120), (330, 720)], fill=0, width=90, joint="curve")
+        else:  # a 4: its stem and arm
+            pen.line([(520, 80), (520, 720)], fill=0, width=90)
+            pen.line([(520, 80), (200, 500), (640, 500)], fill=0, width=90)
+        return np.asarray(big.resize((200, 200), Image.Resampling.LANCZOS))
+
+    for shape in ("0", "7", "4"):
+        page = drawn(shape)
+        rows, columns = np.nonzero(page < 200)
+        tight = page[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+        padded = np.pad(tight, 8, constant_values=255)
+        seen = [preprocess.prepare(png(Image.fromarray(a))).astype(float) for a in (tight, padded)]
+        agreement = np.corrcoef(seen[0].ravel(), seen[1].ravel())[0, 1]
+        assert agreement > 0.98, (shape, agreement)

@@ -169,12 +169,13 @@ def _strokes(ink: np.ndarray, name: str) -> np.ndarray:
     thin = max(3, max(mask.shape) // 40)
     for along, across in ((1, 0), (0, 1)):
         # Thin runs across half the picture are a ruled page's lines and margin, which would
-        # join the digit to the picture's edge; a thick one (the table beyond a page) stays,
-        # to go with what touches the edge below.
+        # join the digit to the picture's edge; where the ink around them is thick across
+        # (the table beyond a page, a stroke of a digit that fills the picture, a stroke
+        # crossing the line) it stays.
         if mask.sum(along).max() < mask.shape[along] // 2:
             continue  # no row (column) holds that much ink: no line to look for
         line = _opened(mask, mask.shape[along] // 2, along)
-        mask &= ~(line & ~_opened(line, thin, across))
+        mask &= ~(line & ~_opened(mask, thin, across))
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count == 0:
         raise ImageError(f"{name} is blank: no ink stands out from its background")
@@ -183,9 +184,11 @@ def _strokes(ink: np.ndarray, name: str) -> np.ndarray:
     inside = np.ones(count, bool)
     inside[edge[edge > 0] - 1] = False
     if areas[inside].max(initial=0) >= mask.size / 2000:
-        # The digit is clear of the picture's edge, so what touches it (a page's edge, the
-        # table) is not the digit; a drawing that runs off its canvas keeps all it has.
-        areas = np.where(inside, areas, 0)
+        # Writing clear of the picture's edge: what touches the edge is left out where it is
+        # clearly not writing (a page's edge, a frame, the table, a shadow); writing that
+        # runs off the picture (a digit cropped tightly) stays. A drawing that runs off its
+        # canvas with nothing inside keeps all it has.
+        areas = np.where(inside | ~_not_writing(labels, inside), areas, 0)
     # The digit: its largest piece, the pieces nearly as large, and those of some size close
     # by (a 5's bar, a 4's stem lifted off the page) and as dark; specks, distant marks and the
     # faint edge of a shadow are not it.
@@ -206,6 +209,36 @@ def _strokes(ink: np.ndarray, name: str) -> np.ndarray:
     chosen = np.zeros(count + 1, bool)
     chosen[keep] = True
     return chosen[labels]
+
+
+def _not_writing(labels: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """For each piece that touches the picture's edge, whether it is clearly not writing, by
+    shape and extent: far thicker than the strokes of the largest piece clear of the edge
+    (the table beyond a page, a shadowed region), or lying along the edge (a page's edge, a
+    frame, a line along the picture's side: most of it within a band at the edge, and as long
+    as half that side)."""
+    from scipy import ndimage
+
+    count = len(inside)
+    depth = ndimage.distance_transform_edt(labels > 0)
+    thickness = ndimage.maximum(depth, labels, np.arange(1, count + 1))
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    stroke = thickness[int(np.argmax(np.where(inside, areas, 0)))]
+    height, width = labels.shape
+    band = max(2, round(0.1 * min(height, width)))
+    rows, columns = np.indices(labels.shape)
+    near = (rows < band) | (rows >= height - band) | (columns < band) | (columns >= width - band)
+    in_band = np.bincount(labels[near].ravel(), minlength=count + 1)[1:]
+    boxes = ndimage.find_objects(labels)
+    result = np.zeros(count, bool)
+    for index in np.flatnonzero(~inside):
+        rows_spanned = boxes[index][0].stop - boxes[index][0].start
+        columns_spanned = boxes[index][1].stop - boxes[index][1].start
+        along = max(rows_spanned / height, columns_spanned / width)
+        thick = thickness[index] > 2.5 * stroke
+        lying = in_band[index] >= 0.7 * areas[index] and along >= 0.5
+        result[index] = thick or lying
+    return result
 
 
 def _gap(box, other) -> float:
