@@ -213,10 +213,10 @@ def _strokes(ink: np.ndarray, name: str) -> np.ndarray:
 
 def _not_writing(labels: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """For each piece that touches the picture's edge, whether it is clearly not writing, by
-    shape and extent: far thicker than the strokes of the largest piece clear of the edge
-    (the table beyond a page, a shadowed region), or lying along the edge (a page's edge, a
-    frame, a line along the picture's side: most of it within a band at the edge, and as long
-    as half that side)."""
+    shape and extent, against the strokes of the largest piece clear of the edge: far thicker
+    (the table beyond a page, a shadowed region); thinner and long (a shadow's edge, a fold,
+    a line into the picture); or lying along the edge (a page's edge, a frame: most of it
+    within a band at the edge, and as long as half that side)."""
     from scipy import ndimage
 
     count = len(inside)
@@ -236,8 +236,9 @@ def _not_writing(labels: np.ndarray, inside: np.ndarray) -> np.ndarray:
         columns_spanned = boxes[index][1].stop - boxes[index][1].start
         along = max(rows_spanned / height, columns_spanned / width)
         thick = thickness[index] > 2.5 * stroke
+        line = thickness[index] < 0.75 * stroke and along >= 0.25  # a shadow's or fold's edge
         lying = in_band[index] >= 0.7 * areas[index] and along >= 0.5
-        result[index] = thick or lying
+        result[index] = thick or line or lying
     return result
 
 
