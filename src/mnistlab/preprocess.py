@@ -213,10 +213,12 @@ def _strokes(ink: np.ndarray, name: str) -> np.ndarray:
 
 def _not_writing(labels: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """For each piece that touches the picture's edge, whether it is clearly not writing, by
-    shape and extent, against the strokes of the largest piece clear of the edge: far thicker
-    (the table beyond a page, a shadowed region); thinner and long (a shadow's edge, a fold,
-    a line into the picture); or lying along the edge (a page's edge, a frame: most of it
-    within a band at the edge, and as long as half that side)."""
+    shape and extent, against the strokes of the largest piece clear of the edge: writing that
+    runs off the picture (a digit cropped tightly) spans its centre; a piece that does not is
+    not writing, nor one far thicker
+    (the table beyond a page, a shadowed region); thinner and long (a shadow's edge, a fold);
+    a long straight line (a page's edge seen at an angle); or lying along the edge (a page's
+    edge, a frame: most of it within a band at the edge, and as long as half that side)."""
     from scipy import ndimage
 
     boxes = ndimage.find_objects(labels)
@@ -239,9 +241,17 @@ def _not_writing(labels: np.ndarray, inside: np.ndarray) -> np.ndarray:
         near = (ys < band) | (ys >= height - band) | (xs < band) | (xs >= width - band)
         along = max((rows.stop - rows.start) / height, (columns.stop - columns.start) / width)
         thick = thickness(index)
+        # Straight: the spread of its pixels across their main direction against along it
+        # (a line of length L has a variance of L^2 / 12 along itself).
+        spreads = np.linalg.eigvalsh(np.cov(np.stack([ys, xs]).astype(np.float64)))
+        length = np.sqrt(12 * max(spreads[-1], 0.0))
+        straight = spreads[0] <= (0.08**2) * spreads[-1] and length >= 0.25 * max(height, width)
+        central = rows.start <= height / 2 < rows.stop and columns.start <= width / 2 < columns.stop
         result[index] = (
-            thick > 2.5 * stroke  # the table beyond a page, a shadowed region
+            not central  # at the side of the picture: a shadow, a page's edge, a neighbour
+            or thick > 2.5 * stroke  # the table beyond a page, a shadowed region
             or (thick < 0.75 * stroke and along >= 0.25)  # a shadow's edge, a fold
+            or straight  # a page's edge seen at an angle, a shadow's straight edge
             or (near.sum() >= 0.7 * areas[index] and along >= 0.5)  # a page's edge, a frame
         )
     return result
