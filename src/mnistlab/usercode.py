@@ -113,6 +113,7 @@ def check_file(
         reader.start()
     with contextlib.suppress(OSError):  # (a process that ended at once: its status says why)
         process.stdin.write(json.dumps(job).encode())
+    with contextlib.suppress(OSError):
         process.stdin.close()
     try:
         status = process.wait(timeout=time_limit)
