@@ -213,12 +213,12 @@ def _strokes(ink: np.ndarray, name: str) -> np.ndarray:
 
 def _not_writing(labels: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """For each piece that touches the picture's edge, whether it is clearly not writing, by
-    shape and extent, against the strokes of the largest piece clear of the edge: writing that
+    shape and extent, against the strokes of the largest piece clear of the edge. Writing that
     runs off the picture (a digit cropped tightly) spans its centre; a piece that does not is
-    not writing, nor one far thicker
-    (the table beyond a page, a shadowed region); thinner and long (a shadow's edge, a fold);
-    a long straight line (a page's edge seen at an angle); or lying along the edge (a page's
-    edge, a frame: most of it within a band at the edge, and as long as half that side)."""
+    not writing, nor one far thicker (the table beyond a page, a shadowed region), thinner and
+    long (a shadow's edge, a fold), a long straight line (a page's edge seen at an angle), or
+    lying along the edge (a page's edge, a frame: most of it within a band at the edge, and as
+    long as half that side)."""
     from scipy import ndimage
 
     boxes = ndimage.find_objects(labels)
