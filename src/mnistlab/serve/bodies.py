@@ -4,6 +4,7 @@ body's files, JSON pixels; each fault a `Refused` with its HTTP status."""
 
 import asyncio
 import contextlib
+import functools
 import json
 
 import numpy as np
@@ -78,6 +79,7 @@ async def _body(request: Request, max_bytes: int) -> bytes:
     return bytes(body)
 
 
+@functools.cache  # (looked up once, not on every upload)
 def _multipart_installed() -> bool:
     """Whether starlette can parse forms: python-multipart, under either of its names."""
     from importlib.util import find_spec
