@@ -203,3 +203,113 @@ def test_a_file_cannot_pass_by_writing_the_report_nor_outlive_outgrow_or_flood_c
     assert reports["loud.py"]["passed"]
     assert len(captured.err) < 2 * usercode.MAX_OUTPUT + 10_000  # the flood cut, not held
     assert time.monotonic() - started < 60  # no lingering thread or child became a timeout
+
+
+def _offline(monkeypatch, tmp_path):
+    """No data files anywhere check looks, and no network: every mirror refuses at once."""
+    monkeypatch.setenv("MNISTLAB_CACHE_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("MNISTLAB_MIRROR", "http://127.0.0.1:9/")
+    monkeypatch.setattr(data, "download", _no_network)
+
+
+def _no_network(*args, **kwargs):
+    raise AssertionError("check tried to download")
+
+
+def test_check_runs_offline_on_the_sample_and_answers_with_numbers(monkeypatch, tmp_path):
+    import mnistlab
+
+    _offline(monkeypatch, tmp_path)
+    module = usercode.load_target(str(MODELS / "correct.py:BasicMLP"))
+    report = mnistlab.check(type(module))
+    answer = json.loads(json.dumps(plain(report.as_dict())))
+    assert answer["schema"] == diagnose.SCHEMA == 1
+    assert answer["passed"] is True
+    values = answer["values"]
+    assert values["parameters"] == values["trainable_parameters"] == 397_510
+    assert abs(values["initial_loss"] - 2.303) < 0.3
+    assert values["overfit_loss"] < 0.05 and 0 < values["overfit_steps"] <= 200
+    assert values["agreement_error"] < 1e-5 and values["agreement_activation"] == "relu"
+    assert values["gradient_error"] < 1e-4
+
+
+def test_a_class_checked_in_process_gives_what_the_command_gives(monkeypatch, tmp_path, capsys):
+    # The same seed for the weights and the checks (dropout draws included): equal numbers.
+    import mnistlab
+
+    _offline(monkeypatch, tmp_path)
+    target = str(MODELS / "dropout.py:MLP")
+    in_process = mnistlab.check(type(usercode.load_target(target)), time_limit=60).as_dict()
+    assert main(["check", target, "--json", "--quiet"]) in (0, 1)
+    by_command = json.loads(capsys.readouterr().out)
+    assert by_command["values"] == json.loads(json.dumps(plain(in_process["values"])))
+    assert by_command["findings"] == json.loads(json.dumps(plain(in_process["findings"])))
+    other_seed = mnistlab.check(type(usercode.load_target(target)), seed=1).values
+    assert other_seed["initial_loss"] != in_process["values"]["initial_loss"]
+
+
+def test_only_the_named_checks_run_and_a_wrong_name_is_refused(monkeypatch, tmp_path, capsys):
+    import mnistlab
+
+    _offline(monkeypatch, tmp_path)
+    model = usercode.load_target(str(MODELS / "softmax.py:MLP"))
+    report = mnistlab.check(model, only=["leaf", "logits"])
+    assert {f.check for f in report.findings} == {"leaf", "logits"}
+    assert report.failed() == ["logits"]
+    assert "overfit_loss" not in report.values  # the slow checks not named never ran
+    with pytest.raises(ValueError, match="unknown check bogus"):
+        mnistlab.check(model, only=["bogus"])
+    argv = ["check", str(MODELS / "softmax.py:MLP"), "--only", "leaf,bogus"]
+    assert main(argv) == 2
+    assert "--only: unknown check 'bogus'" in capsys.readouterr().err
+
+
+def test_a_forward_that_never_returns_is_stopped_in_process(monkeypatch, tmp_path):
+    import time
+
+    import mnistlab
+
+    _offline(monkeypatch, tmp_path)
+
+    class Sleeper(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(784, 10)
+
+        def forward(self, x):
+            time.sleep(60)
+            return self.layer(x)
+
+    started = time.monotonic()
+    report = mnistlab.check(Sleeper, time_limit=1.5)
+    assert time.monotonic() - started < 20
+    assert report.failed() == ["time"] and report.findings[-1].error
+    assert "did not finish within 1.5 s" in str(report)
+
+
+def test_accuracy_uses_the_full_test_set_when_present_else_the_sample(
+    monkeypatch, tmp_path, real_data
+):
+    import mnistlab
+
+    _offline(monkeypatch, tmp_path)
+    model = mnistlab.build_model()
+    measured = mnistlab.accuracy(model)
+    assert (measured.images, measured.source) == (1000, "sample")
+    full = mnistlab.accuracy(model, data_dir=real_data / "mnist")
+    assert (full.images, full.source) == (10_000, "test set")
+    assert 0 <= measured.accuracy <= 1 and 0 <= full.accuracy <= 1
+
+
+def test_the_shipped_sample_is_the_first_images_of_mnist(real_data):
+    from mnistlab import sample
+
+    shipped, full = sample.load(), data.load("mnist", real_data / "mnist")
+    for split in ("train", "test"):
+        mine, theirs = getattr(shipped, split), getattr(full, split)
+        assert len(mine) == sample.SIZE
+        assert torch.equal(mine.images, theirs.images[: sample.SIZE])
+        assert torch.equal(mine.labels, theirs.labels[: sample.SIZE])
+    # so the batch check draws is the same with the full data on the machine or without it
+    pairs = zip(diagnose.batch(shipped), diagnose.batch(full), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)

@@ -662,6 +662,7 @@ def test_numbers_from_a_run_folder_outside_their_range_never_reach_json_as_nan(
         code, _, err = cli(capsys, "predict", run, image)
         one_line_error(code, err)
         assert "'normalization' must be" in err
+
     # Weights times 3e38: finite, but every output overflows; refused as the model loads.
     def huge(payload):
         payload["model"] = {name: value * 3e38 for name, value in payload["model"].items()}
@@ -672,6 +673,7 @@ def test_numbers_from_a_run_folder_outside_their_range_never_reach_json_as_nan(
     assert "outputs are not finite numbers" in err
     with pytest.raises(CheckpointError, match="not finite"):
         app_for_run(run)
+
     # A last metrics line of Infinity is not a record: /api/model stays JSON.
     def infinite(run):
         with open(run / "metrics.jsonl", "a") as handle:

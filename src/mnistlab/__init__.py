@@ -10,13 +10,17 @@ state:
     evaluate_run(run)                              test loss, accuracy, per class, confusion
     show(run)                                      the run's pictures, inline
     check(model)                                   what is wrong with a model you wrote
+    accuracy(model)                                its test accuracy, measured quickly
 
 Underneath: mnistlab.runs.Run (create, open, fit), mnistlab.config.TrainConfig and Runtime,
 mnistlab.train.train, mnistlab.sweep. Importing the package does nothing but define names:
 no download, no device choice, no torch import until a function is called.
 """
 
-API = ("load_data", "build_model", "count_parameters", "fit", "evaluate_run", "show", "check")
+API = (
+    "load_data", "build_model", "count_parameters", "fit", "evaluate_run", "show", "check",
+    "accuracy",
+)  # fmt: skip
 __all__ = [*API, "__version__"]
 
 

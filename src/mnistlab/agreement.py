@@ -65,6 +65,7 @@ def agreement(report, model, parameters, x) -> None:
             logits = logits.softmax(1) if softmax else logits
             differences[activation] = (logits - theirs).abs().max().item()
     best = min(differences, key=differences.get)
+    report.values.update(agreement_error=differences[best], agreement_activation=best)
     shape = "-".join(map(str, sizes)) + (" and a softmax" if softmax else "")
     # float32 sums in another order differ by rounding, in proportion to the logits' size.
     if differences[best] <= 1e-5 * max(1.0, theirs.abs().max().item()):

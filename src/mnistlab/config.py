@@ -43,6 +43,12 @@ MAX_DEPTH = 100  # hidden layers
 # before gradients and Adam's state.
 MAX_WEIGHTS = 1 << 28
 MAX_EPOCHS = 100_000
+# `check`'s checks (mnistlab.diagnose), in the order they run; `only` may name some of them,
+# and the slow ones it leaves out (gradients, overfit, agrees) are not run.
+CHECKS = (
+    "leaf", "gradient", "output", "logits", "count", "initial_loss", "gradients", "overfit",
+    "agrees",
+)  # fmt: skip
 CHECK_TIME_LIMIT = 120.0  # seconds `check` gives one model file to run and be checked
 MAX_BATCH = 1 << 24
 MAX_WORKERS = 64  # worker processes one command starts on this machine

@@ -15,12 +15,16 @@ attributes), and runs, on one real batch:
 - whether it can overfit one batch of 64 within 200 steps;
 - when its parameter shapes are a mnistlab MLP's: the same weights in mnistlab's MLP give the
   same logits.
-Nothing of the user's model is changed: the checks that train or convert it use copies.
+Nothing of the user's model is changed: the checks that train or convert it use copies, and
+torch's global random generator is left as it was. The numbers behind the findings are in
+`report.values`; `Report.as_dict()` is the versioned answer (SCHEMA) an autograder reads.
 """
 
 import contextlib
 import copy
 import math
+import signal
+import threading
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -28,9 +32,16 @@ import torch.nn.functional as F
 
 from mnistlab import models, optim
 from mnistlab.agreement import agreement, call
+from mnistlab.config import CHECKS
 from mnistlab.datasets import CLASSES, INPUTS
 
 LN10 = math.log(10)
+# The JSON answer's version: a new field keeps it; a field renamed, removed or changed in meaning
+# raises it, so that an autograder's tests can say which answer they were written for.
+SCHEMA = 1
+# `values`, the numbers behind the findings (absent where the check did not get that far):
+# parameters, trainable_parameters, initial_loss, gradient_error (worst relative error against
+# finite differences), overfit_loss and overfit_steps, agreement_error and agreement_activation.
 
 
 @dataclass
@@ -45,6 +56,7 @@ class Finding:
 @dataclass
 class Report:
     findings: list[Finding] = field(default_factory=list)
+    values: dict = field(default_factory=dict)  # the numbers behind the findings, by name
 
     @property
     def passed(self) -> bool:
@@ -54,7 +66,12 @@ class Report:
         return [finding.check for finding in self.findings if finding.passed is False]
 
     def as_dict(self) -> dict:
-        return {"passed": self.passed, "findings": [asdict(f) for f in self.findings]}
+        return {
+            "schema": SCHEMA,
+            "passed": self.passed,
+            "values": dict(self.values),
+            "findings": [asdict(f) for f in self.findings],
+        }
 
     def __str__(self) -> str:
         from mnistlab.text import check_report
@@ -96,10 +113,78 @@ def named_parameters(model) -> list[tuple[str, torch.Tensor]]:
     return attributes
 
 
-def check(model, x: torch.Tensor, y: torch.Tensor) -> Report:
-    """Run every check on `model` with the batch x (N, 784) float, y (N,) int64. Whatever the
-    model's code raises is an ERROR finding of the check it raised in, never an exception."""
+class TimeLimit(BaseException):
+    """The time limit of an in-process check ran out (a BaseException, so that the guards
+    that turn the model's own exceptions into findings let it pass)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None):
+    """Raise TimeLimit in this (the main) thread after `seconds`, as an alarm: the only way to
+    stop a model's forward that loops, short of a process of its own (usercode)."""
+    if seconds is None:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        raise ValueError("a time limit needs the main thread (signals); check in a process")
+
+    def expired(signum, frame):
+        raise TimeLimit
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def made(model, seed: int = 0):
+    """The model itself, or, given a class, one made with no arguments with torch's generator
+    seeded (and restored after): the same weights in this process as in `check`'s own."""
+    if not isinstance(model, type):
+        return model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return model()
+
+
+def check(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    only=None,
+    seed: int = 0,
+    time_limit: float | None = None,
+) -> Report:
+    """Run the checks on `model` with the batch x (N, 784) float, y (N,) int64: all of them, or
+    those named in `only` (see CHECKS; the slow ones not named are not run). Whatever the
+    model's code raises is an ERROR finding of the check it raised in, never an exception;
+    past `time_limit` seconds the check stops with a `time` ERROR. Torch's random generator
+    is seeded with `seed` for the checks (dropout, a model's own draws) and restored after."""
+    wanted = set(CHECKS if only is None else ([only] if isinstance(only, str) else only))
+    unknown = sorted(wanted - set(CHECKS))
+    if unknown:
+        raise ValueError(f"unknown check {', '.join(unknown)}: the checks are {', '.join(CHECKS)}")
     report = Report()
+    try:
+        with torch.random.fork_rng(devices=[]), _time_limit(time_limit):
+            torch.manual_seed(seed)
+            _run(report, model, x, y, wanted)
+    except TimeLimit:
+        report.error(
+            "time",
+            f"the checks did not finish within {time_limit:g} s (a forward that sleeps or "
+            "loops for ever?); they were stopped",
+            "make forward return; time it on a batch of 64 images",
+        )
+    report.findings = [f for f in report.findings if f.check in wanted or f.check == "time"]
+    return report
+
+
+def _run(report: Report, model, x, y, wanted: set) -> None:
     parameters = None
     with _guard(report, "leaf"):
         parameters = named_parameters(model)
@@ -111,9 +196,9 @@ def check(model, x: torch.Tensor, y: torch.Tensor) -> Report:
                 f"parameters() gives {', '.join(strays[:3])}, which are not tensors",
                 "return the weight tensors themselves from parameters()",
             )
-            return report
+            return
     if parameters is None:
-        return report
+        return
     if not parameters:
         report.add(
             "leaf",
@@ -121,14 +206,14 @@ def check(model, x: torch.Tensor, y: torch.Tensor) -> Report:
             "no parameter tensors found",
             "give the model a parameters() method that returns its weight tensors",
         )
-        return report
+        return
     learnable, logits = [], None
     with _guard(report, "leaf"):
         learnable = _leaves(report, parameters)
     with _guard(report, "output"):
         logits = _output(report, model, x)
     if logits is None:
-        return report
+        return
     if not logits.requires_grad:
         report.add(
             "gradient",
@@ -137,9 +222,10 @@ def check(model, x: torch.Tensor, y: torch.Tensor) -> Report:
             "runs under torch.no_grad()",
             "return the last layer's output as it is, computed with gradients on",
         )
-        return report
+        return
     total = sum(p.numel() for _, p in parameters)
     trainable = sum(p.numel() for name, p in parameters if name in learnable)
+    report.values.update(parameters=total, trainable_parameters=trainable)
     of = f" of its {total:,}" if trainable != total else ""
     report.add(
         "count",
@@ -152,14 +238,15 @@ def check(model, x: torch.Tensor, y: torch.Tensor) -> Report:
     with _guard(report, "gradient"):
         _gradients(report, parameters, learnable, loss)
     _initial_loss(report, loss.item())
-    if learnable:
+    if learnable and "gradients" in wanted:
         with _guard(report, "gradients"):
             _finite_differences(report, model, x, y)
-    with _guard(report, "overfit"):
-        _overfit(report, model, x, y)
-    with _guard(report, "agrees"):
-        agreement(report, model, parameters, x)
-    return report
+    if "overfit" in wanted:
+        with _guard(report, "overfit"):
+            _overfit(report, model, x, y)
+    if "agrees" in wanted:
+        with _guard(report, "agrees"):
+            agreement(report, model, parameters, x)
 
 
 def _leaves(report, parameters) -> list[str]:
@@ -261,6 +348,7 @@ def _gradients(report, parameters, learnable, loss) -> None:
 
 
 def _initial_loss(report, loss: float) -> None:
+    report.values["initial_loss"] = loss
     if not math.isfinite(loss) or loss > 2 * LN10:
         report.add(
             "initial_loss",
@@ -326,6 +414,7 @@ def _finite_differences(report, model, x, y, coordinates: int = 3, eps: float = 
             error = abs(numeric - analytic) / max(1e-4, abs(numeric) + abs(analytic))
             if error > worst:
                 worst, where = error, f"{name}[{index}]"
+    report.values["gradient_error"] = worst
     if worst > 1e-4:
         report.add(
             "gradients",
@@ -364,6 +453,7 @@ def _overfit(report, model, x, y, steps: int = 200, target: float = 0.05) -> Non
             value.backward()
             optimizer.step()
             loss = value.item()
+            report.values.update(overfit_loss=loss, overfit_steps=step + 1)
             if loss < target:
                 report.add(
                     "overfit",
@@ -381,12 +471,28 @@ def _overfit(report, model, x, y, steps: int = 200, target: float = 0.05) -> Non
     )
 
 
-def batch(dataset, size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """`size` training images (N, 784) scaled to [-1, 1] as the course notebook's
-    Normalize((0.5,), (0.5,)) does, and their labels; the same seed, the same batch."""
-    from mnistlab.resident import to_inputs
+def batch_source(dataset: str = "mnist", data_dir=None):
+    """Where check's batch comes from: for MNIST the sample that ships with mnistlab (no files,
+    no network; the same images as the full set's first 1,000), else the data set itself."""
+    if dataset == "mnist":
+        from mnistlab import sample
 
-    order = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(seed))
+        return sample.load()
+    from mnistlab import data
+
+    return data.load(dataset, data_dir)
+
+
+def batch(dataset, size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`size` images (N, 784) of the first 1,000 of the training set, scaled to [-1, 1] as the
+    course notebook's Normalize((0.5,), (0.5,)) does, and their labels; the same seed, the
+    same batch. The first 1,000 are MNIST's sample that ships with mnistlab (mnistlab.sample),
+    so the batch is the same whether the full data set is on the machine or not."""
+    from mnistlab.resident import to_inputs
+    from mnistlab.sample import SIZE
+
+    first = min(len(dataset.train), SIZE)
+    order = torch.randperm(first, generator=torch.Generator().manual_seed(seed))
     chosen = order[:size]
     x = to_inputs(dataset.train.images[chosen], 0.5, 0.5)
     return x, dataset.train.labels[chosen]

@@ -70,8 +70,6 @@ def _number(value, form: str) -> str:
     return format(value, form) if isinstance(value, int | float) else "n/a"
 
 
-
-
 def _logistic_regression() -> int:
     """The assignment's baseline: 784 x 10 weights + 10 biases."""
     from mnistlab.models import count_parameters

@@ -10,7 +10,7 @@ from dataclasses import asdict
 import torch
 
 from mnistlab.config import CHECK_TIME_LIMIT
-from mnistlab.diagnose import Finding, Report, batch, check
+from mnistlab.diagnose import Finding, Report, batch, batch_source, check
 
 
 def load_target(target: str):
@@ -60,7 +60,11 @@ MAX_MEMORY = 2 << 30  # bytes of address space a checked file's process may take
 
 
 def check_file(
-    target: str, dataset: str = "mnist", data_dir=None, time_limit: float = CHECK_TIME_LIMIT
+    target: str,
+    dataset: str = "mnist",
+    data_dir=None,
+    time_limit: float = CHECK_TIME_LIMIT,
+    only=None,
 ) -> tuple[Report, str]:
     """`check` on FILE.py:NAME in a process of its own, as `python FILE.py` would run it, for
     at most `time_limit` seconds and MAX_MEMORY bytes: whatever the file does (raises, exits,
@@ -87,7 +91,8 @@ def check_file(
     from mnistlab.errors import ConfigError
 
     token = secrets.token_hex(16)
-    job = {"target": target, "dataset": dataset, "data_dir": data_dir, "token": token}
+    job = {"target": target, "dataset": dataset, "data_dir": data_dir, "only": only}
+    job["token"] = token
     result_read, result_write = os.pipe()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
     try:
@@ -155,7 +160,7 @@ def check_file(
             "a model file defines the model: leave the checker's files alone",
         )
     else:
-        report.findings = saved["findings"]
+        report.findings, report.values = saved["findings"], saved["values"]
     return report, output
 
 
@@ -172,16 +177,23 @@ def _result(content: bytes, token: str) -> dict | None:
             raise ValueError("no token")
         if "usage" in saved and set(saved) == {"usage"}:
             return {"usage": str(saved["usage"])}
-        if set(saved) != {"findings"} or not isinstance(saved["findings"], list):
+        if set(saved) != {"findings", "values"} or not isinstance(saved["findings"], list):
             raise ValueError("unknown keys")
-        return {"findings": [Finding(**finding) for finding in saved["findings"]]}
+        values = saved["values"]
+        if not isinstance(values, dict) or not all(
+            isinstance(v, int | float | str) for v in values.values()
+        ):
+            raise ValueError("values that are not numbers")
+        return {
+            "findings": [Finding(**finding) for finding in saved["findings"]],
+            "values": values,
+        }
     except (ValueError, TypeError, RecursionError):
         return {"tampered": True}
 
 
 def _checked_in_this_process(job: dict) -> dict:
     """The worker side of `check_file`: the report as plain data, or the usage error."""
-    from mnistlab import data
     from mnistlab.errors import ConfigError
 
     # The user's model draws its weights from torch's global generator: seeded here (this
@@ -191,8 +203,8 @@ def _checked_in_this_process(job: dict) -> dict:
         model = load_target(job["target"])
     except ConfigError as error:
         return {"usage": str(error)}
-    report = check(model, *batch(data.load(job["dataset"], job["data_dir"])))
-    return {"findings": [asdict(finding) for finding in report.findings]}
+    report = check(model, *batch(batch_source(job["dataset"], job["data_dir"])), only=job["only"])
+    return {"findings": [asdict(finding) for finding in report.findings], "values": report.values}
 
 
 if __name__ == "__main__":  # check_file's process
