@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnistlab import data, diagnose, usercode
+from mnistlab import confined, data, diagnose, usercode
 from mnistlab.cli import main
 from mnistlab.runfiles import plain
 from mnistlab.text import check_report
@@ -201,7 +201,7 @@ def test_a_file_cannot_pass_by_writing_the_report_nor_outlive_outgrow_or_flood_c
     if "greedy.py" not in reports:  # refused as it ran: a one-line error naming it
         assert "greedy.py raised" in captured.err and "allocate memory" in captured.err
     assert reports["loud.py"]["passed"]
-    assert len(captured.err) < 2 * usercode.MAX_OUTPUT + 10_000  # the flood cut, not held
+    assert len(captured.err) < 2 * confined.MAX_OUTPUT + 10_000  # the flood cut, not held
     assert time.monotonic() - started < 60  # no lingering thread or child became a timeout
 
 

@@ -11,6 +11,7 @@ state:
     show(run)                                      the run's pictures, inline
     check(model)                                   what is wrong with a model you wrote
     accuracy(model)                                its test accuracy, measured quickly
+    sample_batch(size=64, seed=0)                  shipped MNIST images, no data files needed
 
 Underneath: mnistlab.runs.Run (create, open, fit), mnistlab.config.TrainConfig and Runtime,
 mnistlab.train.train, mnistlab.sweep. Importing the package does nothing but define names:
@@ -19,7 +20,7 @@ no download, no device choice, no torch import until a function is called.
 
 API = (
     "load_data", "build_model", "count_parameters", "fit", "evaluate_run", "show", "check",
-    "accuracy",
+    "accuracy", "sample_batch",
 )  # fmt: skip
 __all__ = [*API, "__version__"]
 

@@ -37,6 +37,15 @@ def build_model(
     return models.build_from_config(config, torch.Generator().manual_seed(seed))
 
 
+def sample_batch(size: int = 64, seed: int = 0):
+    """(images, labels): `size` of the first 1,000 MNIST training images, which ship with
+    mnistlab (no data files or network needed), flattened to (N, 784) and scaled to [-1, 1] as
+    the course notebook's Normalize((0.5,), (0.5,)); the batch `check` uses at the defaults."""
+    from mnistlab import diagnose, sample
+
+    return diagnose.batch(sample.load(), size, seed)
+
+
 def count_parameters(model) -> int:
     """Trainable parameters: 397,510 for the 784-500-10 MLP, 7,850 for logistic regression."""
     return models.count_parameters(model)

@@ -55,7 +55,6 @@ def load_target(target: str):
     return model
 
 
-MAX_OUTPUT = 64_000  # bytes of what a checked file prints that are kept (the rest dropped)
 MAX_MEMORY = 2 << 30  # bytes of address space a checked file's process may take
 
 
@@ -66,115 +65,60 @@ def check_file(
     time_limit: float = CHECK_TIME_LIMIT,
     only=None,
 ) -> tuple[Report, str]:
-    """`check` on FILE.py:NAME in a process of its own, as `python FILE.py` would run it, for
-    at most `time_limit` seconds and MAX_MEMORY bytes: whatever the file does (raises, exits,
-    hangs, crashes, forks, prints without end) is an ERROR of its report, and what it prints
-    (its first MAX_OUTPUT bytes) is returned apart, never mixed into the report. Returns
-    (report, its output). A file that cannot be used as asked (no such file or name) is a
-    ConfigError, as `load_target` says.
+    """`check` on FILE.py:NAME in a process of its own (mnistlab.confined), as `python FILE.py`
+    would run it, for at most `time_limit` seconds and MAX_MEMORY bytes: whatever the file does
+    (raises, exits, hangs, crashes, forks, prints without end) is an ERROR of its report, and
+    what it prints (its first confined.MAX_OUTPUT bytes) is returned apart, never mixed into
+    the report. Returns (report, its output). A file that cannot be used as asked (no such file
+    or name) is a ConfigError, as `load_target` says.
 
-    The process, and any it starts, are ended with the check. The report comes back through
-    a pipe, with a token the process read before the file ran: a file that writes there, or
-    exits early, is an ERROR, not a pass. The file still runs inside the checking process, so
-    one written to deceive can forge a report: `check` diagnoses honest mistakes, and grading
-    that must resist cheating runs each submission in a sandbox of its own and re-measures
-    what it grades (docs/teaching.md)."""
-    import contextlib
-    import json
-    import os
-    import secrets
-    import signal
-    import subprocess
-    import sys
-    import threading
-
+    The report comes back with a token the process read before the file ran: a file that
+    writes there, or exits early, is an ERROR, not a pass. The file still runs inside the
+    checking process, so one written to deceive can forge a report: `check` diagnoses honest
+    mistakes, and grading that must resist cheating runs each submission in a sandbox of its
+    own and re-measures what it grades (docs/teaching.md)."""
+    from mnistlab import confined
     from mnistlab.errors import ConfigError
 
-    token = secrets.token_hex(16)
     job = {"target": target, "dataset": dataset, "data_dir": data_dir, "only": only}
-    job["token"] = token
-    result_read, result_write = os.pipe()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "mnistlab.usercode", str(result_write)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            pass_fds=(result_write,), start_new_session=True, env=env,
-        )  # fmt: skip
-    finally:
-        os.close(result_write)
-    output, result = bytearray(), bytearray()
-
-    def drain(stream, kept: bytearray, limit: int) -> None:
-        while chunk := stream.read1(65536):
-            kept += chunk[: max(0, limit - len(kept))]
-
-    result_stream = os.fdopen(result_read, "rb")
-    readers = [
-        threading.Thread(target=drain, args=(process.stdout, output, MAX_OUTPUT), daemon=True),
-        threading.Thread(target=drain, args=(result_stream, result, 1_000_000), daemon=True),
-    ]
-    for reader in readers:
-        reader.start()
-    with contextlib.suppress(OSError):  # (a process that ended at once: its status says why)
-        process.stdin.write(json.dumps(job).encode())
-    with contextlib.suppress(OSError):
-        process.stdin.close()
-    try:
-        status = process.wait(timeout=time_limit)
-    except subprocess.TimeoutExpired:
-        status = None
-    finally:  # the process and whatever it started: none outlives the check
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        for reader in readers:
-            reader.join(timeout=5)
-        result_stream.close()
-    output = bytes(output).decode(errors="replace")
+    outcome = confined.run("mnistlab.usercode", job, time_limit, MAX_MEMORY)
     report = Report()
-    if status is None:
+    if outcome.status is None:
         report.error(
             "time",
             f"{target} did not finish within {time_limit:g} s (a forward that sleeps or "
             "loops for ever?); it was stopped",
             "make forward return; time it on a batch of 64 images",
         )
-        return report, output
-    saved = _result(bytes(result), token)
-    if saved is None:
+        return report, outcome.output
+    saved = None if outcome.tampered else _result(outcome.answer)
+    if outcome.answer is None and not outcome.tampered:
         report.error(
             "run",
-            f"{target} ended the process with exit status {status} before the check was "
-            "done (sys.exit, exit(), a crash, or memory past "
+            f"{target} ended the process with exit status {outcome.status} before the check "
+            "was done (sys.exit, exit(), a crash, or memory past "
             f"{MAX_MEMORY / 2**30:g} GiB)",
             "a model file defines the model: leave exiting to whoever runs it",
         )
-    elif "usage" in saved:
-        raise ConfigError(saved["usage"])
-    elif "tampered" in saved:
+    elif saved is None:
         report.error(
             "run",
             f"{target} wrote to the channel check's report comes back by; the report could "
             "not be trusted",
             "a model file defines the model: leave the checker's files alone",
         )
+    elif "usage" in saved:
+        raise ConfigError(saved["usage"])
     else:
         report.findings, report.values = saved["findings"], saved["values"]
-    return report, output
+    return report, outcome.output
 
 
-def _result(content: bytes, token: str) -> dict | None:
-    """The report the checking process sent: None when it sent nothing; {"tampered": True}
-    when what came is not exactly one report with the token."""
-    import json
-
-    if not content:
+def _result(saved: dict | None) -> dict | None:
+    """The report the checking process sent, or None when it is not exactly one report."""
+    if saved is None:
         return None
     try:
-        saved = json.loads(content)
-        if not isinstance(saved, dict) or saved.pop("token", None) != token:
-            raise ValueError("no token")
         if "usage" in saved and set(saved) == {"usage"}:
             return {"usage": str(saved["usage"])}
         if set(saved) != {"findings", "values"} or not isinstance(saved["findings"], list):
@@ -188,8 +132,8 @@ def _result(content: bytes, token: str) -> dict | None:
             "findings": [Finding(**finding) for finding in saved["findings"]],
             "values": values,
         }
-    except (ValueError, TypeError, RecursionError):
-        return {"tampered": True}
+    except (ValueError, TypeError):
+        return None
 
 
 def _checked_in_this_process(job: dict) -> dict:
@@ -208,26 +152,7 @@ def _checked_in_this_process(job: dict) -> dict:
 
 
 if __name__ == "__main__":  # check_file's process
-    import json
-    import os
-    import resource
-    import sys
-
+    from mnistlab import confined
     from mnistlab.runfiles import plain
 
-    # All that is the checker's is read before the file runs: the job (its token among it)
-    # from stdin, which is then closed; the report goes to the pipe named in argv.
-    channel = int(sys.argv[1])
-    given = json.loads(sys.stdin.read())
-    sys.stdin.close()
-    token = given.pop("token")
-    resource.setrlimit(resource.RLIMIT_AS, (MAX_MEMORY, MAX_MEMORY))
-    answer = json.dumps({"token": token, **plain(_checked_in_this_process(given))}).encode()
-    del token, given
-    sys.stdout.flush()
-    sys.stderr.flush()
-    view = memoryview(answer)
-    while view:
-        view = view[os.write(channel, view) :]
-    # Exit at once: a thread or a child the file left running does not hold the check.
-    os._exit(0)
+    confined.serve(lambda job: plain(_checked_in_this_process(job)))
