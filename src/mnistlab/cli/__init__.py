@@ -14,7 +14,7 @@ import sys
 from mnistlab.errors import MnistlabError
 from mnistlab.text import escaped
 
-GROUPS = ("data", "train", "sweep", "tune", "model", "report")
+GROUPS = ("data", "train", "sweep", "tune", "model", "grade", "report")
 
 
 def build_parser():
