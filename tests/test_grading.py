@@ -159,6 +159,12 @@ def _hangs(notebook):
     notebook["cells"].insert(3, {**cell, "source": "import time\ntime.sleep(3600)"})
 
 
+def _untagged(notebook):
+    """A student who removed the training cell's otter_ignore tag: grading runs it."""
+    for cell in notebook["cells"]:
+        cell["metadata"].pop("tags", None)
+
+
 def _foreign_kernel(notebook):
     notebook["metadata"]["kernelspec"] = {
         "name": "my-torch-env", "display_name": "Python (my-torch-env)", "language": "python"
@@ -231,6 +237,7 @@ def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
         "not-leaves.zip": _variant(right, folder, "not-leaves.zip", NOT_LEAVES),
         "hangs.zip": _variant(right, folder, "hangs.zip", _hangs),
         "foreign-kernel.zip": _variant(right, folder, "foreign-kernel.zip", _foreign_kernel),
+        "untagged.zip": _variant(right, folder, "untagged.zip", _untagged),
     }
     (folder / "not-json.ipynb").write_text("{ this is not a notebook")
     canvas = tmp_path / "submissions.zip"
@@ -251,6 +258,8 @@ def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
         rows = {row["file"]: row for row in csv.DictReader(handle)}
     expected = {
         "right.zip": 15, "submission_0001": 15, "foreign-kernel.zip": 15,
+        # its training cell fails here (no data): the tests read the mlp.pt handed in
+        "untagged.zip": 15,
         "softmax.zip": 12,  # q2: logits
         "not-leaves.zip": 11,  # q1: leaves
         "hangs.zip": 0, "not-json.ipynb": 0,
