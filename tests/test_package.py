@@ -2,6 +2,7 @@
 installed in a fresh virtual environment, and the installed command used there. The rest of
 the suite runs on an editable install, which would hide a file the package leaves out."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from mnistlab import sample
 
 ROOT = Path(__file__).parents[1]
 
@@ -28,7 +31,12 @@ def test_the_wheel_installed_in_a_fresh_environment_trains_reports_predicts_and_
     [wheel] = (tmp_path / "dist").glob("mnistlab-*.whl")
     [sdist] = (tmp_path / "dist").glob("mnistlab-*.tar.gz")
     names = zipfile.ZipFile(wheel).namelist()
-    for part in ("mnistlab/static/index.html", "mnistlab/templates/page.html", "licenses/LICENSE"):
+    shipped = [
+        "mnistlab/static/index.html", "mnistlab/templates/page.html", "licenses/LICENSE",
+        "mnistlab/sample_data/mnist/README.md",  # the sample's licence and citation
+        *(f"mnistlab/sample_data/mnist/{name}" for name, _ in sample.FILES.values()),
+    ]  # fmt: skip
+    for part in shipped:
         assert any(name.endswith(part) for name in names), part
     with tarfile.open(sdist) as archive:
         members = archive.getnames()
@@ -82,3 +90,8 @@ def test_the_wheel_installed_in_a_fresh_environment_trains_reports_predicts_and_
     ImageDraw.Draw(image).line([(14, 5), (14, 22)], fill=0, width=3)  # a one
     image.save(digit)
     assert mnistlab("predict", run, digit).startswith(str(digit))
+    # check runs on the sample installed with the wheel: no data files here, nothing fetched
+    model = tmp_path / "model.py"
+    model.write_text("import torch\nmodel = torch.nn.Sequential(torch.nn.Linear(784, 10))\n")
+    answer = json.loads(mnistlab("check", f"{model}:model", "--json", "--only", "leaf,logits"))
+    assert answer["passed"] and answer["schema"] == 1
