@@ -161,6 +161,11 @@ def _hangs(notebook):
     notebook["cells"].insert(3, {**cell, "source": "import time\ntime.sleep(3600)"})
 
 
+def _crashes(notebook):
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None}
+    notebook["cells"].insert(3, {**cell, "source": "import os\nos._exit(1)"})
+
+
 def _untagged(notebook):
     """A student who removed the training cell's otter_ignore tag: grading runs it."""
     for cell in notebook["cells"]:
@@ -240,6 +245,7 @@ def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
         "hangs.zip": _variant(right, folder, "hangs.zip", _hangs),
         "foreign-kernel.zip": _variant(right, folder, "foreign-kernel.zip", _foreign_kernel),
         "untagged.zip": _variant(right, folder, "untagged.zip", _untagged),
+        "crashes.zip": _variant(right, folder, "crashes.zip", _crashes),
     }
     (folder / "not-json.ipynb").write_text("{ this is not a notebook")
     canvas = tmp_path / "submissions.zip"
@@ -264,7 +270,7 @@ def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
         "untagged.zip": 15,
         "softmax.zip": 12,  # q2: logits
         "not-leaves.zip": 11,  # q1: leaves
-        "hangs.zip": 0, "not-json.ipynb": 0,
+        "hangs.zip": 0, "not-json.ipynb": 0, "crashes.zip": 0,
     }  # fmt: skip
     assert set(rows) == {"points-per-question", *expected}
     assert {q: float(rows["points-per-question"][q]) for q in QUESTIONS} == QUESTIONS
@@ -273,6 +279,7 @@ def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
     assert rows["softmax.zip"]["q2"] == "0" and rows["not-leaves.zip"]["q1"] == "0"
     assert "timed out after 40 s" in rows["hangs.zip"]["grading_status"]
     assert "not a notebook" in rows["not-json.ipynb"]["grading_status"]
+    assert "Kernel died" in rows["crashes.zip"]["grading_status"]
     assert rows["right.zip"]["grading_status"] == "Completed"
     for name in expected:
         assert f"{name}: " in printed.out

@@ -215,7 +215,9 @@ def _graded_in_this_process(job: dict) -> dict:
                 )  # fmt: skip
         except Exception as error:  # noqa: BLE001 - otter could not grade it: say why, score 0
             first = (str(error).splitlines() or [type(error).__name__])[0][:300]
-            return {"error": f"otter could not grade it: {type(error).__name__}: {first}"}
+            return {
+                "error": f"otter could not grade it: {type(error).__name__}: {first} (scored 0)"
+            }
         results.notebook = None  # the executed notebook: large, and not needed for the grades
         gradescope = json.loads((results_dir / "results.json").read_text())
         return {
