@@ -9,6 +9,11 @@ recipe and the assignment recipe (batch 64), it runs `mnistlab train --no-plots`
 would: with mnistlab's own thread choice, with `--threads 1`, and with every core
 (`--threads N`, torch's own default before mnistlab chose), and prints the training seconds
 (the sum of the per-epoch times the command prints) for each, the median over the rounds.
+
+With --mid-run, the case of load that comes and goes while a run trains: a 6-epoch default run
+with one busy process started as soon as epoch 1 is printed and stopped when epoch 4 is, with
+mnistlab's choice, with `--threads 1`, and quiet (no load); each epoch's seconds (and the
+thread count it used, where the run folder records one), the median over the rounds.
 """
 
 import argparse
@@ -41,11 +46,65 @@ def training_seconds(recipe: str, threads: int | None, data_dir: str | None) -> 
     return sum(float(m.group(1)) for m in map(EPOCH.match, done.stdout.splitlines()) if m)
 
 
+def mid_run(threads: int | None, data_dir: str | None, load: bool) -> list[tuple[float, int]]:
+    """Per epoch (seconds, threads) of a 6-epoch default run; with `load`, one busy process
+    from the end of epoch 1 to the end of epoch 4."""
+    import json
+
+    with tempfile.TemporaryDirectory() as out:
+        folder = os.path.join(out, "run")
+        command = [sys.executable, "-m", "mnistlab", "train", "--epochs", "6", "--no-plots"]
+        command += ["--out", folder, "--quiet"]
+        command += ["--data-dir", data_dir] if data_dir else []
+        command += ["--threads", str(threads)] if threads else []
+        loops: list[subprocess.Popen] = []
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as run:
+            for line in run.stdout:
+                if load and line.startswith("epoch 1/"):
+                    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"])]
+                if line.startswith("epoch 4/"):
+                    for loop in loops:
+                        loop.kill()
+                        loop.wait()
+        with open(os.path.join(folder, "metrics.jsonl")) as handle:
+            records = [json.loads(line) for line in handle if line.strip()]
+    return [(r["seconds"], r.get("threads", 0)) for r in records]
+
+
+def main_mid_run(args) -> None:
+    cases = {
+        "mnistlab's choice, load in epochs 2-4": (None, True),
+        "--threads 1, load in epochs 2-4": (1, True),
+        "mnistlab's choice, quiet": (None, False),
+    }
+    mid_run(1, args.data_dir, False)  # the decoded-data cache, warm
+    results = {name: [] for name in cases}
+    for _ in range(args.rounds):
+        for name, (threads, load) in cases.items():  # in turns, so drift hits each alike
+            results[name].append(mid_run(threads, args.data_dir, load))
+    print(f"per-epoch seconds (threads used), median of {args.rounds} rounds")
+    print("| case | " + " | ".join(f"epoch {n}" for n in range(1, 7)) + " | epochs 2-6 |")
+    print("| --- |" + " ---: |" * 7)
+    for name, rounds in results.items():
+        cells = []
+        for epoch in range(6):
+            seconds = statistics.median(r[epoch][0] for r in rounds)
+            used = sorted({r[epoch][1] for r in rounds})
+            shown = f" ({'/'.join(map(str, used))})" if any(used) else ""
+            cells.append(f"{seconds:.2f}{shown}")
+        rest = statistics.median(sum(s for s, _ in r[1:]) for r in rounds)
+        print(f"| {name} | " + " | ".join(cells) + f" | {rest:.2f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="folder holding MNIST (default: as mnistlab finds it)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--mid-run", action="store_true", help="load that comes and goes")
     args = parser.parse_args()
+    if args.mid_run:
+        main_mid_run(args)
+        return
     cores = len(os.sched_getaffinity(0))
     loads = {"quiet": 0, f"{cores} busy": cores}
     if cores > 2:

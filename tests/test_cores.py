@@ -71,3 +71,88 @@ def test_the_count_recommended_to_a_notebook_is_always_a_count():
     assert cores.recommended(0.01, environment={"OMP_NUM_THREADS": "3"}) == 3
     assert cores.recommended(0.01, environment={"OMP_NUM_THREADS": "lots"}) == cores.usable()
     assert 1 <= cores.recommended(0.01, environment={}) <= cores.usable()
+
+
+def _stat(path, busy: float, idle: float) -> None:
+    hertz = os.sysconf("SC_CLK_TCK")
+    path.write_text(f"cpu  {int(busy * hertz)} 0 0 {int(idle * hertz)} 0 0 0 0\ncpu0 0\ncpu1 0\n")
+
+
+def test_the_pacer_gives_the_count_for_the_load_of_the_last_half_epoch(tmp_path, monkeypatch):
+    # Two cores; what this process spent is taken from os.times, so the machine's counters
+    # are written to say how busy the others were over each window.
+    monkeypatch.setattr(cores, "usable", lambda: 2)
+    stat = tmp_path / "stat"
+    _stat(stat, busy=0, idle=0)
+    pacer = cores.Pacer(most=2, stat=str(stat))
+    ours = os.times()
+    spent = ours.user + ours.system
+
+    def window(others: float, seconds: float = 1.0):
+        nonlocal spent
+        now = os.times()
+        mine = now.user + now.system - spent
+        spent += mine
+        read = cores.sample(str(stat))
+        _stat(
+            stat,
+            busy=read.busy + others * seconds + mine,
+            idle=read.total - read.busy + (2 - others) * seconds - mine,
+        )
+
+    pacer.mark()
+    window(others=1.0)  # a busy loop arrived: one core left
+    assert pacer(2) == 1
+    pacer.mark()
+    window(others=0.0)  # and left again: both
+    assert pacer(1) == 2
+    pacer.mark()
+    window(others=0.2)  # a browser's noise is not a busy core
+    assert pacer(2) == 2
+    pacer.mark()
+    window(others=1.0, seconds=0.01)  # too short a window to tell: the count stands
+    assert pacer(2) == 2
+    assert cores.Pacer(most=1, stat=str(stat))(1) == 1  # never past torch's own count
+
+
+def test_each_epoch_records_its_threads_and_a_resumed_epoch_keeps_its_count(tmp_path, tiny):
+    import torch
+
+    from mnistlab import train as training
+    from mnistlab.runs import Run
+    from test_train import stop_after, tiny_run
+
+    class Scripted:
+        """A pacer whose answers are given: 1 thread for epoch 2, 2 for epoch 3."""
+
+        def __init__(self):
+            self.answers = [1, 2]
+
+        def mark(self):
+            pass
+
+        def __call__(self, current):
+            return self.answers.pop(0)
+
+    before = torch.get_num_threads()
+    config, tensors = tiny_run(tiny[0], epochs=3, dropout=0.3)
+    torch.set_num_threads(2)
+    try:
+        whole = training.train(config, tensors, pacer=Scripted())
+        assert torch.get_num_threads() == 2  # left as it was
+        assert [r["threads"] for r in whole.history] == [2, 1, 2]
+        # stopped in epoch 2 (1 thread), resumed where 2 threads are the count now: epoch 2
+        # finishes with its own count, and the weights are the uninterrupted run's
+        with Run.create(tmp_path / "run", config) as run:
+            part = run.fit(tensors=tensors, pictures=False, pacer=Scripted(), **stop_after(11))
+        assert part.interrupted and part.position.partial["threads"] == 1
+        resumed = Scripted()
+        resumed.answers = [2]
+        with Run.open(tmp_path / "run") as run:
+            rest = run.fit(tensors=tensors, pictures=False, pacer=resumed)
+        assert [r["threads"] for r in rest.history] == [2, 1, 2]
+        final, expected = rest.model.state_dict(), whole.model.state_dict()
+        for name in expected:
+            assert torch.equal(final[name], expected[name]), name
+    finally:
+        torch.set_num_threads(before)

@@ -7,8 +7,12 @@ next time slice, and every one of the thousands of operations in an epoch waits 
 a 2-core machine beside one busy process, two threads trained 2-16x slower than one. On a
 quiet machine two threads are 1.6x faster than one. So the count is chosen when a command
 starts, from how busy the cores were while it imported torch (a second or so, measured for
-free), and kept for the whole run (the thread count changes the last bits of some sums:
-a run keeps one count, so that a run resumed on the same machine reaches the same weights).
+free). Load also comes and goes while a run trains (a browser, a build, a second notebook):
+so a run looks again at each epoch's end (Pacer), over the second half of that epoch, and
+trains the next epoch with the count that is right now. The count changes the last bits of
+some sums, so each epoch's count is recorded in the run's metrics; a run resumed mid-epoch
+finishes that epoch with its count, and one trained under the same loads reaches the same
+weights.
 
 Nothing here imports torch or changes anything: the CLI sets the count it returns.
 """
@@ -99,3 +103,27 @@ def recommended(window: float = 0.25, environment=None) -> int:
         return chosen
     asked = environment.get("OMP_NUM_THREADS", "")
     return int(asked) if asked.isdigit() and int(asked) > 0 else usable()
+
+
+class Pacer:
+    """The thread count for each epoch of a run, from how busy other programs kept the cores
+    over the second half of the epoch before: `mark()` at an epoch's middle starts the window,
+    `pacer(current)` at its end gives the count for the next (the current one when the window
+    was too short to tell, or nothing could be measured). At most `most` threads (torch's own
+    count: its physical cores)."""
+
+    MIN_WINDOW = 0.2  # seconds: a shorter window says too little to change anything
+
+    def __init__(self, most: int, processes: int = 1, stat: str = "/proc/stat"):
+        self.most, self.processes, self.stat = max(1, most), processes, stat
+        self.since = sample(stat)
+
+    def mark(self) -> None:
+        self.since = sample(self.stat)
+
+    def __call__(self, current: int) -> int:
+        now = sample(self.stat)
+        since, self.since = self.since, now
+        if since is None or now is None or now.total - since.total < self.MIN_WINDOW * now.cores:
+            return current
+        return min(self.most, threads(usable(), others_busy(since, now), self.processes))

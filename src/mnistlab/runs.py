@@ -202,13 +202,15 @@ class Run:
         on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
         on_epoch: Callable[[dict], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        pacer=None,
     ) -> training.TrainResult:
         """Train to `config.epochs`, saving metrics and a checkpoint after every epoch.
 
         `tensors` reuses data already on the device (a sweep loads it once); otherwise the
         data set is found or fetched as `runtime` says. When `should_stop()` turns true the
         run stops after the current step and saves where it stood (`result.interrupted`).
-        A finished run draws its pictures unless `pictures` is False.
+        A finished run draws its pictures unless `pictures` is False. With `pacer`
+        (mnistlab.cores.Pacer) the thread count is chosen again each epoch (train.train).
         """
         runtime = runtime or Runtime()
         if tensors is None:
@@ -234,6 +236,7 @@ class Run:
             on_batch=on_batch,
             on_epoch=epoch_done,
             should_stop=should_stop,
+            pacer=pacer,
         )
         self._state = (model, optimizer, result.position)
         if result.interrupted and result.position.batch:  # finished epochs are saved already

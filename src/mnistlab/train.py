@@ -85,6 +85,7 @@ def train(
     on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
     on_epoch: Callable[[dict, Position], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    pacer=None,
 ) -> TrainResult:
     """Train `config`'s model on `tensors`; return the model, its history and where it stopped.
 
@@ -94,6 +95,9 @@ def train(
     `on_epoch(record, position)` sees each epoch's metrics, and `should_stop()` is asked
     between steps (Ctrl-C in the CLI). Every random draw comes from generators seeded by
     (seed, epoch, stream): torch's global generator and thread count are left as they were.
+    With `pacer` (mnistlab.cores.Pacer) the thread count is chosen again at each epoch's
+    start, for the load on the machine now; each epoch records the count it used (`threads`),
+    and an epoch resumed midway finishes with the count it began with.
     """
     device = tensors.x_train.device
     if model is None:
@@ -106,12 +110,18 @@ def train(
     background = (0 - tensors.normalization[0]) / tensors.normalization[1]
 
     test_logits = None
+    threads, first = torch.get_num_threads(), position.epoch
     try:
-        for epoch in range(position.epoch, config.epochs):
+        for epoch in range(first, config.epochs):
             order = torch.Generator().manual_seed(_seed(config, epoch, ORDER))
             generators = _generators(config, epoch, device)
             skip = position.batch if epoch == position.epoch else 0
             earlier = position.partial if skip else {}
+            if pacer is not None:
+                if earlier.get("threads"):
+                    torch.set_num_threads(earlier["threads"])
+                elif epoch > first:
+                    torch.set_num_threads(pacer(torch.get_num_threads()))
             if skip:  # resume mid-epoch exactly where the generators stood
                 for name, state in position.rng.items():
                     if name in generators:
@@ -153,6 +163,8 @@ def train(
                     _check_finite(losses[skip : index + 1], epoch, steps_per_epoch, skip, config)
                 if on_batch is not None:
                     on_batch(index + 1, steps_per_epoch, losses[index])
+                if pacer is not None and index == steps_per_epoch // 2:
+                    pacer.mark()
                 if should_stop is not None and should_stop() and index + 1 < steps_per_epoch:
                     sums = _sums(epoch_logits[:seen], epoch_labels[:seen], earlier)
                     sums["seconds"] += time.perf_counter() - start
@@ -175,6 +187,7 @@ def train(
                 "seconds": seconds,
                 "samples_per_second": sums["seen"] / seconds if seconds > 0 else 0.0,
                 "lr": optimizer.param_groups[0]["lr"],
+                "threads": torch.get_num_threads(),
             }
             if tensors.x_test is not None:
                 test_logits = predict(model, tensors.x_test)
@@ -193,6 +206,7 @@ def train(
                 )
     finally:
         model.dropout_generator = None  # the model leaves train() holding none of its state
+        torch.set_num_threads(threads)
     return TrainResult(
         model, optimizer, history, position, False, tensors.normalization, test_logits
     )
@@ -206,6 +220,7 @@ def _sums(logits: torch.Tensor, labels: torch.Tensor, earlier: dict) -> dict:
         "correct": earlier.get("correct", 0) + (logits.argmax(1) == labels).sum().item(),
         "seen": earlier.get("seen", 0) + len(labels),
         "seconds": earlier.get("seconds", 0.0),
+        "threads": earlier.get("threads") or torch.get_num_threads(),
     }
 
 

@@ -14,6 +14,16 @@ def runtime_from_args(args, processes: int = 1) -> Runtime:
     """The machine settings, and torch's thread count set from them (the process is ours):
     --threads, else the cores other programs left free since the command started, shared
     among `processes` (mnistlab.cores). The count chosen is the runtime's."""
+    return _threads_from_args(args, processes)[0]
+
+
+def training_runtime(args):
+    """runtime_from_args, and for a run whose thread count mnistlab chose (not --threads, nor
+    OMP_NUM_THREADS), a cores.Pacer that chooses it again each epoch; else None."""
+    return _threads_from_args(args, 1)
+
+
+def _threads_from_args(args, processes: int):
     import torch
 
     from mnistlab import cores
@@ -21,13 +31,14 @@ def runtime_from_args(args, processes: int = 1) -> Runtime:
     runtime = flags.read_runtime(args)
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
-        return runtime
+        return runtime, None
     chosen = cores.choose(getattr(args, "cpu_sample", None), processes)
     if chosen is None:  # OMP_NUM_THREADS, or nothing measured: torch's own choice
-        return runtime
-    chosen = min(chosen, torch.get_num_threads())  # (torch counts physical cores only)
+        return runtime, None
+    most = torch.get_num_threads()  # (torch counts physical cores only)
+    chosen = min(chosen, most)
     torch.set_num_threads(chosen)  # (a parent of workers trains nothing itself)
-    return dataclasses.replace(runtime, threads=chosen)
+    return dataclasses.replace(runtime, threads=chosen), cores.Pacer(most, processes)
 
 
 @contextlib.contextmanager

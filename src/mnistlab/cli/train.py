@@ -10,7 +10,7 @@ import sys
 import tempfile
 
 from mnistlab import text
-from mnistlab.cli.console import Progress, runtime_from_args, stopping_on_signals
+from mnistlab.cli.console import Progress, runtime_from_args, stopping_on_signals, training_runtime
 from mnistlab.cli.flags import (
     add_setting_flags,
     command,
@@ -104,18 +104,18 @@ def cmd_train(args) -> int:
     for flag in ("out", "recipe", "config"):
         if args.resume and getattr(args, flag):
             raise RunError(f"--{flag} cannot be given with --resume: a run keeps its own")
-    runtime = runtime_from_args(args)
+    runtime, pacer = training_runtime(args)
     run = _open_run(args)
     # A dry run without --out works in a temporary folder, removed when it ends however it ends.
     temporary = run.folder if args.dry_run and not args.out else None
     try:
-        return _train(args, run, runtime)
+        return _train(args, run, runtime, pacer)
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
 
 
-def _train(args, run, runtime) -> int:
+def _train(args, run, runtime, pacer) -> int:
     from mnistlab.runs import StopFlag
 
     with run:
@@ -135,6 +135,7 @@ def _train(args, run, runtime) -> int:
                     on_batch=progress.on_batch,
                     on_epoch=progress.on_epoch,
                     should_stop=stop,
+                    pacer=pacer,
                 )
             except BrokenPipeError:  # `| head`: each epoch is saved before it is printed
                 print(
