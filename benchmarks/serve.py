@@ -7,6 +7,10 @@ Trains the default MLP (or takes --run), then measures:
 - `mnistlab serve` in its own process, loaded by 1, 8 and 32 concurrent clients posting PNG
   images over keep-alive connections for --seconds each: predictions per second, p50 and
   p99 latency. The clients run in this process, on the same 2 cores as the server.
+- drawings as the page posts them, measured by ApacheBench (`ab`, Debian's apache2-utils: a
+  client that is not this code's): 8 test digits drawn at 7x on a 280x280 canvas and saved
+  as the canvas saves them (RGBA PNG, opaque), posted at that size and as the 112x112 copy
+  the page sends, by 1, 8 and 32 keep-alive clients: requests per second and p99;
 Then, hostile clients:
 - a storm: 20 clients at once each posting a 4000x4000 PNG (70 KB, 16 MP decoded): the
   server's resident memory before, at its peak, and a few seconds after;
@@ -48,6 +52,48 @@ def images(dataset, count=64) -> list[bytes]:
         canvas.save(buffer, format="PNG")
         out.append(buffer.getvalue())
     return out
+
+
+def canvases(dataset, side: int, count: int = 8) -> list[bytes]:
+    """Test digits drawn black on white at 7x on a 280x280 canvas, saved as a browser saves a
+    canvas (RGBA PNG, opaque), at `side` px (the page sends a 112-px copy)."""
+    out = []
+    for index in range(count):
+        digit = Image.fromarray(255 - dataset.test.images[index].numpy()).resize((196, 196))
+        canvas = Image.new("RGBA", (280, 280), (255, 255, 255, 255))
+        canvas.paste(digit.convert("RGBA"), (42, 42))
+        if side != 280:
+            canvas = canvas.resize((side, side), Image.BOX)
+        buffer = io.BytesIO()
+        canvas.save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def apache_bench(port: int, bodies: list[bytes], clients: int, requests: int) -> str:
+    """`ab` posting the bodies in turn (one file each, a share of the requests), keep-alive."""
+    import shutil
+
+    if shutil.which("ab") is None:
+        return "ab not found (apt install apache2-utils)"
+    rates, worst = [], []
+    with tempfile.TemporaryDirectory() as scratch:
+        for index, body in enumerate(bodies[:2]):
+            path = Path(scratch) / f"{index}.png"
+            path.write_bytes(body)
+            done = subprocess.run(
+                ["ab", "-q", "-k", "-c", str(clients), "-n", str(requests // 2), "-p", str(path),
+                 "-T", "image/png", f"http://127.0.0.1:{port}/api/predict"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            for line in done.stdout.splitlines():
+                if line.startswith("Requests per second:"):
+                    rates.append(float(line.split()[3]))
+                if line.strip().startswith("99%"):
+                    worst.append(float(line.split()[1]))
+                if line.startswith("Non-2xx responses:"):
+                    return f"{line.strip()}: {done.stdout[-500:]}"
+    return f"{statistics.mean(rates):7.0f} requests/s, p99 {max(worst):4.0f} ms"
 
 
 def percentile(values, q) -> float:
@@ -219,6 +265,12 @@ def main():
             load(port, pngs, 1, 2)  # warm up
             for clients in (1, 8, 32):
                 load(port, pngs, clients, args.seconds)
+            for side in (280, 112):
+                drawn = canvases(dataset, side)
+                apache_bench(port, drawn, 8, 400)  # warm up
+                for clients in (1, 8, 32):
+                    figures = apache_bench(port, drawn, clients, 3000)
+                    print(f"{side}x{side} canvas, ab, {clients:>2} clients: {figures}", flush=True)
             storm(port, server.pid)
             endless_headers(port)
         finally:

@@ -321,6 +321,14 @@ def test_the_page_in_a_real_browser(trained, mnist, tmp_path):
     with served(app_for_run(trained)) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 960, "height": 460})
+        # the size of each image the page posts (a drawing: a reduced copy of the canvas)
+        page.add_init_script(
+            "window.sentSizes = []; const post = window.fetch;"
+            "window.fetch = (url, options) => { const body = options && options.body;"
+            " if (body instanceof Blob) createImageBitmap(body).then("
+            "(b) => window.sentSizes.push([body.type, b.width, b.height]));"
+            " return post(url, options); };"
+        )
         page.goto(url + "/")
         page.wait_for_function("document.querySelectorAll('.bar').length === 10")
         assert "test accuracy 98." in page.locator("#model").text_content()
@@ -329,6 +337,9 @@ def test_the_page_in_a_real_browser(trained, mnist, tmp_path):
         wait_for_class(page, "1")
         name, bars = shown(page)
         assert name == "1" and int(np.argmax(bars)) == 1 and sum(bars) == pytest.approx(1, abs=1e-3)
+        canvas_side = page.evaluate("document.getElementById('canvas').width")
+        sizes = {tuple(size) for size in page.evaluate("window.sentSizes")}
+        assert canvas_side > 112 and sizes == {("image/png", 112, 112)}, (canvas_side, sizes)
         page.click("#clear")
         assert page.locator("#prediction").text_content() == "–"
         loop = [(0.5 + 0.22 * np.sin(t), 0.5 - 0.3 * np.cos(t)) for t in np.linspace(0, 6.4, 40)]

@@ -132,10 +132,21 @@ def upright(image):
         return image
 
 
+def opaque(image):
+    """The image without its alpha band where every pixel is opaque (a browser's canvas is
+    saved as RGBA, all of it opaque): nothing to composite, which costs more than the rest of
+    reading a drawing."""
+    if image.mode in ("RGBA", "LA") and "transparency" not in image.info:
+        if image.getchannel("A").getextrema() == (255, 255):
+            return image.convert("RGB" if image.mode == "RGBA" else "L")
+    return image
+
+
 def grey_levels(image) -> np.ndarray:
     """An upright PIL image's grey levels, transparency on white, 16-bit by its own range."""
     from PIL import Image
 
+    image = opaque(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = image.convert("RGBA")
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))

@@ -25,7 +25,7 @@ import numpy as np
 
 from mnistlab.datasets import SIDE
 from mnistlab.errors import ImageError
-from mnistlab.images import grey, grey_levels, open_image, upright
+from mnistlab.images import grey, grey_levels, opaque, open_image, upright
 
 WORK, SMALL = 448, 160  # a page is examined with its long side between these, in pixels
 STROKE = 0.12  # MNIST's strokes are about this share of the digit's longer side (median)
@@ -43,7 +43,7 @@ def lightness(source) -> np.ndarray:
     if hasattr(source, "detach") or isinstance(source, np.ndarray):
         return grey(source)
 
-    image = upright(open_image(source))
+    image = opaque(upright(open_image(source)))
     factor = max(image.size) // (2 * WORK)
     if factor >= 2:  # a 12-megapixel photo: reduced in Pillow before any float copy is made
         if image.mode in ("1", "P", "PA") or image.mode.startswith("I;16"):
