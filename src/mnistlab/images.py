@@ -136,9 +136,9 @@ def opaque(image):
     """The image without its alpha band where every pixel is opaque (a browser's canvas is
     saved as RGBA, all of it opaque): nothing to composite, which costs more than the rest of
     reading a drawing."""
-    if image.mode in ("RGBA", "LA") and "transparency" not in image.info:
-        if image.getchannel("A").getextrema() == (255, 255):
-            return image.convert("RGB" if image.mode == "RGBA" else "L")
+    opaque = image.mode in ("RGBA", "LA") and "transparency" not in image.info
+    if opaque and image.getchannel("A").getextrema() == (255, 255):
+        return image.convert("RGB" if image.mode == "RGBA" else "L")
     return image
 
 

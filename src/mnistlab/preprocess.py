@@ -153,10 +153,11 @@ def _otsu(values: np.ndarray) -> float:
     return float(edges[int(np.nanargmax(between[:-1])) + 1])
 
 
-def _strokes(ink: np.ndarray, name: str) -> np.ndarray:
+def _strokes(ink: np.ndarray, name: str, every: bool = False) -> np.ndarray:
     """The digit's strokes, a boolean mask: ink above a level set by the image itself (and
     above the paper's grain), less the long straight lines of a ruled page, less what touches
-    the picture's edge (a page edge, the table) when the rest is the digit, less specks."""
+    the picture's edge (a page edge, the table) when the rest is the digit, less specks.
+    With `every`, the strokes of all the writing (a number's digits), less specks only."""
     from scipy import ndimage
 
     sample = ink[::2, ::2]  # (a quarter of the pixels tells the paper's grain as well)
@@ -189,12 +190,15 @@ def _strokes(ink: np.ndarray, name: str) -> np.ndarray:
         # runs off the picture (a digit cropped tightly) stays. A drawing that runs off its
         # canvas with nothing inside keeps all it has.
         areas = np.where(inside | ~_not_writing(labels, inside), areas, 0)
+    largest = int(areas.argmax())
+    darkness = ndimage.mean(ink, labels, np.arange(1, count + 1))
+    if every:  # all the writing: neither a speck beside its largest piece, nor fainter
+        chosen = (areas >= 0.05 * areas[largest]) & (darkness >= 0.6 * darkness[largest])
+        return np.concatenate([[False], chosen])[labels]
     # The digit: its largest piece, the pieces nearly as large, and those of some size close
     # by (a 5's bar, a 4's stem lifted off the page) and as dark; specks, distant marks and the
     # faint edge of a shadow are not it.
     boxes = ndimage.find_objects(labels)
-    darkness = ndimage.mean(ink, labels, np.arange(1, count + 1))
-    largest = int(areas.argmax())
     reach = 0.15 * max(s.stop - s.start for s in boxes[largest])
     keep = [
         index + 1
@@ -271,12 +275,13 @@ def _opened(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
     return ndimage.maximum_filter1d(shrunk, length, axis=axis).astype(bool)
 
 
-def _digit(ink: np.ndarray, name: str) -> np.ndarray:
+def _digit(ink: np.ndarray, name: str, strokes: np.ndarray | None = None) -> np.ndarray:
     """The digit alone, 0-255: its strokes' own ink, saturated at their core as MNIST's are
-    and with their soft edges kept, and thickened where they are thinner than MNIST's."""
+    and with their soft edges kept, and thickened where they are thinner than MNIST's.
+    (`strokes`: the mask to keep, when not the digit's own: a number's.)"""
     from scipy import ndimage
 
-    strokes = _strokes(ink, name)
+    strokes = _strokes(ink, name) if strokes is None else strokes
     core = float(np.percentile(ink[strokes], 75))
     near = ndimage.maximum_filter(strokes.view(np.uint8), size=max(5, max(ink.shape) // 40))
     digit = np.clip(ink / core, 0, 1) * near
@@ -375,8 +380,13 @@ def prepare(source, dataset: str = "mnist") -> np.ndarray:
             digit = _fit(_drawing(array, name), 20)
         else:
             digit = _fit(_crop(_digit(_ink(_working(array), name), name)), 20)
-        total = digit.sum()
-        rows, columns = np.indices(digit.shape)
-        centre = ((rows * digit).sum() / total, (columns * digit).sum() / total)
-        field = _place(digit, round(SIDE / 2 - centre[0]), round(SIDE / 2 - centre[1]))
+        field = _centred(digit)
     return np.clip(np.rint(field), 0, 255).astype(np.uint8)
+
+
+def _centred(digit: np.ndarray) -> np.ndarray:
+    """A digit fitted to MNIST's box, placed with its centre of mass at the field's centre."""
+    total = digit.sum()
+    rows, columns = np.indices(digit.shape)
+    centre = ((rows * digit).sum() / total, (columns * digit).sum() / total)
+    return _place(digit, round(SIDE / 2 - centre[0]), round(SIDE / 2 - centre[1]))
