@@ -347,6 +347,14 @@ def test_the_page_in_a_real_browser(trained, mnist, tmp_path):
         wait_for_class(page, "0")
         assert shown(page)[0] == "0"
         page.screenshot(path=str(screenshot))
+        # two digits side by side: read as a number, each digit's confidence in words
+        page.click("#clear")
+        stroke(page, box, [(0.3, 0.2 + 0.06 * i) for i in range(11)])  # a 1
+        stroke(page, box, [(0.5, 0.22), (0.8, 0.22), (0.62, 0.82)])  # a 7
+        page.wait_for_function(
+            "document.getElementById('prediction').textContent === '17'", timeout=15_000
+        )
+        assert page.locator("#verdict").text_content().startswith("a number: 1 ")
         page.set_input_files("#upload", str(upload))
         wait_for_class(page, "3")
         # A phone's photo, past the server's byte limit: the page sends a reduced copy.
@@ -680,6 +688,24 @@ def test_a_page_elsewhere_cannot_post_whatever_it_sends_unless_allowed(tiny_run)
         assert request(api, one, "image/png")[0] == 200  # curl, a script
     with served(app_for_run(tiny_run, cors=("https://evil.example",))) as url:
         assert request(url + "/api/predict", one, "image/png", evil)[0] == 200
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_number_is_answered_digit_by_digit_as_the_openapi_description_says(trained, mnist):
+    import jsonschema
+
+    from test_use import _number_picture
+
+    with served(app_for_run(trained)) as url:
+        description = request(url + "/openapi.json")[1]
+        status, answer = request(url + "/api/predict", _number_picture(mnist, [0, 1, 2], 4))
+        schema = description["paths"]["/api/predict"]["post"]["responses"]["200"]["content"][
+            "application/json"]["schema"]  # fmt: skip
+        jsonschema.validate(answer, {**schema, "components": description["components"]})
+    want = "".join(str(int(mnist.test.labels[i])) for i in (0, 1, 2))
+    assert status == 200 and answer["number"] == want and len(answer["digits"]) == 3
+    assert answer["verdict"] == want and answer["model"]["run"]
 
 
 def test_json_batches_and_every_answer_matches_the_openapi_description(tiny, tiny_run):

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from mnistlab import calibration, data, errors, export, images, preprocess
 from mnistlab.cli import main
-from mnistlab.predict import Predictor
+from mnistlab.predict import Predictor, number
 
 
 def png(image: Image.Image) -> bytes:
@@ -698,3 +698,61 @@ def test_a_digit_cropped_tightly_is_prepared_as_with_a_margin():
         seen = [preprocess.prepare(png(Image.fromarray(a))).astype(float) for a in (tight, padded)]
         agreement = np.corrcoef(seen[0].ravel(), seen[1].ravel())[0, 1]
         assert agreement > 0.98, (shape, agreement)
+
+
+def _number_picture(mnist, indices, gap: int, scale: int = 6, photo: bool = False) -> bytes:
+    """Test digits side by side, each cut to its own columns, `gap` pixels apart at MNIST's
+    scale, dark on white, enlarged; as a PNG (or, with `photo`, a JPEG on grey paper)."""
+    parts = []
+    for index in indices:
+        digit = 255 - mnist.test.images[index].numpy()
+        columns = np.flatnonzero((digit < 128).any(0))
+        parts += [digit[:, columns[0] : columns[-1] + 1], np.full((28, gap), 255, np.uint8)]
+    row = np.pad(np.concatenate(parts[:-1], 1), ((6, 6), (10, 10)), constant_values=255)
+    image = Image.fromarray(row).resize((row.shape[1] * scale, row.shape[0] * scale))
+    buffer = io.BytesIO()
+    if photo:
+        paper = np.asarray(image, np.float32) * 0.8 + 30
+        grain = np.random.default_rng(0).normal(0, 4, paper.shape)
+        Image.fromarray(np.clip(paper + grain, 0, 255).astype(np.uint8)).save(
+            buffer, format="JPEG", quality=80
+        )
+    else:
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_number_is_read_digit_by_digit_and_one_digit_as_before(trained, mnist):
+    predictor = Predictor.load(trained)
+    rng = np.random.default_rng(5)
+    right = total = 0
+    for count in (2, 3, 4, 5):
+        for _ in range(6):
+            chosen = rng.choice(len(mnist.test), count, replace=False)
+            want = "".join(str(int(mnist.test.labels[i])) for i in chosen)
+            for photo in (False, True):
+                digits = predictor.read(_number_picture(mnist, chosen, gap=4, photo=photo))
+                right += "".join(d.name for d in digits) == want
+                total += 1
+    assert right >= 0.8 * total, f"{right} of {total} numbers read right"
+    # one digit: the reading predict gives, a list of one
+    single = _number_picture(mnist, [0], gap=4)
+    (alone,) = predictor.read(single)
+    assert alone.label == predictor.predict([single])[0].label == int(mnist.test.labels[0])
+    # a number's answer, as the API and --json give it
+    digits = predictor.read(_number_picture(mnist, [0, 1, 2], gap=4))
+    answer = json.loads(json.dumps(number(digits)))
+    assert answer["number"] == "".join(d["name"] for d in answer["digits"])
+    assert len(answer["digits"]) == 3 and all(len(d["input"]) == 28 for d in answer["digits"])
+
+
+def test_predict_prints_a_number_and_its_digits(capsys, trained, mnist, tmp_path):
+    picture = tmp_path / "number.png"
+    picture.write_bytes(_number_picture(mnist, [0, 1, 2], gap=4))
+    want = "".join(str(int(mnist.test.labels[i])) for i in (0, 1, 2))
+    assert main(["predict", str(trained), str(picture)]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith(f"{picture}: {want}  (3 digits: ")
+    assert main(["predict", str(trained), str(picture), "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["number"] == want and [d["name"] for d in answer["digits"]] == list(want)

@@ -65,6 +65,23 @@ class Prediction:
         }
 
 
+def number(predictions: list[Prediction]) -> dict:
+    """A reading as the API and `predict --json` answer it: one digit's own fields, or for a
+    number its digits left to right, the number, and a verdict that marks each doubtful digit
+    with "?" ("42?7")."""
+    if len(predictions) == 1:
+        return predictions[0].as_dict()
+    doubtful = [p.unsure or p.unfamiliar for p in predictions]
+    return {
+        "number": "".join(p.name for p in predictions),
+        "verdict": "".join(p.name + "?" * d for p, d in zip(predictions, doubtful, strict=True)),
+        "confidence": float(np.prod([p.confidence for p in predictions])),
+        "unsure": any(p.unsure for p in predictions),
+        "unfamiliar": any(p.unfamiliar for p in predictions),
+        "digits": [p.as_dict() for p in predictions],
+    }
+
+
 class Predictor:
     """A run's model, loaded once, in eval mode; thread-safe for inference."""
 

@@ -163,6 +163,17 @@ def bench(config: TrainConfig, report: dict) -> str:
     return "\n".join(lines)
 
 
+def number_line(digits) -> str:
+    """A number's reading: '427  (3 digits: 4 99.1%, 2 97.0%, 7 98.3%)', a doubtful digit
+    marked '?' in the number and said why beside it."""
+    shown, parts = "", []
+    for digit in digits:
+        doubt = "unlike a digit" if digit.unfamiliar else "not sure" if digit.unsure else ""
+        shown += digit.name + ("?" if doubt else "")
+        parts.append(f"{digit.name} {100 * digit.confidence:.1f}%" + (f" {doubt}" if doubt else ""))
+    return f"{shown}  ({len(digits)} digits: {', '.join(parts)})"
+
+
 def check_report(report) -> str:
     """Each finding on a line (PASS, FAIL with its fix beneath, or INFO), then the verdict."""
     marks = {True: "PASS", False: "FAIL", None: "INFO"}

@@ -162,7 +162,7 @@ def _show_input_target(path: Path, sources) -> None:
 
 def cmd_predict(args) -> int:
     from mnistlab import images
-    from mnistlab.predict import Predictor
+    from mnistlab.predict import Predictor, number
 
     if args.show_input:
         picture_path(args.show_input, "show_input")  # refused before any work
@@ -182,7 +182,7 @@ def cmd_predict(args) -> int:
     predictions, read, failed = [], [], 0
     for name, source in sources:  # each answer printed as it comes, before any picture
         try:
-            prediction = predictor.predict([source])[0]
+            digits = predictor.read(source)
         except ImageError as error:  # this image alone: the others are still answered
             failed += 1
             if args.json:
@@ -190,13 +190,16 @@ def cmd_predict(args) -> int:
             else:
                 print(f"{escaped(name)}: error: {escaped(str(error))}", flush=True)
             continue
-        predictions.append((name, prediction))
+        # (a number's picture shows its first digit as the model saw it)
+        predictions.append((name, digits[0]))
         read.append(source)
         if args.json:
-            print(json.dumps({"file": name, **prediction.as_dict()}), flush=True)
+            print(json.dumps({"file": name, **number(digits)}), flush=True)
+        elif len(digits) == 1:
+            top = ", ".join(f"{label} {100 * p:.1f}%" for label, p in digits[0].top(3))
+            print(f"{escaped(name)}: {digits[0].verdict()}  (top 3: {top})", flush=True)
         else:
-            top = ", ".join(f"{label} {100 * p:.1f}%" for label, p in prediction.top(3))
-            print(f"{escaped(name)}: {prediction.verdict()}  (top 3: {top})", flush=True)
+            print(f"{escaped(name)}: {text.number_line(digits)}", flush=True)
     if args.show_input and predictions:
         from mnistlab import plots
 

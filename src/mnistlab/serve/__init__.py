@@ -28,7 +28,6 @@ import json
 import threading
 from importlib import resources
 
-import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -41,7 +40,7 @@ from starlette.routing import Route
 from mnistlab import images, runfiles
 from mnistlab.errors import ImageError, ImageTooLarge
 from mnistlab.images import MAX_PIXELS
-from mnistlab.predict import Predictor
+from mnistlab.predict import Predictor, number
 from mnistlab.serve.bodies import (
     MAX_BYTES,
     MAX_FILES,
@@ -99,7 +98,7 @@ def create_app(
     # The page reads the limits, and sends a reduced copy of an upload past them.
     info = {**info, "limits": {"bytes": max_bytes, "pixels": max_pixels}}
 
-    def prepared(body: bytes) -> np.ndarray:
+    def read(body: bytes) -> list:
         try:
             image = images.open_image(body, max_pixels)
         except ImageTooLarge as error:
@@ -107,7 +106,7 @@ def create_app(
         except ImageError as error:
             raise Refused(415, str(error)) from None
         try:
-            return predictor.prepare(image)
+            return predictor.read(image)
         except ImageError as error:
             raise Refused(422, str(error)) from None
 
@@ -115,12 +114,14 @@ def create_app(
     identity = _identity(info)
 
     def answer(image) -> dict:
-        """Decode (an image file's bytes), prepare and predict, in one trip to the thread pool;
-        `image` may also be 28x28 pixels from JSON."""
+        """Decode (an image file's bytes), prepare and read (a digit, or a number's digits),
+        in one trip to the thread pool; `image` may also be 28x28 pixels from JSON."""
         with turns:
-            image = prepared(image) if isinstance(image, bytes) else _pixel_image(image)
-            prediction = predictor.predict_prepared(image[None])[0]
-        return {**prediction.as_dict(), "model": identity}
+            if isinstance(image, bytes):
+                digits = read(image)
+            else:
+                digits = predictor.predict_prepared(_pixel_image(image)[None])
+        return {**number(digits), "model": identity}
 
     def answer_or_error(image) -> dict:
         """One image of several: its prediction, or why it was refused (the rest go on)."""

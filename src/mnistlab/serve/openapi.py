@@ -28,7 +28,6 @@ def openapi(info: dict, max_bytes: int) -> dict:
             "probabilities",
             "top",
             "input",
-            "model",
         ],  # fmt: skip
         "properties": {
             "class": {"type": "integer", "minimum": 0},
@@ -55,15 +54,35 @@ def openapi(info: dict, max_bytes: int) -> dict:
                 },
             },
             "input": {**grid, "description": "the prepared 28x28 image the model saw"},
-            "model": {
-                "type": "object",
-                "required": ["run", "weights", "mnistlab"],
-                "properties": {
-                    "run": {"type": "string"},
-                    "weights": {"type": "string", "description": "a hash of the weights"},
-                    "mnistlab": {"type": "string"},
-                },
-            },
+        },
+    }
+    model = {
+        "type": "object",
+        "required": ["run", "weights", "mnistlab"],
+        "properties": {
+            "run": {"type": "string"},
+            "weights": {"type": "string", "description": "a hash of the weights"},
+            "mnistlab": {"type": "string"},
+        },
+    }
+    digit = prediction
+    prediction = {
+        **digit,
+        "required": [*digit["required"], "model"],
+        "properties": {**digit["properties"], "model": model},
+    }
+    several = {
+        "type": "object",
+        "description": "a picture of several digits side by side, read as a number",
+        "required": ["number", "verdict", "confidence", "unsure", "unfamiliar", "digits", "model"],
+        "properties": {
+            "number": {"type": "string", "description": "the digits read, left to right"},
+            "verdict": {"type": "string", "description": 'each doubtful digit marked "?"'},
+            "confidence": {**number, "description": "the digits' confidences multiplied"},
+            "unsure": {"type": "boolean", "description": "a digit is unsure"},
+            "unfamiliar": {"type": "boolean", "description": "a digit is unlike a digit"},
+            "digits": {"type": "array", "items": digit, "minItems": 2},
+            "model": model,
         },
     }
     error = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
@@ -81,6 +100,7 @@ def openapi(info: dict, max_bytes: int) -> dict:
                 "items": {
                     "oneOf": [
                         {"$ref": "#/components/schemas/Prediction"},
+                        {"$ref": "#/components/schemas/Number"},
                         {"$ref": "#/components/schemas/ItemError"},
                     ]
                 },
@@ -145,8 +165,15 @@ def openapi(info: dict, max_bytes: int) -> dict:
                     },
                     "responses": {
                         "200": answer(
-                            "one image's prediction, or several images' answers",
-                            {"oneOf": [{"$ref": "#/components/schemas/Prediction"}, batch]},
+                            "one image's prediction (a number's, for several digits side by "
+                            "side), or several images' answers",
+                            {
+                                "oneOf": [
+                                    {"$ref": "#/components/schemas/Prediction"},
+                                    {"$ref": "#/components/schemas/Number"},
+                                    batch,
+                                ]
+                            },
                         ),
                         "400": refused("a malformed body: empty, bad JSON, wrong shape"),
                         "403": refused("sent by a page of another origin than --cors allows"),
@@ -200,6 +227,11 @@ def openapi(info: dict, max_bytes: int) -> dict:
             },
         },
         "components": {
-            "schemas": {"Prediction": prediction, "Error": error, "ItemError": item_error}
+            "schemas": {
+                "Prediction": prediction,
+                "Number": several,
+                "Error": error,
+                "ItemError": item_error,
+            }  # fmt: skip
         },
     }
