@@ -156,10 +156,22 @@ class Predictor:
         two columns are joined only where they are not too wide together to be one digit."""
         from mnistlab import segment
 
-        single = self.prepare(source)
-        found = segment.pieces(source) if self.config.dataset == "mnist" else None
+        if self.config.dataset != "mnist":
+            return self.predict([source])
+        # (read once, for both: a file's name is the caller's to give with an error)
+        array = preprocess.lightness(source)
+        single = self.prepare(array)
+        alone = self.predict_prepared(single[None])
+        # One digit read surely, as one digit is prepared (marks far from it left out: a
+        # shadow's edge, a fold), stands unless the number reads more surely still; and where
+        # its ink is one piece narrower than tall, as no two digits side by side are, nothing
+        # is looked for beside it (most pictures: a drawing is answered without the search).
+        sure = not (alone[0].unsure or alone[0].unfamiliar)
+        if sure and segment.alone(single):
+            return alone
+        found = segment.pieces(array)
         if found is None:
-            return self.predict_prepared(single[None])
+            return alone
         image, columns, origins = found
         spans = [
             range(start, stop)
@@ -182,10 +194,6 @@ class Predictor:
             ]
             best.append(max(options, key=lambda option: option[0]))
         chosen = [read[span] for span in best[-1][1]]
-        alone = self.predict_prepared(single[None])
-        # One digit read surely, as one digit is prepared (marks far from it left out: a
-        # shadow's edge, a fold), stands unless the number reads more surely still.
-        sure = not (alone[0].unsure or alone[0].unfamiliar)
         if len(chosen) < 2 or (sure and np.exp(best[-1][0]) <= alone[0].confidence):
             return alone
         return chosen

@@ -33,7 +33,8 @@ def pieces(source) -> tuple[np.ndarray, list[np.ndarray], list[int]] | None:
     than its digits where it is in doubt (a touching pair cut where the ink is thinnest, and
     maybe once more): the reader puts neighbouring pieces back together where they read better
     as one (Predictor.read); with each piece, the column it was cut from. None where the
-    picture is not a row of digits."""
+    picture is not a row of digits. (`source` as prepare takes it, or its lightness already
+    read, a float array.)"""
     name = str(source) if isinstance(source, str | Path) else "the image"
     array = preprocess.lightness(source)
     if max(array.shape) <= preprocess.DATASET_SCALE:  # a dataset's own image: one digit
@@ -72,6 +73,23 @@ def joinable(columns: list[np.ndarray], origins: list[int], chosen: range) -> bo
     return bool(cols[-1] - cols[0] + 1 < WIDE * (rows[-1] - rows[0] + 1))
 
 
+def alone(field: np.ndarray, aspect: float = 0.9) -> bool:
+    """Whether a prepared (28, 28) digit is clearly one: its ink one piece (a mark beside it
+    no more than a tenth of it), narrower than `aspect` of its height, as two digits side
+    by side never are."""
+    from scipy import ndimage
+
+    ink = field > 64
+    labels, count = ndimage.label(ink, structure=np.ones((3, 3)))
+    if count == 0:
+        return True
+    areas = np.bincount(labels.ravel())[1:]
+    if np.count_nonzero(areas > 0.1 * areas.max()) > 1:
+        return False
+    rows, columns = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    return bool(columns[-1] - columns[0] + 1 < aspect * (rows[-1] - rows[0] + 1))
+
+
 def _writing(array: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     """The writing as ink 0-255, and a mask of its strokes."""
     if preprocess._drawn(array):
@@ -104,6 +122,10 @@ def _columns(mask: np.ndarray) -> list[tuple[np.ndarray, int]]:
         return []
     boxes = ndimage.find_objects(labels)
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    if np.count_nonzero(areas >= 0.2 * areas.max()) == 1:  # one piece and marks: one column
+        rows, columns = boxes[int(areas.argmax())]
+        if columns.stop - columns.start < 1.25 * (rows.stop - rows.start):
+            return []  # not wider than a digit: one digit, as most pictures are
     # Columns: pieces whose spans along the row overlap by half the narrower one.
     order = sorted(range(count), key=lambda i: boxes[i][1].start)
     groups: list[list[int]] = []
