@@ -10,6 +10,13 @@ Each condition gets --per digits (the same digits for every condition), and ever
 `predict` and `serve` take. The MNIST test set, enlarged 6x onto white paper and through the
 same preparation, is printed beside it, and the test digits as they are (28x28): those are
 the figures the preparation must not lose.
+Then pictures made neither by this generator's page nor for it: MNIST test digits cropped
+tightly (and with a margin); numbers of 2-5 test digits side by side (spaced, close, touching,
+and on grainy grey paper as a JPEG), read right only when every digit is; and, where
+scikit-learn is installed (`pip install 'mnistlab[bench]'`), other writers' digits scanned at
+8x8 in 17 grey levels (its `load_digits`), as given, enlarged to 96 px, and enlarged with a
+white margin, beside what a plain resize into MNIST's 20-px box reads. Every picture is read
+as `predict` reads it (`Predictor.read`): a digit read as a number is wrong.
 --save writes each condition's first pictures, to look at.
 """
 
@@ -239,6 +246,65 @@ def cropped(digit, margin: int = 0) -> bytes:
     return buffer.getvalue()
 
 
+def number_picture(images, indices, gap: int, paper: bool = False) -> bytes:
+    """Test digits side by side, each cut to its own columns, `gap` pixels apart at MNIST's
+    scale, dark on white, enlarged 6x; as a PNG, or on grainy grey paper as a JPEG."""
+    parts = []
+    for index in indices:
+        digit = 255 - images[index]
+        columns = np.flatnonzero((digit < 128).any(0))
+        parts += [digit[:, columns[0] : columns[-1] + 1], np.full((28, gap), 255, np.uint8)]
+    row = np.pad(np.concatenate(parts[:-1], 1), ((6, 6), (10, 10)), constant_values=255)
+    image = Image.fromarray(row).resize((row.shape[1] * 6, row.shape[0] * 6))
+    buffer = io.BytesIO()
+    if paper:
+        grey = np.asarray(image, np.float32) * 0.8 + 30
+        grain = np.random.default_rng(len(indices)).normal(0, 4, grey.shape)
+        Image.fromarray(np.clip(grey + grain, 0, 255).astype(np.uint8)).save(
+            buffer, format="JPEG", quality=80
+        )
+    else:
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def scans(predictors, table, count: int) -> None:
+    """Other writers' 8x8 scans (scikit-learn's load_digits), dark on white."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        print("(scikit-learn not installed: no low-resolution scans)")
+        return
+    from mnistlab import preprocess
+
+    scanned = load_digits()
+    chosen = np.random.default_rng(0).permutation(len(scanned.target))[:count]
+    labels = scanned.target[chosen]
+    dark = [(255 - scanned.images[i] * 255 / 16).astype(np.uint8) for i in chosen]
+
+    def png(array) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    big = [np.asarray(Image.fromarray(d).resize((96, 96), Image.BILINEAR)) for d in dark]
+    table["8x8 scans, as given"] = _score(predictors, [png(d) for d in dark], labels)
+    table["8x8 scans, to 96 px"] = _score(predictors, [png(b) for b in big], labels)
+    margin = [png(np.pad(b, 24, constant_values=255)) for b in big]
+    table["8x8 scans, 96 + margin"] = _score(predictors, margin, labels)
+    # A plain resize into MNIST's box: the ink's box fitted to 20 px, centred by its mass.
+    plain = [
+        np.clip(np.rint(preprocess._centred(preprocess._fit(
+            preprocess._crop(255 - b.astype(np.float32)), 20))), 0, 255).astype(np.uint8)
+        for b in big
+    ]  # fmt: skip
+    scores = [
+        float(np.mean([p.label for p in predictor.predict_prepared(np.stack(plain))] == labels))
+        for predictor in predictors.values()
+    ]
+    table["8x8 scans, plain resize"] = (scores, 0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", help="where the MNIST files are (default: as mnistlab)")
@@ -252,6 +318,8 @@ def main() -> None:
     parser.add_argument("--per", type=int, default=40, help="digits per condition")
     parser.add_argument("--enlarged", type=int, default=2000, help="MNIST test digits, enlarged")
     parser.add_argument("--crops", type=int, default=200, help="MNIST test digits, cropped")
+    parser.add_argument("--numbers", type=int, default=100, help="numbers of 2-5 digits a row")
+    parser.add_argument("--scans", type=int, default=400, help="8x8 scans (scikit-learn)")
     parser.add_argument("--save", type=Path, help="write each condition's first pictures here")
     args = parser.parse_args()
 
@@ -283,6 +351,18 @@ def main() -> None:
     for title, margin in (("tight crop, 4x", 0), ("2-px margin, 4x", 2)):
         pictures = [cropped(d, margin) for d in images[:crops]]
         table[title] = _score(predictors, pictures, labels[:crops])
+    rng = np.random.default_rng(7)
+    drawn = [rng.choice(len(labels), 2 + k % 4, replace=False) for k in range(args.numbers)]
+    wanted = ["".join(str(labels[i]) for i in number) for number in drawn]
+    for title, gap, paper in (
+        ("numbers, spaced", 4, False),
+        ("numbers, close", 2, False),
+        ("numbers, touching", 0, False),
+        ("numbers, on paper", 4, True),
+    ):
+        pictures = [number_picture(images, number, gap, paper) for number in drawn]
+        table[title] = _score(predictors, pictures, wanted)
+    scans(predictors, table, args.scans)
     count = min(args.enlarged, len(labels))
     table["MNIST test, enlarged"] = _score(
         predictors, [enlarged(d) for d in images[:count]], labels[:count]
@@ -356,21 +436,22 @@ def flags(predictors, images, labels, chosen) -> None:
 
 
 def _score(predictors, pictures, labels):
-    """Each run's share read right (a picture refused, as having no ink, is read wrong), and
-    the milliseconds an image took."""
+    """Each run's share read right, as `predict` reads (a digit read as a number, or a picture
+    refused as having no ink, is read wrong), and the milliseconds an image took."""
     from mnistlab.errors import ImageError
 
+    wanted = [str(label) for label in labels]
     scores, elapsed = [], 0.0
     for predictor in predictors.values():
         start = time.perf_counter()
         predicted = []
         for picture in pictures:
             try:
-                predicted.append(predictor.predict([picture])[0].label)
+                predicted.append("".join(digit.name for digit in predictor.read(picture)))
             except ImageError:
-                predicted.append(-1)
+                predicted.append("")
         elapsed += time.perf_counter() - start
-        scores.append(float(np.mean(np.array(predicted) == labels)))
+        scores.append(float(np.mean([p == w for p, w in zip(predicted, wanted, strict=True)])))
     return scores, 1000 * elapsed / (len(pictures) * len(predictors))
 
 
