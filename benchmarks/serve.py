@@ -15,7 +15,11 @@ Then, hostile clients:
 - a storm: 20 clients at once each posting a 4000x4000 PNG (70 KB, 16 MP decoded): the
   server's resident memory before, at its peak, and a few seconds after;
 - 4 clients each streaming one endless header line while another polls /healthz: its
-  latency, p50 and the worst.
+  latency, p50 and the worst;
+- the worst JPEG this machine could make under the limits: 16 megapixels, progressive, its
+  last scan repeated up to the 100 scans read (about 90 KB): 1 and 4 clients posting it
+  without pause beside one client posting drawings: the seconds each worst image took, and
+  the drawing client's p50 and worst latency.
 """
 
 import argparse
@@ -94,6 +98,57 @@ def apache_bench(port: int, bodies: list[bytes], clients: int, requests: int) ->
                 if line.startswith("Non-2xx responses:"):
                     return f"{line.strip()}: {done.stdout[-500:]}"
     return f"{statistics.mean(rates):7.0f} requests/s, p99 {max(worst):4.0f} ms"
+
+
+def worst_jpeg() -> bytes:
+    """A 4000x4000 progressive JPEG whose last scan is repeated to the 100 scans read: the
+    most decoding work an image under the limits asks for, found by trying (a flat page: a
+    scan of noise would pass the byte limit first)."""
+    from mnistlab.images import MAX_SCANS
+
+    buffer = io.BytesIO()
+    Image.new("L", (4000, 4000), 255).save(buffer, format="JPEG", quality=75, progressive=True)
+    data = buffer.getvalue()
+    last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    repeats = MAX_SCANS - data.count(b"\xff\xda")
+    return data[:end] + data[last:end] * repeats + data[end:]
+
+
+def beside_the_worst(port: int, drawing: bytes, hostile: int, seconds: float) -> None:
+    worst, answered, latencies = worst_jpeg(), [], []
+    stop = time.monotonic() + seconds
+
+    def attacker(_):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while time.monotonic() < stop:
+            start = time.perf_counter()
+            connection.request("POST", "/api/predict", worst, {"Content-Type": "image/jpeg"})
+            connection.getresponse().read()
+            answered.append(time.perf_counter() - start)
+        connection.close()
+
+    def user():
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while time.monotonic() < stop:
+            start = time.perf_counter()
+            connection.request("POST", "/api/predict", drawing, {"Content-Type": "image/png"})
+            connection.getresponse().read()
+            latencies.append(time.perf_counter() - start)
+        connection.close()
+
+    threads = [threading.Thread(target=attacker, args=(k,)) for k in range(hostile)]
+    threads.append(threading.Thread(target=user))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(
+        f"worst JPEG ({len(worst) // 1000} KB, 100 scans of 16 MP) from {hostile} client(s): "
+        f"{len(answered)} answered, {statistics.median(answered):.2f} s each (median); a "
+        f"drawing beside them: p50 {1000 * percentile(latencies, 50):.0f} ms, worst "
+        f"{1000 * max(latencies):.0f} ms (n = {len(latencies)})",
+        flush=True,
+    )
 
 
 def percentile(values, q) -> float:
@@ -273,6 +328,8 @@ def main():
                     print(f"{side}x{side} canvas, ab, {clients:>2} clients: {figures}", flush=True)
             storm(port, server.pid)
             endless_headers(port)
+            for hostile in (1, 4):
+                beside_the_worst(port, canvases(dataset, 112)[0], hostile, args.seconds)
         finally:
             server.terminate()
             server.wait()

@@ -818,3 +818,38 @@ def test_pixels_and_parts_of_the_wrong_kind_are_said_as_such(tiny_run):
         ).encode()
         code, answer = request(api, body, f"multipart/form-data; boundary={boundary}")
         assert code == 400 and "holds text, not a file" in answer["error"], answer
+
+
+def _slow_jpeg() -> bytes:
+    """A progressive 4000x4000 JPEG whose last scan is repeated to the 100 scans read: the
+    most decoding an image under the limits asks for (about a second)."""
+    from mnistlab.images import MAX_SCANS
+
+    buffer = io.BytesIO()
+    Image.new("L", (4000, 4000), 255).save(buffer, format="JPEG", quality=75, progressive=True)
+    data = buffer.getvalue()
+    last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    return data[:end] + data[last:end] * (MAX_SCANS - data.count(b"\xff\xda")) + data[end:]
+
+
+def test_a_drawing_never_waits_behind_an_image_that_is_slow_to_decode(tiny, tiny_run):
+    from mnistlab import images
+
+    slow = _slow_jpeg()
+    assert images.heavy(images.open_image(slow, decode=False))
+    drawing = digit_png(data.load("tiny", tiny[0]).test.images[0].numpy())
+    assert not images.heavy(images.open_image(drawing, decode=False))
+    finished = []
+    with served(app_for_run(tiny_run)) as url, ThreadPoolExecutor(2) as pool:
+        api = url + "/api/predict"
+
+        def post(name, body, kind):
+            status = request(api, body, kind)[0]
+            finished.append(name)
+            return status
+
+        heavy = pool.submit(post, "heavy", slow, "image/jpeg")
+        time.sleep(0.2)  # the heavy one is being decoded
+        light = pool.submit(post, "light", drawing, "image/png")
+        assert light.result() == 200 and heavy.result() == 422  # (a blank page: no ink)
+    assert finished == ["light", "heavy"]

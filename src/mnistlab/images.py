@@ -25,9 +25,10 @@ MAX_SCANS = 100
 MAX_SHOWN = 100  # images in one --show-input picture
 
 
-def open_image(source, max_pixels: int = MAX_PIXELS):
+def open_image(source, max_pixels: int = MAX_PIXELS, decode: bool = True):
     """A PIL image from a path, bytes or a PIL image; its size is checked from the header,
-    before any pixel is decoded."""
+    before any pixel is decoded. With `decode` False, only the header is read: `decoded()`
+    finishes (the server decides from the header which images wait for which)."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(source, Image.Image):
@@ -52,7 +53,7 @@ def open_image(source, max_pixels: int = MAX_PIXELS):
         except (OSError, ValueError) as error:
             raise UnsupportedImage(f"{name} could not be read ({error})") from None
     if image.format in ("JPEG", "MPO") and image.info.get("progressive"):
-        scans = _scans(source)
+        scans = image.info["scans"] = _scans(source)
         if scans > MAX_SCANS:
             raise UnsupportedImage(
                 f"{name} is a progressive JPEG of {scans:,} scans, more than the {MAX_SCANS} "
@@ -69,11 +70,28 @@ def open_image(source, max_pixels: int = MAX_PIXELS):
         raise ImageTooLarge(
             f"{name} is {width}x{height} pixels, more than the {max_pixels:,} allowed; {SMALLER}"
         )
+    return decoded(image, name) if decode else image
+
+
+def decoded(image, name: str = "the image"):
+    """The image with its pixels decoded (open_image's last step)."""
+    from PIL import Image
+
     try:
         image.load()
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise ImageError(f"{name} could not be decoded ({error})") from None
     return image
+
+
+HEAVY = 1_000_000  # pixel passes past which decoding an image is slow work (about 10 ms)
+
+
+def heavy(image) -> bool:
+    """Whether decoding an opened image is slow work: its pixels times its scans (a
+    progressive JPEG passes over every pixel once a scan; ordinary ones ~10) past HEAVY."""
+    scans = image.info.get("scans", 10)
+    return image.size[0] * image.size[1] * max(1, scans / 10) > HEAVY
 
 
 def _scans(source) -> int:

@@ -72,11 +72,13 @@ __all__ = [
 
 # The names a browser on this machine uses for it; `serve --host` adds its own address.
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
-# Images worked on at once (decoded, prepared and classified; the rest wait their turn): one.
+# Images worked on at once in each lane, light and heavy (decoded, prepared and classified;
+# the rest wait their turn): one.
 # That work holds Python's GIL most of the time, and torch starts a team of threads for each
 # thread that calls it, so several at once on a few cores only wait on each other (measured
 # with benchmarks/serve.py: the figures are in the docs' "Using a model"). A storm of large
-# images costs one image's memory (a 4000x4000 PNG decodes to ~300 MB of arrays).
+# images costs one image's memory (a 4000x4000 PNG decodes to ~300 MB of arrays), and a
+# light image's beside it.
 AT_ONCE = 1
 
 
@@ -92,34 +94,46 @@ def create_app(
     """The app for one loaded model; `info` is what /api/model answers. Requests naming
     another Host than `hosts` are refused (DNS rebinding: a page elsewhere whose name
     resolves to this machine); at most `at_once` images are worked on at once, the others
-    wait their turn, so a storm of large images costs that many images' memory.
+    wait their turn, so a storm of large images costs that many images' memory; light
+    images have a lane of their own, so they never wait behind heavy ones.
     Pages elsewhere may call the API only from the `cors` origins (none by default)."""
     page = resources.files("mnistlab").joinpath("static/index.html").read_text()
     # The page reads the limits, and sends a reduced copy of an upload past them.
     info = {**info, "limits": {"bytes": max_bytes, "pixels": max_pixels}}
 
+    # Two lanes, each `at_once` images: light ones (a drawing, a small photo) never wait
+    # behind heavy ones (a camera's photo, a progressive JPEG of many scans), which take up
+    # to a second or two each; decoding lets go of the GIL, so the lanes do run side by side.
+    light_lane, heavy_lane = (
+        threading.BoundedSemaphore(at_once),
+        threading.BoundedSemaphore(at_once),
+    )
+    identity = _identity(info)
+
     def read(body: bytes) -> list:
         try:
-            image = images.open_image(body, max_pixels)
+            image = images.open_image(body, max_pixels, decode=False)  # the header only
         except ImageTooLarge as error:
             raise Refused(413, str(error)) from None
         except ImageError as error:
             raise Refused(415, str(error)) from None
-        try:
-            return predictor.read(image)
-        except ImageError as error:
-            raise Refused(422, str(error)) from None
-
-    turns = threading.BoundedSemaphore(at_once)
-    identity = _identity(info)
+        with heavy_lane if images.heavy(image) else light_lane:
+            try:
+                image = images.decoded(image)
+            except ImageError as error:
+                raise Refused(415, str(error)) from None
+            try:
+                return predictor.read(image)
+            except ImageError as error:
+                raise Refused(422, str(error)) from None
 
     def answer(image) -> dict:
         """Decode (an image file's bytes), prepare and read (a digit, or a number's digits),
         in one trip to the thread pool; `image` may also be 28x28 pixels from JSON."""
-        with turns:
-            if isinstance(image, bytes):
-                digits = read(image)
-            else:
+        if isinstance(image, bytes):
+            digits = read(image)
+        else:
+            with light_lane:
                 digits = predictor.predict_prepared(_pixel_image(image)[None])
         return {**number(digits), "model": identity}
 
