@@ -685,3 +685,30 @@ def test_numbers_from_a_run_folder_outside_their_range_never_reach_json_as_nan(
 
     with served(app_for_run(run)) as url:
         assert request(url + "/api/model")[0] == 200
+
+
+def test_a_run_file_linked_to_process_memory_is_one_line_at_serve_start(tiny_run, tmp_path):
+    # /proc/self/mem says it is a regular file of size 0; reading it fails (EIO).
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").symlink_to("/proc/self/mem")
+    code, err = finishes(["serve", str(run), "--port", "1"])
+    one_line_error(code, err)
+    assert "metrics.jsonl" in err and "cannot be read" in err
+
+
+def test_a_jpeg_whose_header_claims_more_pixels_than_it_holds_is_refused(
+    capsys, tiny_run, tmp_path
+):
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (4000, 4000), 200).save(buffer, format="JPEG", quality=10)
+    claim = tmp_path / "claim.jpg"
+    claim.write_bytes(buffer.getvalue()[:335])  # the header, and the first few bytes of data
+    assert main(["predict", str(tiny_run), str(claim)]) == 2
+    out = capsys.readouterr().out
+    assert "could not be decoded (image file is truncated" in out
