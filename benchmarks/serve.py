@@ -118,26 +118,21 @@ def beside_the_worst(port: int, drawing: bytes, hostile: int, seconds: float) ->
     worst, answered, latencies = worst_jpeg(), [], []
     stop = time.monotonic() + seconds
 
-    def attacker(_):
+    def poster(body: bytes, kind: str, seconds_each: list) -> None:
+        """Posts `body` without pause until the time is up, each answer's seconds kept."""
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         while time.monotonic() < stop:
             start = time.perf_counter()
-            connection.request("POST", "/api/predict", worst, {"Content-Type": "image/jpeg"})
+            connection.request("POST", "/api/predict", body, {"Content-Type": kind})
             connection.getresponse().read()
-            answered.append(time.perf_counter() - start)
+            seconds_each.append(time.perf_counter() - start)
         connection.close()
 
-    def user():
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        while time.monotonic() < stop:
-            start = time.perf_counter()
-            connection.request("POST", "/api/predict", drawing, {"Content-Type": "image/png"})
-            connection.getresponse().read()
-            latencies.append(time.perf_counter() - start)
-        connection.close()
-
-    threads = [threading.Thread(target=attacker, args=(k,)) for k in range(hostile)]
-    threads.append(threading.Thread(target=user))
+    threads = [
+        threading.Thread(target=poster, args=(worst, "image/jpeg", answered))
+        for _ in range(hostile)
+    ]
+    threads.append(threading.Thread(target=poster, args=(drawing, "image/png", latencies)))
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -821,15 +821,13 @@ def test_pixels_and_parts_of_the_wrong_kind_are_said_as_such(tiny_run):
 
 
 def _slow_jpeg() -> bytes:
-    """A progressive 4000x4000 JPEG whose last scan is repeated to the 100 scans read: the
-    most decoding an image under the limits asks for (about a second)."""
-    from mnistlab.images import MAX_SCANS
+    """The slowest JPEG to decode under the limits, as benchmarks/serve.py makes it."""
+    import sys
 
-    buffer = io.BytesIO()
-    Image.new("L", (4000, 4000), 255).save(buffer, format="JPEG", quality=75, progressive=True)
-    data = buffer.getvalue()
-    last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
-    return data[:end] + data[last:end] * (MAX_SCANS - data.count(b"\xff\xda")) + data[end:]
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    from serve import worst_jpeg
+
+    return worst_jpeg()
 
 
 def test_a_drawing_never_waits_behind_an_image_that_is_slow_to_decode(tiny, tiny_run):

@@ -700,26 +700,12 @@ def test_a_digit_cropped_tightly_is_prepared_as_with_a_margin():
         assert agreement > 0.98, (shape, agreement)
 
 
-def _number_picture(mnist, indices, gap: int, scale: int = 6, photo: bool = False) -> bytes:
-    """Test digits side by side, each cut to its own columns, `gap` pixels apart at MNIST's
-    scale, dark on white, enlarged; as a PNG (or, with `photo`, a JPEG on grey paper)."""
-    parts = []
-    for index in indices:
-        digit = 255 - mnist.test.images[index].numpy()
-        columns = np.flatnonzero((digit < 128).any(0))
-        parts += [digit[:, columns[0] : columns[-1] + 1], np.full((28, gap), 255, np.uint8)]
-    row = np.pad(np.concatenate(parts[:-1], 1), ((6, 6), (10, 10)), constant_values=255)
-    image = Image.fromarray(row).resize((row.shape[1] * scale, row.shape[0] * scale))
-    buffer = io.BytesIO()
-    if photo:
-        paper = np.asarray(image, np.float32) * 0.8 + 30
-        grain = np.random.default_rng(0).normal(0, 4, paper.shape)
-        Image.fromarray(np.clip(paper + grain, 0, 255).astype(np.uint8)).save(
-            buffer, format="JPEG", quality=80
-        )
-    else:
-        image.save(buffer, format="PNG")
-    return buffer.getvalue()
+def _number_picture(mnist, indices, gap: int, photo: bool = False) -> bytes:
+    """Test digits side by side, as benchmarks/photos.py draws numbers."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    import photos
+
+    return photos.number_picture(mnist.test.images.numpy(), indices, gap, paper=photo)
 
 
 def test_a_number_is_read_digit_by_digit_and_one_digit_as_before(trained, mnist):

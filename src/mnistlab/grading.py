@@ -100,16 +100,22 @@ def _holds_a_class(path: Path) -> bool:
 
 def _unpack(path: Path, target: Path) -> None:
     try:
+        _extract(path, target, MAX_UNPACKED)
+    except ValueError as error:
+        raise ConfigError(f"{path}: {error}; unpack it yourself and grade the folder") from None
+
+
+def _extract(path: Path, target: Path, limit: int) -> None:
+    """A zip unpacked into `target` (member names cannot leave it: zipfile's rule), refused
+    before anything is written when it would unpack past `limit` bytes. ValueError says why."""
+    try:
         with zipfile.ZipFile(path) as archive:
             size = sum(member.file_size for member in archive.infolist())
-            if size > MAX_UNPACKED:
-                raise ConfigError(
-                    f"{path} unpacks to {size / 2**30:.1f} GiB, over "
-                    f"{MAX_UNPACKED / 2**30:g} GiB: unpack it yourself and grade the folder"
-                )
-            archive.extractall(target)  # member names cannot leave `target` (zipfile's rule)
+            if size > limit:
+                raise ValueError(f"it unpacks to {size >> 20:,} MiB, over {limit >> 20:,} MiB")
+            archive.extractall(target)
     except (zipfile.BadZipFile, OSError) as error:
-        raise ConfigError(f"{path}: not a readable zip ({error})") from None
+        raise ValueError(f"not a readable zip ({error})") from None
 
 
 def grade(
@@ -234,16 +240,7 @@ def _ready(submission: Path, scratch: Path) -> Path:
     if submission.is_dir():
         shutil.copytree(submission, folder, dirs_exist_ok=True)
     elif submission.suffix == ".zip":
-        try:
-            with zipfile.ZipFile(submission) as archive:
-                size = sum(member.file_size for member in archive.infolist())
-                if size > MAX_SUBMISSION:
-                    raise ValueError(
-                        f"it unpacks to {size / 2**20:.0f} MiB, over {MAX_SUBMISSION >> 20} MiB"
-                    )
-                archive.extractall(folder)
-        except (zipfile.BadZipFile, OSError) as error:
-            raise ValueError(f"not a readable zip ({error})") from None
+        _extract(submission, folder, MAX_SUBMISSION)
     else:
         shutil.copy(submission, folder / submission.name)
     notebooks = [p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts]
