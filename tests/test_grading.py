@@ -156,6 +156,14 @@ NOT_LEAVES = _replace(
 )
 
 
+def _both(*changes):
+    def change(notebook):
+        for each in changes:
+            each(notebook)
+
+    return change
+
+
 def _hangs(notebook):
     cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None}
     notebook["cells"].insert(3, {**cell, "source": "import time\ntime.sleep(3600)"})
@@ -240,10 +248,9 @@ def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
     folder.mkdir()
     made = {
         "right.zip": right,
-        "softmax.zip": _variant(right, folder, "softmax.zip", SOFTMAX),
-        "not-leaves.zip": _variant(right, folder, "not-leaves.zip", NOT_LEAVES),
+        # both of the assignment's mistakes in one notebook: each question scored apart
+        "mistakes.zip": _variant(right, folder, "mistakes.zip", _both(SOFTMAX, NOT_LEAVES)),
         "hangs.zip": _variant(right, folder, "hangs.zip", _hangs),
-        "foreign-kernel.zip": _variant(right, folder, "foreign-kernel.zip", _foreign_kernel),
         "untagged.zip": _variant(right, folder, "untagged.zip", _untagged),
         "crashes.zip": _variant(right, folder, "crashes.zip", _crashes),
     }
@@ -253,8 +260,10 @@ def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
         for name, path in made.items():
             archive.write(path, name)
         archive.write(folder / "not-json.ipynb", "not-json.ipynb")
-        # a Gradescope-style folder of one student's files
-        with zipfile.ZipFile(right) as handed_in:
+        # a Gradescope-style folder of one student's files, whose notebook names the
+        # student's own kernel ("my-torch-env")
+        foreign = _variant(right, folder, "foreign-kernel.zip", _foreign_kernel)
+        with zipfile.ZipFile(foreign) as handed_in:
             for member in ("mlp.ipynb", "mlp.pt"):
                 archive.writestr(f"submission_0001/{member}", handed_in.read(member))
     out = tmp_path / "grades"
@@ -265,18 +274,18 @@ def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
     with open(out / "final_grades.csv", newline="") as handle:
         rows = {row["file"]: row for row in csv.DictReader(handle)}
     expected = {
-        "right.zip": 15, "submission_0001": 15, "foreign-kernel.zip": 15,
+        "right.zip": 15, "submission_0001": 15,
         # its training cell fails here (no data): the tests read the mlp.pt handed in
         "untagged.zip": 15,
-        "softmax.zip": 12,  # q2: logits
-        "not-leaves.zip": 11,  # q1: leaves
+        "mistakes.zip": 8,  # q1 (leaves, 4 points) and q2 (logits, 3 points)
         "hangs.zip": 0, "not-json.ipynb": 0, "crashes.zip": 0,
     }  # fmt: skip
     assert set(rows) == {"points-per-question", *expected}
     assert {q: float(rows["points-per-question"][q]) for q in QUESTIONS} == QUESTIONS
     for name, points in expected.items():
         assert float(rows[name]["total_points_earned"]) == points, rows[name]
-    assert rows["softmax.zip"]["q2"] == "0" and rows["not-leaves.zip"]["q1"] == "0"
+    scored = {q: float(rows["mistakes.zip"][q]) for q in QUESTIONS}
+    assert scored == {**QUESTIONS, "q1": 0, "q2": 0}
     assert "timed out after 40 s" in rows["hangs.zip"]["grading_status"]
     assert "not a notebook" in rows["not-json.ipynb"]["grading_status"]
     assert "Kernel died" in rows["crashes.zip"]["grading_status"]
@@ -285,9 +294,9 @@ def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
         assert f"{name}: " in printed.out
         assert (out / "summaries" / f"{name}.txt").is_file()
     # each student's results in otter's Gradescope form
-    results = json.loads((out / "results" / "softmax.zip.json").read_text())
+    results = json.loads((out / "results" / "mistakes.zip.json").read_text())
     scores = {t["name"]: t.get("score") for t in results["tests"] if "max_score" in t}
-    assert scores == {**QUESTIONS, "q2": 0}
+    assert scores == {**QUESTIONS, "q1": 0, "q2": 0}
     # nothing of the hanging submission is left running
     left = subprocess.run(["pgrep", "-f", "time.sleep|ipykernel_launcher"], capture_output=True)
     kernels = [line for line in left.stdout.decode().split() if line]
