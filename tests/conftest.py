@@ -18,11 +18,12 @@ REAL_DATA = os.environ.get("MNISTLAB_TEST_DATA")
 
 
 def pytest_xdist_auto_num_workers(config):
-    """`-n auto`: a test process per core and one more, since many tests wait on processes
-    they started (docs/speed.md gives the suite's times)."""
+    """`-n auto`: a test process per core. One more (tried: 2 cores, 3 processes) kept the
+    cores no busier and made every test slower, each process waiting on the others for a core
+    and their caches (docs/speed.md gives the suite's times)."""
     from mnistlab.cores import usable
 
-    return usable() + 1
+    return usable()
 
 
 def pytest_collection_modifyitems(items):
