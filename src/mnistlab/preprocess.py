@@ -33,6 +33,10 @@ THIN = 0.08  # and few are thinner than this (the tenth percentile): these are t
 # Images this small are at the dataset's own scale (a 28x28 digit, one drawn like it): no
 # photo to read, and thresholds would eat their soft edges; only cropped, fitted, centred.
 DATASET_SCALE = 56
+# An image enlarged from a small one (a low-resolution scan, a dataset's digit blown up) holds
+# no more than its source did: reduced to that size and enlarged again, it differs from itself
+# by at most this share of its range (at the 99th percentile); a sharper one differs more.
+SOFT = 0.08
 
 
 def lightness(source) -> np.ndarray:
@@ -374,14 +378,80 @@ def prepare(source, dataset: str = "mnist") -> np.ndarray:
         field = _place(item, (SIDE - item.shape[0]) // 2, (SIDE - item.shape[1]) // 2)
     else:
         array = lightness(source)
-        if max(array.shape) <= DATASET_SCALE:  # a dataset's own image, or one made like it
-            digit = _fit(_crop(_contrast(array, name)), 20)
+        small = _source_scale(array)
+        if small is not None:  # a dataset's own image or one made like it, or one enlarged
+            inked = _contrast(small, name)
+            digit = _fit(_crop(inked if small is array else _sharpened(inked)), 20)
         elif _drawn(array):  # no light, grain or page to read: only strokes to even out
             digit = _fit(_drawing(array, name), 20)
         else:
             digit = _fit(_crop(_digit(_ink(_working(array), name), name)), 20)
         field = _centred(digit)
     return np.clip(np.rint(field), 0, 255).astype(np.uint8)
+
+
+def _source_scale(array: np.ndarray) -> np.ndarray | None:
+    """The image at the dataset's scale, when that is all the detail it holds: itself when its
+    long side is DATASET_SCALE pixels or fewer; when it was enlarged from such a size (a small
+    scan to 96 pixels is 8 pixels of soft grey: thresholds, made for photos and drawings, would
+    cut its strokes to fragments), the part that differs from its border, reduced to the
+    smallest size that keeps it (see SOFT); None for an image with finer detail (a photo, a
+    drawing, a page)."""
+    if max(array.shape) <= DATASET_SCALE:
+        return array
+    # A first look, cheap enough for every drawing the page sends: an edge sharper than any an
+    # enlarged image has, on every fourth row and column (a drawing's, a photo's grain).
+    span = float(array.max() - array.min())
+    across = np.abs(np.diff(array[::4], axis=1)).max(initial=0)
+    down = np.abs(np.diff(array[:, ::4], axis=0)).max(initial=0)
+    if max(across, down) > 0.6 * span or span < 32:  # (a blank image: said so later)
+        return None
+    low, high = np.percentile(array[::2, ::2], (1, 99))
+    border = np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]])
+    marked = np.abs(array - np.median(border)) > 0.1 * (high - low)
+    rows, columns = np.flatnonzero(marked.any(1)), np.flatnonzero(marked.any(0))
+    if not len(rows):
+        return None
+    part = array[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    height, width = part.shape
+    side = max(height, width)
+    if not DATASET_SCALE < side <= 8 * DATASET_SCALE:  # small marks on a large image: a photo's
+        return None
+    step = max(np.abs(np.diff(part, axis=0)).max(), np.abs(np.diff(part, axis=1)).max())
+    if step > 0.4 * (high - low):  # a sharp edge anywhere in it: not enlarged
+        return None
+
+    def reduced(target: int) -> np.ndarray | None:
+        size = (max(1, round(width * target / side)), max(1, round(height * target / side)))
+        small = _resize(part, *size, method="BOX")
+        again = _resize(small, width, height, method="BILINEAR")
+        return small if np.percentile(np.abs(again - part), 99) <= SOFT * (high - low) else None
+
+    # The smallest size that keeps it, by halving the sizes tried (the loss shrinks as the
+    # size grows).
+    sizes = list(range(8, DATASET_SCALE + 1, 4))
+    found = None
+    while sizes:
+        middle = len(sizes) // 2
+        small = reduced(sizes[middle])
+        if small is None:
+            sizes = sizes[middle + 1 :]
+        else:
+            found, sizes = small, sizes[:middle]
+    return found
+
+
+def _sharpened(inked: np.ndarray, halo: float = 0.3) -> np.ndarray:
+    """An enlarged image's ink (0-255) with the soft halo that enlarging spread around each
+    stroke taken off (the lowest `halo` of the strokes' core level) and the core saturated, as
+    MNIST's strokes are: their edges fall within a pixel or two. `halo` chosen on 400 of
+    scikit-learn's 8x8 scans enlarged to 96 pixels, read by the default run: 81% right with
+    none, 90% at 0.3 and at 0.4; held out, 1,000 more of them: 78% to 88%, and MNIST's test
+    digits reduced to 10 pixels and enlarged: 91% to 95%."""
+    ink = inked / 255
+    core = float(np.percentile(ink[ink > 0.1], 75)) if (ink > 0.1).any() else 1.0
+    low = halo * core
+    return np.clip((ink - low) / max(core - low, 1e-3), 0, 1) * 255
 
 
 def _centred(digit: np.ndarray) -> np.ndarray:
