@@ -17,7 +17,8 @@ scikit-learn is installed (`pip install 'mnistlab[bench]'`), other writers' digi
 8x8 in 17 grey levels (its `load_digits`), as given, enlarged to 96 px, and enlarged with a
 white margin, beside what a plain resize into MNIST's 20-px box reads. Every picture is read
 as `predict` reads it (`Predictor.read`): a digit read as a number is wrong.
---save writes each condition's first pictures, to look at.
+--save writes each condition's first pictures, to look at; --errors, for the conditions beyond the
+generator's own (crops, numbers, scans), what the first run saw where it read wrong.
 """
 
 import argparse
@@ -268,7 +269,7 @@ def number_picture(images, indices, gap: int, paper: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-def scans(predictors, table, count: int) -> None:
+def scans(predictors, table, count: int, errors: Path | None = None) -> None:
     """Other writers' 8x8 scans (scikit-learn's load_digits), dark on white."""
     try:
         from sklearn.datasets import load_digits
@@ -288,10 +289,16 @@ def scans(predictors, table, count: int) -> None:
         return buffer.getvalue()
 
     big = [np.asarray(Image.fromarray(d).resize((96, 96), Image.BILINEAR)) for d in dark]
-    table["8x8 scans, as given"] = _score(predictors, [png(d) for d in dark], labels)
-    table["8x8 scans, to 96 px"] = _score(predictors, [png(b) for b in big], labels)
     margin = [png(np.pad(b, 24, constant_values=255)) for b in big]
-    table["8x8 scans, 96 + margin"] = _score(predictors, margin, labels)
+    for title, pictures in (
+        ("8x8 scans, as given", [png(d) for d in dark]),
+        ("8x8 scans, to 96 px", [png(b) for b in big]),
+        ("8x8 scans, 96 + margin", margin),
+    ):
+        wrong = []
+        table[title] = _score(predictors, pictures, labels, wrong)
+        if errors:
+            save_errors(errors, title, wrong)
     # A plain resize into MNIST's box: the ink's box fitted to 20 px, centred by its mass.
     plain = [
         np.clip(np.rint(preprocess._centred(preprocess._fit(
@@ -321,6 +328,11 @@ def main() -> None:
     parser.add_argument("--numbers", type=int, default=100, help="numbers of 2-5 digits a row")
     parser.add_argument("--scans", type=int, default=400, help="8x8 scans (scikit-learn)")
     parser.add_argument("--save", type=Path, help="write each condition's first pictures here")
+    parser.add_argument(
+        "--errors",
+        type=Path,
+        help="write what the first run saw where it read a new condition wrong",
+    )
     args = parser.parse_args()
 
     from mnistlab import data
@@ -350,7 +362,10 @@ def main() -> None:
     crops = min(args.crops, len(labels))
     for title, margin in (("tight crop, 4x", 0), ("2-px margin, 4x", 2)):
         pictures = [cropped(d, margin) for d in images[:crops]]
-        table[title] = _score(predictors, pictures, labels[:crops])
+        wrong = []
+        table[title] = _score(predictors, pictures, labels[:crops], wrong)
+        if args.errors:
+            save_errors(args.errors, title, wrong)
     rng = np.random.default_rng(7)
     drawn = [rng.choice(len(labels), 2 + k % 4, replace=False) for k in range(args.numbers)]
     wanted = ["".join(str(labels[i]) for i in number) for number in drawn]
@@ -361,8 +376,11 @@ def main() -> None:
         ("numbers, on paper", 4, True),
     ):
         pictures = [number_picture(images, number, gap, paper) for number in drawn]
-        table[title] = _score(predictors, pictures, wanted)
-    scans(predictors, table, args.scans)
+        wrong = []
+        table[title] = _score(predictors, pictures, wanted, wrong)
+        if args.errors:
+            save_errors(args.errors, title, wrong)
+    scans(predictors, table, args.scans, args.errors)
     count = min(args.enlarged, len(labels))
     table["MNIST test, enlarged"] = _score(
         predictors, [enlarged(d) for d in images[:count]], labels[:count]
@@ -435,24 +453,44 @@ def flags(predictors, images, labels, chosen) -> None:
         print(f"{'':<20}{name:>9} non-digits unfamiliar or refused: " + ", ".join(shares))
 
 
-def _score(predictors, pictures, labels):
+def _score(predictors, pictures, labels, errors=None):
     """Each run's share read right, as `predict` reads (a digit read as a number, or a picture
-    refused as having no ink, is read wrong), and the milliseconds an image took."""
+    refused as having no ink, is read wrong), and the milliseconds an image took. `errors`, a
+    list, gets the first run's wrong readings: (picture, what was wanted, its digits)."""
     from mnistlab.errors import ImageError
 
     wanted = [str(label) for label in labels]
     scores, elapsed = [], 0.0
-    for predictor in predictors.values():
+    for index, predictor in enumerate(predictors.values()):
         start = time.perf_counter()
         predicted = []
-        for picture in pictures:
+        for picture, want in zip(pictures, wanted, strict=True):
             try:
-                predicted.append("".join(digit.name for digit in predictor.read(picture)))
+                digits = predictor.read(picture)
             except ImageError:
-                predicted.append("")
+                digits = []
+            predicted.append("".join(digit.name for digit in digits))
+            if errors is not None and index == 0 and digits and predicted[-1] != want:
+                errors.append((picture, want, digits))
         elapsed += time.perf_counter() - start
         scores.append(float(np.mean([p == w for p, w in zip(predicted, wanted, strict=True)])))
     return scores, 1000 * elapsed / (len(pictures) * len(predictors))
+
+
+def save_errors(folder: Path, title: str, errors, count: int = 20) -> None:
+    """What the first run saw where it read wrong: each picture beside the input its first
+    digit was read from (`predict --show-input`'s picture), named by what was wanted."""
+    from mnistlab.plots import inputs_seen
+
+    if not errors:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    chosen = errors[:count]
+    inputs_seen(
+        [picture for picture, _, _ in chosen],
+        [(f"want {want}", digits[0]) for _, want, digits in chosen],
+        folder / f"{title.replace(' ', '-').replace(',', '')}.png",
+    )
 
 
 if __name__ == "__main__":
