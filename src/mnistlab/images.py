@@ -216,3 +216,10 @@ def sources(names: list[str], stdin=None) -> list[tuple[str, object]]:
     if not found:
         raise ImageError(f"no images in {' '.join(names)}")
     return found
+
+
+def resized(array: np.ndarray, width: int, height: int, method: str = "LANCZOS") -> np.ndarray:
+    from PIL import Image
+
+    image = Image.fromarray(array.astype(np.float32), mode="F")
+    return np.asarray(image.resize((width, height), Image.Resampling[method]), np.float32)

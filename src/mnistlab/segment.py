@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab import preprocess
+from mnistlab import photo, preprocess
 from mnistlab.calibration import WIDE
 
 MAX_DIGITS = 12  # more columns than a number has: marks, a row of text
@@ -98,8 +98,8 @@ def _writing(array: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     else:
         from scipy import ndimage
 
-        ink = preprocess._ink(preprocess._working(array), name)
-        strokes = preprocess._strokes(ink, name, every=True)
+        ink = photo.ink_map(photo.working(array), name)
+        strokes = photo.stroke_mask(ink, name, every=True)
         # In a photo, a mark within the outer twelfth of its width, clear of the rest, is more
         # often a page's edge or a shadow's than a digit (a number is photographed framed).
         labels, count = ndimage.label(strokes, structure=np.ones((3, 3)))
@@ -107,7 +107,7 @@ def _writing(array: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
         for index, (_, columns) in enumerate(ndimage.find_objects(labels), start=1):
             if columns.stop <= band or columns.start >= strokes.shape[1] - band:
                 strokes[labels == index] = False
-        image = preprocess._digit(ink, name, strokes)
+        image = photo.digit_from(ink, name, strokes)
     return image, strokes
 
 
