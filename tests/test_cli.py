@@ -269,6 +269,25 @@ def test_data_commands(capsys, tiny, tmp_path):
     assert code == 0 and (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_data_show_without_out_writes_to_a_folder_of_its_own_only_when_it_draws(
+    capsys, tiny, tmp_path, monkeypatch
+):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setenv("MNISTLAB_MIRROR", "http://127.0.0.1:9/")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(capsys, "data", "show", "--dataset", "tiny", "--data-dir", empty)
+    assert code == 1 and "error" in err
+    assert not list(scratch.iterdir())  # nothing left behind by a command that drew nothing
+    code, stdout, _ = run(capsys, "data", "show", *on_tiny(tiny[0]))
+    (made,) = scratch.iterdir()
+    assert code == 0 and f"wrote {made / 'samples.png'}" in stdout
+
+
 @pytest.mark.realdata
 def test_resume_may_switch_implementation(capsys, tiny, tmp_path):
     folder, _ = tiny

@@ -57,8 +57,10 @@ def cmd_data(args) -> int:
     if args.action == "show":
         from mnistlab import plots
 
-        out = picture_path(args.out or Path(tempfile.mkdtemp(prefix="mnistlab-")) / "samples.png")
+        out = picture_path(args.out) if args.out else None  # refused before any work
         dataset = data.load(args.dataset, runtime.data_dir, **options)
+        # (a folder of its own only once there is a picture to put in it)
+        out = out or Path(tempfile.mkdtemp(prefix="mnistlab-")) / "samples.png"
         split = dataset.train if args.split == "train" else dataset.test
         path = plots.samples(split, dataset.classes, out, per_class=args.rows, seed=args.seed)
         print(f"wrote {path}")
