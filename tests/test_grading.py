@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -244,6 +245,10 @@ def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
     # A class as Canvas hands it out (one zip of everyone's files), graded with no MNIST
     # files on the machine and no mirror reachable.
     monkeypatch.setenv("MNISTLAB_MIRROR", "http://127.0.0.1:9/")
+    scratch = tmp_path / "scratch"  # where the grading's temporary folders go (mnistlab-*)
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setenv("TMPDIR", str(scratch))  # (and the grading processes')
     folder = tmp_path / "made"
     folder.mkdir()
     made = {
@@ -297,7 +302,8 @@ def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
     results = json.loads((out / "results" / "mistakes.zip.json").read_text())
     scores = {t["name"]: t.get("score") for t in results["tests"] if "max_score" in t}
     assert scores == {**QUESTIONS, "q1": 0, "q2": 0}
-    # nothing of the hanging submission is left running
+    # nothing of the hanging submission is left, on disk (its copy, its results) or running
+    assert not list(scratch.glob("mnistlab-*"))
     left = subprocess.run(["pgrep", "-f", "time.sleep|ipykernel_launcher"], capture_output=True)
     kernels = [line for line in left.stdout.decode().split() if line]
     assert not [pid for pid in kernels if _mine(int(pid), out)], kernels

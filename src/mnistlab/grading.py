@@ -160,8 +160,17 @@ def _grade_one(autograder: Path, path: Path, out: Path, time_limit, memory) -> G
 
     from mnistlab import confined
 
-    job = {"autograder": str(autograder.resolve()), "submission": str(path.resolve())}
-    outcome = confined.run("mnistlab.grading", job, time_limit, memory)
+    # The grading process's scratch folder is made and removed here: a process stopped at its
+    # time limit never gets to remove its own.
+    with tempfile.TemporaryDirectory(
+        prefix="mnistlab-grading-", ignore_cleanup_errors=True
+    ) as scratch:
+        job = {
+            "autograder": str(autograder.resolve()),
+            "submission": str(path.resolve()),
+            "scratch": scratch,
+        }
+        outcome = confined.run("mnistlab.grading", job, time_limit, memory)
     answer = outcome.answer or {}
     results, error = None, answer.get("error", "")
     if outcome.status is None:
@@ -205,31 +214,29 @@ def _graded_in_this_process(job: dict) -> dict:
     import dill
     from otter.run import main as otter_run
 
-    with tempfile.TemporaryDirectory(prefix="mnistlab-grading-") as scratch:
-        scratch = Path(scratch)
-        try:
-            ready = _ready(Path(job["submission"]), scratch)
-        except ValueError as error:
-            return {"error": f"{error} (scored 0)"}
-        results_dir = scratch / "results"
-        results_dir.mkdir()
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):
-                results = otter_run(
-                    str(ready), autograder=job["autograder"], output_dir=str(results_dir),
-                    no_logo=True,
-                )  # fmt: skip
-        except Exception as error:  # noqa: BLE001 - otter could not grade it: say why, score 0
-            first = (str(error).splitlines() or [type(error).__name__])[0][:300]
-            return {
-                "error": f"otter could not grade it: {type(error).__name__}: {first} (scored 0)"
-            }
-        results.notebook = None  # the executed notebook: large, and not needed for the grades
-        gradescope = json.loads((results_dir / "results.json").read_text())
-        return {
-            "results": base64.b64encode(dill.dumps(results)).decode(),
-            "gradescope": gradescope,
-        }
+    # (the scratch folder is the grading command's: it removes it, whatever happens here)
+    scratch = Path(job["scratch"])
+    try:
+        ready = _ready(Path(job["submission"]), scratch)
+    except ValueError as error:
+        return {"error": f"{error} (scored 0)"}
+    results_dir = scratch / "results"
+    results_dir.mkdir()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            results = otter_run(
+                str(ready), autograder=job["autograder"], output_dir=str(results_dir),
+                no_logo=True,
+            )  # fmt: skip
+    except Exception as error:  # noqa: BLE001 - otter could not grade it: say why, score 0
+        first = (str(error).splitlines() or [type(error).__name__])[0][:300]
+        return {"error": f"otter could not grade it: {type(error).__name__}: {first} (scored 0)"}
+    results.notebook = None  # the executed notebook: large, and not needed for the grades
+    gradescope = json.loads((results_dir / "results.json").read_text())
+    return {
+        "results": base64.b64encode(dill.dumps(results)).decode(),
+        "gradescope": gradescope,
+    }
 
 
 def _ready(submission: Path, scratch: Path) -> Path:
