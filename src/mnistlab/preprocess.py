@@ -15,6 +15,10 @@ margin, on a table, in ballpoint lines a few pixels wide. So, for any image Pill
 4. MNIST: the longer side scaled to 20 px (anti-aliased), placed with the centre of mass at
    (14, 14). Fashion-MNIST (photos of items, not strokes): contrast stretched against the
    border, the longer side scaled to 28, centred.
+Steps 2 and 3 are mnistlab.photo's. A drawing (most of it at one exact level) skips them: its
+contrast stretched, stray marks dropped, thin strokes thickened. An image at the dataset's
+scale, or one enlarged from such a size (a small scan: no edge sharper than enlarging
+leaves), is read at that scale, the blur halo of enlarging taken off its strokes.
 An image with no ink is an error that says so, never a guess. benchmarks/photos.py measures
 this on photo-like pictures, condition by condition.
 """
