@@ -300,11 +300,7 @@ def scans(predictors, table, count: int, errors: Path | None = None) -> None:
         if errors:
             save_errors(errors, title, wrong)
     # A plain resize into MNIST's box: the ink's box fitted to 20 px, centred by its mass.
-    plain = [
-        np.clip(np.rint(preprocess._centred(preprocess._fit(
-            preprocess._crop(255 - b.astype(np.float32)), 20))), 0, 255).astype(np.uint8)
-        for b in big
-    ]  # fmt: skip
+    plain = [preprocess.placed(255 - b.astype(np.float32)) for b in big]
     scores = [
         float(np.mean([p.label for p in predictor.predict_prepared(np.stack(plain))] == labels))
         for predictor in predictors.values()

@@ -227,11 +227,7 @@ def test_small_soft_scans_enlarged_read_better_than_a_plain_resize(trained, mnis
         levels = np.rint(np.asarray(small) / 255 * 16) * 255 / 16
         big = Image.fromarray(levels.astype(np.float32), mode="F").resize((96, 96), Image.BILINEAR)
         scans.append(np.clip(np.rint(np.asarray(big)), 0, 255).astype(np.uint8))
-    plain = np.stack([
-        np.clip(np.rint(preprocess._centred(preprocess._fit(preprocess._crop(255.0 - s), 20))),
-                0, 255).astype(np.uint8)
-        for s in scans
-    ])  # fmt: skip
+    plain = np.stack([preprocess.placed(255.0 - scan) for scan in scans])
     resized = np.mean([p.label for p in predictor.predict_prepared(plain)] == labels)
     margin = [np.pad(scan, 24, constant_values=255) for scan in scans]
     read = {

@@ -152,21 +152,24 @@ def prepare(source, dataset: str = "mnist") -> np.ndarray:
     prepared as `dataset`'s own images were."""
     name = str(source) if isinstance(source, str | Path) else "the image"
     if dataset == "fashion-mnist":
-        array = _crop(_contrast(grey(source), name))
-        item = _fit(array, SIDE)
+        item = _fit(_crop(_contrast(grey(source), name)), SIDE)
         field = _place(item, (SIDE - item.shape[0]) // 2, (SIDE - item.shape[1]) // 2)
-    else:
-        array = lightness(source)
-        small = _source_scale(array)
-        if small is not None:  # a dataset's own image or one made like it, or one enlarged
-            inked = _contrast(small, name)
-            digit = _fit(_crop(inked if small is array else _sharpened(inked)), 20)
-        elif _drawn(array):  # no light, grain or page to read: only strokes to even out
-            digit = _fit(_drawing(array, name), 20)
-        else:
-            ink = photo.ink_map(photo.working(array), name)
-            digit = _fit(_crop(photo.digit_from(ink, name)), 20)
-        field = _centred(digit)
+        return np.clip(np.rint(field), 0, 255).astype(np.uint8)
+    array = lightness(source)
+    small = _source_scale(array)
+    if small is not None:  # a dataset's own image or one made like it, or one enlarged
+        inked = _contrast(small, name)
+        return placed(inked if small is array else _sharpened(inked))
+    if _drawn(array):  # no light, grain or page to read: only strokes to even out
+        return placed(_drawing(array, name))
+    return placed(photo.digit_from(photo.ink_map(photo.working(array), name), name))
+
+
+def placed(ink: np.ndarray) -> np.ndarray:
+    """Ink (light on dark, 0-255) placed as MNIST's digits are: cropped to its box, its longer
+    side fitted to 20 px, its centre of mass at the centre of the 28x28 field; uint8. (Alone,
+    on an image as it is, this is the plain resize that preparation is measured against.)"""
+    field = _centred(_fit(_crop(ink), 20))
     return np.clip(np.rint(field), 0, 255).astype(np.uint8)
 
 

@@ -26,6 +26,9 @@ from mnistlab.calibration import WIDE
 MAX_DIGITS = 12  # more columns than a number has: marks, a row of text
 TALL = 0.45  # a column shorter than this share of the tallest is a mark (a dot, a dash)
 DIGIT_WIDTH = 0.7  # a handwritten digit's usual width, as a share of its height
+# A piece narrower than this share of its height is one digit (an MNIST 0 is as wide as tall):
+# never cut, and alone in a picture, no number.
+CUT_WIDTH = 1.25
 
 
 def pieces(source) -> tuple[np.ndarray, list[np.ndarray], list[int]] | None:
@@ -59,8 +62,7 @@ def field(image: np.ndarray, columns: list[np.ndarray], chosen: range) -> np.nda
         members &= ~np.any(others, axis=0)
     rows, cols = np.flatnonzero(members.any(1)), np.flatnonzero(members.any(0))
     piece = np.where(members, image, 0)[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    fitted = preprocess._centred(preprocess._fit(preprocess._crop(piece), 20))
-    return np.clip(np.rint(fitted), 0, 255).astype(np.uint8)
+    return preprocess.placed(piece)
 
 
 def joinable(columns: list[np.ndarray], origins: list[int], chosen: range) -> bool:
@@ -124,7 +126,7 @@ def _columns(mask: np.ndarray) -> list[tuple[np.ndarray, int]]:
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     if np.count_nonzero(areas >= 0.2 * areas.max()) == 1:  # one piece and marks: one column
         rows, columns = boxes[int(areas.argmax())]
-        if columns.stop - columns.start < 1.25 * (rows.stop - rows.start):
+        if columns.stop - columns.start < CUT_WIDTH * (rows.stop - rows.start):
             return []  # not wider than a digit: one digit, as most pictures are
     # Columns: pieces whose spans along the row overlap by half the narrower one.
     order = sorted(range(count), key=lambda i: boxes[i][1].start)
@@ -179,7 +181,7 @@ def _cut(column: np.ndarray) -> list[np.ndarray]:
     once too often; the reader joins what reads better joined."""
     rows, cols = np.flatnonzero(column.any(1)), np.flatnonzero(column.any(0))
     height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
-    if width < 1.25 * height:  # (an MNIST 0 is as wide as tall: no cut inside a digit)
+    if width < CUT_WIDTH * height:
         return [column]
     profile = column[:, cols[0] : cols[-1] + 1].sum(0).astype(np.float64)
     spacing = max(2, round(0.3 * height))  # no two cuts closer than a narrow digit
