@@ -163,15 +163,14 @@ def bench(config: TrainConfig, report: dict) -> str:
     return "\n".join(lines)
 
 
-def number_line(digits) -> str:
-    """A number's reading: '427  (3 digits: 4 99.1%, 2 97.0%, 7 98.3%)', a doubtful digit
-    marked '?' in the number and said why beside it."""
-    shown, parts = "", []
-    for digit in digits:
-        doubt = "unlike a digit" if digit.unfamiliar else "not sure" if digit.unsure else ""
-        shown += digit.name + ("?" if doubt else "")
-        parts.append(f"{digit.name} {100 * digit.confidence:.1f}%" + (f" {doubt}" if doubt else ""))
-    return f"{shown}  ({len(digits)} digits: {', '.join(parts)})"
+def number_line(reading: dict) -> str:
+    """A number's reading (predict.number's answer): '42?7  (4 digits: 4 99.1%, 2 97.0%, 1
+    61.0% not sure, 7 98.3%)', the doubtful digits marked in its verdict and said why."""
+    parts = []
+    for digit in reading["digits"]:
+        doubt = "unlike a digit" if digit["unfamiliar"] else "not sure" if digit["unsure"] else ""
+        parts.append(f"{digit['name']} {100 * digit['confidence']:.1f}% {doubt}".rstrip())
+    return f"{reading['verdict']}  ({len(parts)} digits: {', '.join(parts)})"
 
 
 def check_report(report) -> str:

@@ -199,7 +199,7 @@ def cmd_predict(args) -> int:
             top = ", ".join(f"{label} {100 * p:.1f}%" for label, p in digits[0].top(3))
             print(f"{escaped(name)}: {digits[0].verdict()}  (top 3: {top})", flush=True)
         else:
-            print(f"{escaped(name)}: {text.number_line(digits)}", flush=True)
+            print(f"{escaped(name)}: {text.number_line(number(digits))}", flush=True)
     if args.show_input and predictions:
         from mnistlab import plots
 
