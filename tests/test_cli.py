@@ -161,9 +161,12 @@ def test_bad_toml_is_a_clear_error(capsys, tmp_path):
     assert code == 2 and "unknown settings: learning_rate" in err
 
 
-def test_existing_run_folder_is_not_overwritten(capsys, tiny, tmp_path):
+def test_existing_run_folder_is_not_overwritten(capsys, tiny, tmp_path, monkeypatch):
     folder, _ = tiny
-    out = tmp_path / "run"
+    # A folder named like a setting: the message names the flag, not the folder, as --resume
+    # (the error marks the setting it names; nothing finds the name in the text).
+    monkeypatch.chdir(tmp_path)
+    out = Path("resume")
     args = (
         "train",
         *on_tiny(folder),
@@ -175,7 +178,7 @@ def test_existing_run_folder_is_not_overwritten(capsys, tiny, tmp_path):
     assert run(capsys, *args)[0] == 0
     before = (out / "checkpoint.pt").read_bytes()
     code, _, err = run(capsys, *args)
-    assert code == 2 and "already holds a run" in err and "--resume" in err
+    assert code == 2 and "resume already holds a run; continue it with --resume resume or" in err
     assert (out / "checkpoint.pt").read_bytes() == before
 
 

@@ -20,7 +20,7 @@ import typing
 from dataclasses import dataclass, field
 
 from mnistlab.datasets import CLASSES, INPUTS
-from mnistlab.errors import ConfigError, invalid, unknown
+from mnistlab.errors import ConfigError, Setting, invalid, unknown
 
 # Every choice, declared once: validation, argparse and the help texts read these. The data
 # sets are the registry in data.py.
@@ -141,29 +141,38 @@ class TrainConfig:
         check.at_least("weight_decay", self.weight_decay, 0)
         if len(self.hidden) > MAX_DEPTH:
             raise ConfigError(
-                f"hidden: at most {MAX_DEPTH} hidden layers, got {len(self.hidden):,}", "hidden"
+                (
+                    Setting("hidden"),
+                    f": at most {MAX_DEPTH} hidden layers, got {len(self.hidden):,}",
+                )
             )
         if any(not 1 <= width <= MAX_WIDTH for width in self.hidden):
             raise ConfigError(
-                f"hidden widths must be between 1 and {MAX_WIDTH:,}, got {list(self.hidden)}",
-                "hidden",
+                (
+                    Setting("hidden"),
+                    f" widths must be between 1 and {MAX_WIDTH:,}, got {list(self.hidden)}",
+                ),
             )
         sizes = self.layer_sizes
         layers = [fan_in * fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)]
         if sum(layers) > MAX_WEIGHTS:
             raise ConfigError(
-                f"hidden widths {list(self.hidden)} make a model of {sum(layers):,} weights, "
-                f"more than the {MAX_WEIGHTS:,} allowed",
-                "hidden",
+                (
+                    Setting("hidden"),
+                    f" widths {list(self.hidden)} make a model of {sum(layers):,} weights, "
+                    f"more than the {MAX_WEIGHTS:,} allowed",
+                ),
             )
         if self.model == "mlp" and not self.hidden:
             raise ConfigError(
-                "hidden needs at least one width for an mlp (or use model logreg)", "hidden"
+                (Setting("hidden"), " needs at least one width for an mlp (or use model logreg)")
             )
         if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
-            raise ConfigError(f"betas takes two numbers in [0, 1), got {list(self.betas)}", "betas")
+            raise ConfigError(
+                (Setting("betas"), f" takes two numbers in [0, 1), got {list(self.betas)}")
+            )
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
-            raise ConfigError("nesterov needs optimizer sgd and a momentum above 0", "nesterov")
+            raise ConfigError((Setting("nesterov"), " needs optimizer sgd and a momentum above 0"))
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
@@ -265,7 +274,7 @@ def parse_value(name: str, text: str, kind=TrainConfig):
     range checks are the config's own, when the value is used."""
     fields = {item.name: item for item in dataclasses.fields(kind)}
     if name not in fields:
-        raise ConfigError(f"{name}: not a setting; settings: {', '.join(fields)}", name)
+        raise ConfigError((Setting(name), f": not a setting; settings: {', '.join(fields)}"))
     base, item_kind = _kind(fields[name].type)
     if base is tuple:
         return tuple(_parse(name, item_kind, item) for item in text.split("x"))
@@ -296,8 +305,10 @@ def _check_types(settings) -> None:
         if kind is tuple:
             if not isinstance(value, list | tuple):
                 raise ConfigError(
-                    f"{item.name} must be a list of {item_kind.__name__} values, got {value!r}",
-                    item.name,
+                    (
+                        Setting(item.name),
+                        f" must be a list of {item_kind.__name__} values, got {value!r}",
+                    ),
                 )
             value = tuple(coerce(item.name, item_kind, entry) for entry in value)
         else:

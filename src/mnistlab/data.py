@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mnistlab.datasets import DatasetSpec, get_spec, registry
-from mnistlab.errors import DataError
+from mnistlab.errors import DataError, Setting
 from mnistlab.fetch import Limits, download
 from mnistlab.files import atomic_write
 from mnistlab.idx import parse_idx
@@ -168,12 +168,17 @@ def locate(
             lines += [f"    - {place}" for place in tried]
         names = ", ".join(file.name for file in spec.files.values())
         lines.append(
-            f"To supply them by hand, put the files {names} "
-            f"in {download_folder(spec, data_dir)} (or in another data_dir), "
-            "or add a mirror (mirrors, or MNISTLAB_MIRROR)."
+            (
+                f"To supply them by hand, put the files {names} "
+                f"in {download_folder(spec, data_dir)} (or in another ",
+                Setting("data_dir"),
+                "), or add a mirror (",
+                Setting("mirrors"),
+                ", or MNISTLAB_MIRROR).",
+            )
         )
         headline = f"could not find or download {spec.name} files:"
-        raise DataError(headline, "data_dir", "mirrors", details=tuple(lines))
+        raise DataError(headline, details=tuple(lines))
     return found
 
 

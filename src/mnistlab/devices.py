@@ -2,7 +2,7 @@
 
 import torch
 
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, Setting
 
 
 def resolve(name: str = "auto") -> torch.device:
@@ -20,6 +20,9 @@ def resolve(name: str = "auto") -> torch.device:
     }
     if not available.get(name, False):
         raise ConfigError(
-            f"device {name}: no such device is available here; use device auto or cpu", "device"
+            (
+                Setting("device"),
+                f" {name}: no such device is available here; use device auto or cpu",
+            )
         )
     return torch.device(name)

@@ -19,7 +19,7 @@ from torch import nn
 
 from mnistlab import calibration, checkpoint
 from mnistlab.config import EXPORT_FORMATS
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, Setting
 from mnistlab.files import atomic_write
 from mnistlab.models.modules import ACTIVATIONS
 from mnistlab.resident import to_inputs
@@ -126,7 +126,9 @@ def export(run, format: str, out: str | Path | None = None) -> Path:
             atomic_write(out, save(weights, metadata={"mnistlab": json.dumps(description)}))
             atomic_write(out.with_suffix(".json"), json.dumps(description, indent=2) + "\n")
     except OSError as error:
-        raise ConfigError(f"out: cannot write {out}: {error.strerror or error}", "out") from None
+        raise ConfigError(
+            (Setting("out"), f": cannot write {out}: {error.strerror or error}")
+        ) from None
     return out
 
 
@@ -140,26 +142,32 @@ def _target(folder: Path, out: str | Path | None, format: str) -> Path:
     if len({path.resolve() for path in written}) < len(written):
         # (a safetensors file named *.json: its description would be written over it)
         raise ConfigError(
-            f"out: {out} is where the weights' description goes; name the weights file "
-            "model.safetensors (the description is written beside it as model.json)",
-            "out",
+            (
+                Setting("out"),
+                f": {out} is where the weights' description goes; name the weights file "
+                "model.safetensors (the description is written beside it as model.json)",
+            ),
         )
     mine = {default.resolve(), default.with_suffix(".json").resolve()}
     if out.is_dir():
-        raise ConfigError(f"out: {out} is a folder; give the file to write", "out")
+        raise ConfigError((Setting("out"), f": {out} is a folder; give the file to write"))
     if not out.parent.is_dir():
-        raise ConfigError(f"out: the folder {out.parent} does not exist", "out")
+        raise ConfigError((Setting("out"), f": the folder {out.parent} does not exist"))
     if out.parent.resolve() != folder.resolve() and is_run(out.parent):
         raise ConfigError(
-            f"out: {out.parent} is another run's folder; export into a folder of your own",
-            "out",
+            (
+                Setting("out"),
+                f": {out.parent} is another run's folder; export into a folder of your own",
+            ),
         )
     for path in written:
         if (path.exists() or path.is_symlink()) and path.resolve() not in mine:
             raise ConfigError(
-                f"out: {path} exists and export did not write it; nothing was written: "
-                "remove it first, or give another file",
-                "out",
+                (
+                    Setting("out"),
+                    f": {path} exists and export did not write it; nothing was written: "
+                    "remove it first, or give another file",
+                ),
             )
     return out
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mnistlab import runfiles, text
 from mnistlab.config import TrainConfig, model_name, show
-from mnistlab.errors import ConfigError, MnistlabError
+from mnistlab.errors import ConfigError, MnistlabError, Setting
 from mnistlab.files import atomic_write, read_small
 from mnistlab.settings import applicable, from_saved
 
@@ -343,7 +343,7 @@ def write(folder: str | Path | list, out: str | Path | None = None) -> Path:
     folders = [Path(f) for f in folder] if isinstance(folder, list | tuple) else [Path(folder)]
     if len(folders) > 1:
         if out is None:
-            raise ConfigError("out: give the HTML file to write for several runs", "out")
+            raise ConfigError((Setting("out"), ": give the HTML file to write for several runs"))
         page = render_runs(folders)
     elif is_study(folders[0]):
         page = render_study(folders[0])
@@ -351,11 +351,11 @@ def write(folder: str | Path | list, out: str | Path | None = None) -> Path:
         page = render_sweep(folders[0]) if is_sweep(folders[0]) else render_run(folders[0])
     out = Path(out) if out else folders[0] / "report.html"
     if out.is_dir():
-        raise ConfigError(f"out: {out} is a folder; give the HTML file to write", "out")
+        raise ConfigError((Setting("out"), f": {out} is a folder; give the HTML file to write"))
     if not out.parent.is_dir():
-        raise ConfigError(f"out: the folder {out.parent} does not exist", "out")
+        raise ConfigError((Setting("out"), f": the folder {out.parent} does not exist"))
     try:
         # A folder name that is not UTF-8 shows as replacement characters, not an error.
         return atomic_write(out, page.encode("utf-8", errors="replace"))
     except OSError as error:
-        raise ConfigError(f"out: cannot write {out}: {error.strerror}", "out") from None
+        raise ConfigError((Setting("out"), f": cannot write {out}: {error.strerror}")) from None

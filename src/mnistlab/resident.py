@@ -11,7 +11,7 @@ import torch
 
 from mnistlab.config import TrainConfig
 from mnistlab.data import Dataset, Split
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, Setting
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,12 @@ def prepare(
         train_split, val_split = split_validation(train_split, config.val_split)
         if len(train_split) == 0 or len(val_split) == 0:
             raise ConfigError(
-                f"val_split {config.val_split} leaves {len(train_split)} training and "
-                f"{len(val_split)} validation images of {len(dataset.train)}; choose a "
-                "fraction that keeps both",
-                "val_split",
+                (
+                    Setting("val_split"),
+                    f" {config.val_split} leaves {len(train_split)} training and "
+                    f"{len(val_split)} validation images of {len(dataset.train)}; choose a "
+                    "fraction that keeps both",
+                ),
             )
     if normalization is None:
         standard = config.normalize == "standard"

@@ -30,7 +30,7 @@ from mnistlab import checkpoint, data, devices, meta, resident
 from mnistlab import train as training
 from mnistlab.config import Runtime, TrainConfig, describe, show
 from mnistlab.datasets import get_spec
-from mnistlab.errors import CheckpointError, PictureError, RunError
+from mnistlab.errors import CheckpointError, PictureError, RunError, Setting
 from mnistlab.files import LOCK, remove_stale_temporaries
 from mnistlab.runfiles import (
     CHECKPOINT,
@@ -98,9 +98,11 @@ def _check_folder(folder: Path) -> None:
             )
         if (folder / CHECKPOINT).exists():
             raise RunError(
-                f"{folder} already holds a run; continue it with resume {folder} or choose "
-                "another folder",
-                "resume",
+                (
+                    f"{folder} already holds a run; continue it with ",
+                    Setting("resume"),
+                    f" {folder} or choose another folder",
+                ),
             )
 
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from mnistlab import augment, models, optim, resident
 from mnistlab.config import TrainConfig
-from mnistlab.errors import TrainingDiverged
+from mnistlab.errors import Setting, TrainingDiverged
 from mnistlab.evaluate import evaluate, predict, score
 from mnistlab.resident import Tensors
 
@@ -230,8 +230,10 @@ def _check_finite(losses: torch.Tensor, epoch: int, steps_per_epoch: int, skip: 
         index = skip + int((~finite).nonzero()[0])
         value = losses[index - skip].item()
         raise TrainingDiverged(
-            f"the loss became {value} at step {epoch * steps_per_epoch + index + 1}"
-            f" (epoch {epoch + 1}, batch {index + 1}); try a lower learning rate than "
-            f"lr {config.lr}",
-            "lr",
+            (
+                f"the loss became {value} at step {epoch * steps_per_epoch + index + 1}"
+                f" (epoch {epoch + 1}, batch {index + 1}); try a lower learning rate than ",
+                Setting("lr"),
+                f" {config.lr}",
+            )
         )

@@ -33,16 +33,11 @@ def build_parser():
 
 
 def _message(error: MnistlabError) -> str:
-    """The library names settings (`lr must be ...`); the command line names their flags: the
-    first time each of the error's fields is named, it is written as its flag. The headline
-    is one line, each detail a line of its own."""
-    import re
+    """The library marks the settings its messages name (`lr must be ...`); the command line
+    writes each as its flag. The headline is one line, each detail a line of its own."""
+    from mnistlab.cli.flags import flag
 
-    message = "\n".join(map(escaped, [error.headline, *error.details]))
-    for field in error.fields:
-        flag = "--" + ("mirror" if field == "mirrors" else field.replace("_", "-"))
-        message = re.sub(rf"(?<![\w/.-]){re.escape(field)}(?![\w-])", flag, message, count=1)
-    return message
+    return "\n".join(map(escaped, error.render(flag)))
 
 
 class _Stderr(logging.StreamHandler):

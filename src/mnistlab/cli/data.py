@@ -7,7 +7,7 @@ from mnistlab import text
 from mnistlab.cli.console import runtime_from_args
 from mnistlab.cli.flags import Parser, add_setting_flags, between, command
 from mnistlab.config import Runtime
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, Setting
 
 PICTURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
@@ -35,13 +35,13 @@ def picture_path(out: str | Path, field: str = "out") -> Path:
     """A picture file to write: its suffix one matplotlib writes, its folder there."""
     path = Path(out)
     if path.is_dir():
-        raise ConfigError(f"{field}: {out} is a folder; give the picture file to write", field)
+        raise ConfigError((Setting(field), f": {out} is a folder; give the picture file to write"))
     if path.suffix.lower() not in PICTURE_SUFFIXES:
         raise ConfigError(
-            f"{field}: {out} needs a picture extension: .png, .pdf, .svg or .jpg", field
+            (Setting(field), f": {out} needs a picture extension: .png, .pdf, .svg or .jpg")
         )
     if not path.parent.is_dir():
-        raise ConfigError(f"{field}: the folder {path.parent} does not exist", field)
+        raise ConfigError((Setting(field), f": the folder {path.parent} does not exist"))
     return path
 
 

@@ -47,6 +47,12 @@ class Parser(argparse.ArgumentParser):
         return parser
 
 
+def flag(field: str) -> str:
+    """A setting's flag: --lr for lr, --data-dir for data_dir, --mirror (given once for each
+    mirror) for mirrors."""
+    return "--" + ("mirror" if field == "mirrors" else field.replace("_", "-"))
+
+
 def add_setting_flags(parser, kind=TrainConfig, skip: tuple[str, ...] = ()) -> None:
     """A flag for every field of `kind`, with its type, choices and help from the field."""
     group = parser.add_argument_group(
@@ -62,7 +68,7 @@ def add_setting_flags(parser, kind=TrainConfig, skip: tuple[str, ...] = ()) -> N
             options.update(action=argparse.BooleanOptionalAction, choices=None)
         elif item.name == "mirrors":
             options.update(action="append", metavar="URL", help=item.metadata["help"])
-            group.add_argument("--mirror", **options)
+            group.add_argument(flag(item.name), **options)
             continue
         elif item.name == "hidden":
             options.update(nargs="*", type=_reader(kind, item.name), metavar="WIDTH")
@@ -70,7 +76,7 @@ def add_setting_flags(parser, kind=TrainConfig, skip: tuple[str, ...] = ()) -> N
             options.update(nargs=len(default), type=_reader(kind, item.name), metavar="VALUE")
         elif default is not None:
             options["type"] = _reader(kind, item.name)
-        group.add_argument("--" + item.name.replace("_", "-"), **options)
+        group.add_argument(flag(item.name), **options)
 
 
 def _reader(kind, name: str):

@@ -11,7 +11,7 @@ from mnistlab.cli.data import picture_path
 from mnistlab.cli.flags import add_setting_flags, between, command
 from mnistlab.config import CHECK_TIME_LIMIT as TIME_LIMIT
 from mnistlab.config import CHECKS, EXPORT_FORMATS, Runtime
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, Setting
 
 
 def add_parsers(commands) -> None:
@@ -102,7 +102,7 @@ def cmd_check(args) -> int:
 
     if not (math.isfinite(args.time_limit) and args.time_limit > 0):
         raise ConfigError(
-            f"time_limit must be a positive number, got {args.time_limit}", "time_limit"
+            (Setting("time_limit"), f" must be a positive number, got {args.time_limit}")
         )
     only = None
     if args.only is not None:
@@ -150,13 +150,14 @@ def _show_input_target(path: Path, sources) -> None:
     target = path.resolve()
     if any(isinstance(source, Path) and source.resolve() == target for _, source in sources):
         raise ConfigError(
-            f"show_input: {path} is one of the images to read; name another file", "show_input"
+            (Setting("show_input"), f": {path} is one of the images to read; name another file")
         )
     if is_run(path.parent):
         raise ConfigError(
-            f"show_input: {path.parent} is a run's folder; write the picture to a folder of "
-            "your own",
-            "show_input",
+            (
+                Setting("show_input"),
+                f": {path.parent} is a run's folder; write the picture to a folder of your own",
+            ),
         )
 
 
@@ -172,9 +173,11 @@ def cmd_predict(args) -> int:
         _show_input_target(Path(args.show_input), sources)
     if args.show_input and len(sources) > images.MAX_SHOWN:
         raise ConfigError(
-            f"show_input: one picture shows at most {images.MAX_SHOWN} images, and "
-            f"{len(sources):,} were named; name fewer",
-            "show_input",
+            (
+                Setting("show_input"),
+                f": one picture shows at most {images.MAX_SHOWN} images, and "
+                f"{len(sources):,} were named; name fewer",
+            ),
         )
     from mnistlab.errors import ImageError
     from mnistlab.text import escaped
@@ -207,8 +210,10 @@ def cmd_predict(args) -> int:
             path = plots.inputs_seen(read, predictions, args.show_input)
         except OSError as error:
             raise ConfigError(
-                f"show_input: cannot write {args.show_input}: {error.strerror or error}",
-                "show_input",
+                (
+                    Setting("show_input"),
+                    f": cannot write {args.show_input}: {error.strerror or error}",
+                ),
             ) from None
         print(f"wrote {path}", file=sys.stderr)
     if failed:
@@ -269,7 +274,9 @@ def _check_port(host: str, port: int) -> None:
             probe.bind((host, port))
     except OSError as error:
         raise ConfigError(
-            f"port: cannot listen on {host}:{port} ({error.strerror or error}); give another "
-            "port, or stop what holds it",
-            "port",
+            (
+                Setting("port"),
+                f": cannot listen on {host}:{port} ({error.strerror or error}); give another "
+                "port, or stop what holds it",
+            ),
         ) from None

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from mnistlab.config import ACTIVATIONS, TrainConfig, parse_value
 from mnistlab.datasets import CLASSES, INPUTS
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, Setting
 
 
 def width_for_budget(depth: int, budget: int, inputs: int = INPUTS, classes: int = CLASSES) -> int:
@@ -91,10 +91,12 @@ def parse_grid(specs: list[str]) -> list[dict]:
             close = get_close_matches(name, [key for key in fields if key != "seed"], n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ConfigError(
-                f"grid {spec!r}: write NAME=V1,V2 with NAME a training setting other than "
-                f"seed (seeds are given apart){hint}; settings: "
-                + ", ".join(key for key in fields if key != "seed"),
-                "grid",
+                (
+                    Setting("grid"),
+                    f" {spec!r}: write NAME=V1,V2 with NAME a training setting other than "
+                    f"seed (seeds are given apart){hint}; settings: "
+                    + ", ".join(key for key in fields if key != "seed"),
+                ),
             )
         axes.append([(name, _grid_value(name, value)) for value in values.split(",")])
     return [dict(choice) for choice in itertools.product(*axes)]
@@ -104,7 +106,7 @@ def _grid_value(name: str, text: str):
     try:
         return parse_value(name, text)
     except ConfigError as error:
-        raise ConfigError(f"grid {error}", "grid") from None
+        raise ConfigError((Setting("grid"), f" {error}")) from None
 
 
 def run_key(config: TrainConfig) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mnistlab.config import Runtime, TrainConfig
-from mnistlab.errors import ConfigError, TrainingDiverged
+from mnistlab.errors import ConfigError, Setting, TrainingDiverged
 from mnistlab.tune.space import Dimension, baseline_point, check, suggest
 from mnistlab.workqueue.claims import queue_wait, set_aside
 from mnistlab.workqueue.storage import Engine, answering, open_study, setup_of
@@ -39,15 +39,24 @@ def check_budget(engine: Engine, trials: int | None, timeout: float | None) -> N
     """A search must know when to end: a ConfigError when nothing says, or when what it says
     is no end (no trials, a timeout that is not a positive number)."""
     if trials is not None and not 1 <= trials <= MAX_TRIALS:
-        raise ConfigError(f"trials must be between 1 and {MAX_TRIALS:,}, got {trials}", "trials")
+        raise ConfigError(
+            (Setting("trials"), f" must be between 1 and {MAX_TRIALS:,}, got {trials}")
+        )
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-        raise ConfigError(f"timeout must be a positive number of seconds, got {timeout}", "timeout")
+        raise ConfigError(
+            (Setting("timeout"), f" must be a positive number of seconds, got {timeout}")
+        )
     if trials is None and timeout is None and engine.sampler != "grid":
         raise ConfigError(
-            "give trials or timeout (or sampler grid, which ends by itself)",
-            "trials",
-            "timeout",
-            "sampler",
+            (
+                "give ",
+                Setting("trials"),
+                " or ",
+                Setting("timeout"),
+                " (or ",
+                Setting("sampler"),
+                " grid, which ends by itself)",
+            )
         )
 
 
@@ -56,23 +65,25 @@ def queue_of(engine: Engine, space: dict[str, Dimension], base: TrainConfig | No
     import itertools
 
     if engine.sampler == "grid" and not space:
-        raise ConfigError("space: a grid search needs a space", "space")
+        raise ConfigError((Setting("space"), ": a grid search needs a space"))
     if base is not None:
         check(space, base)
     queue = []
     if engine.baseline and base is not None:
         if engine.sampler == "grid":
             raise ConfigError(
-                "baseline: a grid runs its own points; put the base's values in it", "baseline"
+                (Setting("baseline"), ": a grid runs its own points; put the base's values in it")
             )
         queue.append((baseline_point(space, base), {"baseline": True}))
     if engine.sampler == "grid":
         points = math.prod(dimension.size() for dimension in space.values())
         if points > MAX_TRIALS:
             raise ConfigError(
-                f"space: a grid of {points:,} points, more than the {MAX_TRIALS:,} a study "
-                "queues; narrow its int ranges or choices",
-                "space",
+                (
+                    Setting("space"),
+                    f": a grid of {points:,} points, more than the {MAX_TRIALS:,} a study "
+                    "queues; narrow its int ranges or choices",
+                ),
             )
         grid = itertools.product(*(dimension.grid() for dimension in space.values()))
         for index, point in enumerate(grid):

@@ -9,7 +9,7 @@ from functools import partial
 from pathlib import Path
 
 from mnistlab.config import TrainConfig, parse_value, show
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, Setting
 
 KINDS = ("log", "float", "int", "choice")
 
@@ -28,7 +28,9 @@ class Dimension:
             return [encode(choice) for choice in self.choices]
         if self.kind == "int":
             return list(range(int(self.low), int(self.high) + 1))
-        raise ConfigError(f"space {self.name}: a grid needs choice or int dimensions", "space")
+        raise ConfigError(
+            (Setting("space"), f" {self.name}: a grid needs choice or int dimensions")
+        )
 
     def size(self) -> int:
         """Points in a grid of this dimension (counted, not listed)."""
@@ -36,7 +38,9 @@ class Dimension:
             return len(self.choices)
         if self.kind == "int":
             return int(self.high) - int(self.low) + 1
-        raise ConfigError(f"space {self.name}: a grid needs choice or int dimensions", "space")
+        raise ConfigError(
+            (Setting("space"), f" {self.name}: a grid needs choice or int dimensions")
+        )
 
     def holds(self, value) -> bool:
         if self.kind == "choice":
@@ -59,14 +63,16 @@ def parse_space(specs: list[str]) -> dict[str, Dimension]:
         kind, _, args = rest.partition(":")
         if name not in fields or kind not in KINDS or not args:
             raise ConfigError(
-                f"space {spec!r}: write NAME=KIND:ARGS with NAME a training setting and KIND "
-                f"one of {', '.join(KINDS)} (lr=log:1e-4:3e-2, hidden=choice:256,512)",
-                "space",
+                (
+                    Setting("space"),
+                    f" {spec!r}: write NAME=KIND:ARGS with NAME a training setting and KIND "
+                    f"one of {', '.join(KINDS)} (lr=log:1e-4:3e-2, hidden=choice:256,512)",
+                ),
             )
         try:
             space[name] = _dimension(name, kind, args)
         except ConfigError as error:  # named by the space, not by the setting's own flag
-            raise ConfigError(f"space {spec!r}: {error}", "space") from None
+            raise ConfigError((Setting("space"), f" {spec!r}: {error}")) from None
     return space
 
 
@@ -104,7 +110,7 @@ def check(space: dict[str, Dimension], base: TrainConfig) -> None:
             try:
                 dataclasses.replace(base, **{name: value})
             except ConfigError as error:
-                raise ConfigError(f"space {name}={show(value)}: {error}", "space") from None
+                raise ConfigError((Setting("space"), f" {name}={show(value)}: {error}")) from None
 
 
 def read_space(path: str | Path) -> list[str]:
@@ -145,9 +151,11 @@ def baseline_point(space: dict[str, Dimension], base: TrainConfig) -> dict:
         value = getattr(base, name)
         if not dimension.holds(value):
             raise ConfigError(
-                f"baseline: the base's {name} {show(value)} lies outside the space's {name}; "
-                "set it inside or widen the space",
-                "baseline",
+                (
+                    Setting("baseline"),
+                    f": the base's {name} {show(value)} lies outside the space's {name}; "
+                    "set it inside or widen the space",
+                ),
             )
         point[name] = encode(value)
     return point

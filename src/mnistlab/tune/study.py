@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mnistlab.config import Runtime, TrainConfig
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, Setting
 from mnistlab.files import atomic_write, read_small
 from mnistlab.tune import results, search
 from mnistlab.tune.space import Dimension
@@ -71,7 +71,9 @@ class Study:
         specs = space if isinstance(space, list) else None
         space = parse_space(space) if specs is not None else space
         if not space:
-            raise ConfigError("space: give at least one dimension, e.g. lr=log:1e-4:3e-2", "space")
+            raise ConfigError(
+                (Setting("space"), ": give at least one dimension, e.g. lr=log:1e-4:3e-2")
+            )
         from mnistlab.datasets import get_spec
 
         get_spec(base.dataset)  # refused before the folder is made
@@ -142,9 +144,11 @@ class Study:
             return  # not readable as a study: rewritten by this one
         if (other.study, other.storage) != (self.engine.study, self.engine.shown()):
             raise ConfigError(
-                f"out: {self.folder} holds study {other.study!r} ({other.storage}); give this "
-                "study a folder of its own",
-                "out",
+                (
+                    Setting("out"),
+                    f": {self.folder} holds study {other.study!r} ({other.storage}); give this "
+                    "study a folder of its own",
+                ),
             )
 
     def _describe(self) -> None:

@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab.errors import ConfigError, StorageLost, unknown
+from mnistlab.errors import ConfigError, Setting, StorageLost, unknown
 
 SAMPLERS = ("tpe", "random", "grid")
 HEARTBEAT = 30  # seconds between a worker's heartbeats; its trial is stale after 3 missed
@@ -119,9 +119,11 @@ def answering(engine: Engine):
             raise
         first = (str(lost.orig or lost).splitlines() or [type(lost).__name__])[0]
         raise StorageLost(
-            f"storage: lost {engine.shown()} ({first}); the trial in progress is tried again "
-            "once its heartbeat is stale: run the same command when the database answers",
-            "storage",
+            (
+                Setting("storage"),
+                f": lost {engine.shown()} ({first}); the trial in progress is tried again "
+                "once its heartbeat is stale: run the same command when the database answers",
+            ),
         ) from None
 
 
@@ -148,9 +150,11 @@ def open_storage(engine: Engine):
             except ImportError as error:
                 needed = f"the Python package {error.name}" if error.name else "its database driver"
                 raise ConfigError(
-                    f"storage {engine.shown()}: needs {needed} (for PostgreSQL: pip install "
-                    "'mnistlab[postgres]')",
-                    "storage",
+                    (
+                        Setting("storage"),
+                        f" {engine.shown()}: needs {needed} (for PostgreSQL: pip install "
+                        "'mnistlab[postgres]')",
+                    ),
                 ) from None
             except Exception as error:  # noqa: BLE001 - a bad URL, an unreachable server
                 if attempt < 5 and _is_creation_race(error):
@@ -158,7 +162,7 @@ def open_storage(engine: Engine):
                     continue
                 first = str(error).splitlines()[0] if str(error) else type(error).__name__
                 raise ConfigError(
-                    f"storage: cannot open {engine.shown()} ({first})", "storage"
+                    (Setting("storage"), f": cannot open {engine.shown()} ({first})")
                 ) from None
     raise AssertionError("unreachable")
 
@@ -242,10 +246,13 @@ def join(study, engine: Engine, setup: dict, wait: float = 120.0) -> None:
             deadline, queued = time.monotonic() + wait, len(trials)
         if time.monotonic() > deadline:
             raise ConfigError(
-                f"{engine.study!r} is still not set up after {wait:.0f} s: the process that "
-                "created it stopped before it had queued its trials; give another study (or "
-                f"remove it: optuna delete-study --study-name {engine.study} --storage URL)",
-                "study",
+                (
+                    f"{engine.study!r} is still not set up after {wait:.0f} s: the process that "
+                    "created it stopped before it had queued its trials; give another ",
+                    Setting("study"),
+                    " (or remove it: optuna delete-study --study-name "
+                    f"{engine.study} --storage URL)",
+                )
             )
         time.sleep(0.25)
     made = made.get("setup")
@@ -254,19 +261,23 @@ def join(study, engine: Engine, setup: dict, wait: float = 120.0) -> None:
     if bool(setup["runs"]) != bool(made["runs"]):
         kinds = ("a sweep", "a search") if made["runs"] else ("a search", "a sweep")
         raise ConfigError(
-            f"{engine.study!r} holds {kinds[0]}, not {kinds[1]}: give another study", "study"
+            (f"{engine.study!r} holds {kinds[0]}, not {kinds[1]}: give another ", Setting("study"))
         )
     if setup["runs"] != made["runs"]:
         raise ConfigError(
-            f"{engine.study!r} holds another sweep: give the same settings, or another study",
-            "study",
+            (
+                f"{engine.study!r} holds another sweep: give the same settings, or another ",
+                Setting("study"),
+            ),
         )
     if setup["space"] != made["space"]:
         theirs = ", ".join(made["space"]) or "none"
         raise ConfigError(
-            f"{engine.study!r} searches another space (over {theirs}): give the same space, "
-            "or another study",
-            "study",
+            (
+                f"{engine.study!r} searches another space (over {theirs}): give the same space, "
+                "or another ",
+                Setting("study"),
+            ),
         )
 
 

@@ -19,13 +19,15 @@ from mnistlab.errors import RunError
 def check_count(workers: int) -> None:
     """A number of worker processes, refused past MAX_WORKERS before any is started."""
     from mnistlab.config import MAX_WORKERS
-    from mnistlab.errors import ConfigError
+    from mnistlab.errors import ConfigError, Setting
 
     if not 1 <= workers <= MAX_WORKERS:
         raise ConfigError(
-            f"workers: 1 to {MAX_WORKERS} processes on this machine, got {workers} (several "
-            "machines share a study through --storage)",
-            "workers",
+            (
+                Setting("workers"),
+                f": 1 to {MAX_WORKERS} processes on this machine, got {workers} (several "
+                "machines share a study through --storage)",
+            ),
         )
 
 
