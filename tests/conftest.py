@@ -109,10 +109,14 @@ def spec_for(contents: dict[str, bytes], name="tiny", mirrors=()) -> datasets.Da
 
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path, monkeypatch):
-    """Every test runs in its own folder with its own cache, and no user settings."""
-    monkeypatch.setenv("MNISTLAB_CACHE_DIR", str(tmp_path / "cache"))
+    """Every test runs in its own folder with its own cache, and no user settings: for the
+    commands (which read MNISTLAB_CACHE_DIR) and for library calls (whose cache, unless one is
+    named, is the user cache folder: platformdirs takes it from XDG_CACHE_HOME)."""
+    monkeypatch.setenv("MNISTLAB_CACHE_DIR", str(tmp_path / "mnistlab"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the same folder: tmp_path/mnistlab
     monkeypatch.delenv("MNISTLAB_DATA_DIR", raising=False)
     monkeypatch.delenv("MNISTLAB_MIRROR", raising=False)
+    monkeypatch.setattr(datasets, "_added", None)  # no registry an earlier command named
     monkeypatch.chdir(tmp_path)
 
 
@@ -150,9 +154,8 @@ def mnist_session(tmp_path_factory):
     """MNIST loaded once per session, for tests that train on it (None without the data)."""
     if not REAL_DATA:
         return None
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MNISTLAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        return data.load("mnist", Path(REAL_DATA), download_missing=False)
+    cache = tmp_path_factory.mktemp("cache")
+    return data.load("mnist", Path(REAL_DATA), cache_dir=cache, download_missing=False)
 
 
 @pytest.fixture

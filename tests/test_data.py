@@ -55,13 +55,13 @@ def test_corrupt_file_is_a_clear_error_and_nothing_is_cached(tmp_path, kind):
     path.write_bytes(content)
     with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
         data.read_idx(path, sha256(content))
-    assert not list((tmp_path / "cache").rglob("*.npy"))
+    assert not list((tmp_path / "mnistlab").rglob("*.npy"))
 
 
 def test_decoded_cache_is_written_once_and_then_used(tmp_path, tiny, monkeypatch):
     folder, _ = tiny
     first = data.load("tiny", folder)
-    cached = list((tmp_path / "cache" / "decoded").glob("*.npy"))
+    cached = list((tmp_path / "mnistlab" / "decoded").glob("*.npy"))
     assert len(cached) == 4
     # The second load decodes nothing: every array comes from the cache.
     monkeypatch.setattr(gzip, "decompress", lambda *_: pytest.fail("decoded again"))
@@ -75,8 +75,9 @@ def test_decoded_cache_is_written_once_and_then_used(tmp_path, tiny, monkeypatch
 def test_an_altered_cache_entry_is_rebuilt_from_the_verified_file(tmp_path, tiny, caplog, damage):
     folder, contents = tiny
     first = data.load("tiny", folder)
-    images = tmp_path / "cache" / "decoded" / f"{sha256(contents['train-images-idx3-ubyte'])}.npy"
-    labels = tmp_path / "cache" / "decoded" / f"{sha256(contents['train-labels-idx1-ubyte'])}.npy"
+    decoded = tmp_path / "mnistlab" / "decoded"
+    images = decoded / f"{sha256(contents['train-images-idx3-ubyte'])}.npy"
+    labels = decoded / f"{sha256(contents['train-labels-idx1-ubyte'])}.npy"
     target = labels if damage == "labels out of range" else images
     if damage == "zeros":
         np.save(images, np.zeros_like(first.train.images.numpy()))
@@ -110,7 +111,7 @@ def test_the_bytes_parsed_are_the_bytes_verified(tmp_path, tiny):
     (folder / name).write_bytes(gzip.compress(idx_bytes(np.zeros(256, np.uint8)), mtime=0))
     with pytest.raises(DataError, match="changed after it was verified"):
         data.read_idx(folder / name, genuine, sha256(contents[name.removesuffix(".gz")]))
-    assert not list((tmp_path / "cache").rglob("*.npy"))
+    assert not list((tmp_path / "mnistlab").rglob("*.npy"))
 
 
 def test_an_unreadable_file_or_an_overflowing_header_is_a_data_error(tiny, monkeypatch):
@@ -225,7 +226,7 @@ def test_download_falls_through_broken_mirrors(tmp_path, tiny, server, monkeypat
     )
     files = data.locate("tiny", retries=0)
     for key, path in files.items():
-        assert path.parent == tmp_path / "cache" / "tiny"
+        assert path.parent == tmp_path / "mnistlab" / "tiny"
         assert path.read_bytes() == contents[path.name], key
     tried = [path.split("/")[1] for path in handler.requests]
     assert tried[:4] == ["403", "close", "wrong", "good"]
@@ -257,7 +258,7 @@ def test_every_mirror_failing_lists_each_one_and_caches_nothing(
     assert "(or in another --data-dir), or add a mirror (--mirror, or" in _message(error.value)
     for mirror in mirrors:
         assert mirror + "train-images-idx3-ubyte.gz" in message
-    leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    leftovers = [p for p in (tmp_path / "mnistlab").rglob("*") if p.is_file()]
     assert [p.name for p in leftovers] == [".mnistlab.lock"]
 
 
@@ -291,8 +292,7 @@ def test_user_mirror_comes_first(tiny, server, monkeypatch):
     _, contents = tiny
     base, handler = server
     use_mirrors(monkeypatch, contents, [f"{base}/403/"])
-    monkeypatch.setenv("MNISTLAB_MIRROR", f"{base}/good/")
-    data.locate("tiny", retries=0)
+    data.locate("tiny", mirrors=(f"{base}/good/",), retries=0)
     assert all(path.startswith("/good/") for path in handler.requests)
     assert len(handler.requests) == 4
 
@@ -316,7 +316,7 @@ def test_a_misbehaving_mirror_is_bounded_and_skipped_for_the_other_files(
         assert len(asked) == 4
     else:  # too slow once: skipped for the other three files, and never retried
         assert asked == [f"/{behaviour}/train-images-idx3-ubyte.gz"]
-    folder = tmp_path / "cache" / "tiny"
+    folder = tmp_path / "mnistlab" / "tiny"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [".mnistlab.lock", *files_of(contents)]
     )
@@ -377,7 +377,7 @@ def test_a_fetch_waiting_on_another_says_so_and_gives_up_after_its_deadline(
     _, contents = tiny
     base, _ = server
     use_mirrors(monkeypatch, contents, [f"{base}/good/"])
-    folder = tmp_path / "cache" / "tiny"
+    folder = tmp_path / "mnistlab" / "tiny"
     folder.mkdir(parents=True)
     lock = FileLock(str(folder / ".mnistlab.lock"))
     with lock, caplog.at_level("WARNING"), pytest.raises(DataError) as error:
@@ -392,7 +392,7 @@ def test_downloads_are_readable_by_others_and_stale_temporaries_go(
     _, contents = tiny
     base, _ = server
     use_mirrors(monkeypatch, contents, [f"{base}/good/"])
-    folder = tmp_path / "cache" / "tiny"
+    folder = tmp_path / "mnistlab" / "tiny"
     folder.mkdir(parents=True)
     (folder / "tmpab12cd_9").write_bytes(b"left by a killed download")
     (folder / "my-notes.txt").write_text("not ours")
@@ -429,11 +429,37 @@ def test_explicit_folder_is_used_without_any_download(tiny, server, monkeypatch)
     assert handler.requests == []
 
 
-def test_environment_folder_is_used(tiny, monkeypatch):
-    folder, _ = tiny
+def test_the_environment_is_read_by_the_command_and_the_api_and_the_library_takes_values(
+    tmp_path, tiny, server, monkeypatch, capsys
+):
+    import mnistlab
+    from mnistlab.cli import main
+
+    folder, contents = tiny
+    base, handler = server
+    use_mirrors(monkeypatch, contents, [f"{base}/403/"])
+    elsewhere = tmp_path / "elsewhere-cache"
     monkeypatch.setenv("MNISTLAB_DATA_DIR", str(folder))
-    files = data.locate("tiny", download_missing=False)
+    monkeypatch.setenv("MNISTLAB_CACHE_DIR", str(elsewhere))
+    monkeypatch.setenv("MNISTLAB_MIRROR", f"tiny={base}/good/")
+    # The library: only what it is given. No data folder, no mirror of the variables.
+    with pytest.raises(DataError, match="could not find or download tiny"):
+        data.locate("tiny", retries=0)
+    assert handler.requests and all(path.startswith("/403/") for path in handler.requests)
+    files = data.locate("tiny", folder, cache_dir=tmp_path / "given", download_missing=False)
     assert {path.parent for path in files.values()} == {folder}
+    data.load("tiny", folder, cache_dir=tmp_path / "given")
+    assert len(list((tmp_path / "given" / "decoded").glob("*.npy"))) == 4
+    assert not elsewhere.exists()
+    # The command line and the notebook API: the variables' folders and mirror.
+    assert main(["data", "info", "--dataset", "tiny"]) == 0 and "512" in capsys.readouterr().out
+    assert len(list((elsewhere / "decoded").glob("*.npy"))) == 4
+    assert len(mnistlab.load_data("tiny").train) == 512
+    monkeypatch.delenv("MNISTLAB_DATA_DIR")
+    handler.requests.clear()
+    assert len(mnistlab.load_data("tiny").train) == 512  # fetched from the variable's mirror
+    assert {path.split("/")[1] for path in handler.requests} == {"good"}
+    assert len(list((elsewhere / "tiny").glob("*.gz"))) == 4
 
 
 @pytest.mark.parametrize("compressed", [True, False])
@@ -541,17 +567,20 @@ def test_a_download_says_where_it_goes_once(tmp_path, tiny, server, monkeypatch,
     assert main(["data", "fetch", "--dataset", "tiny", "--quiet"]) == 0
     err = capsys.readouterr().err
     assert err.count("mnistlab: downloading tiny's") == 1
-    assert str((tmp_path / "cache" / "tiny").resolve()) in err
+    assert str((tmp_path / "mnistlab" / "tiny").resolve()) in err
 
 
 def test_a_registry_file_adds_datasets_and_a_broken_one_is_one_line(tmp_path, tiny, monkeypatch):
+    import mnistlab
     from mnistlab.cli import main
 
     monkeypatch.delitem(datasets.DATASETS, "tiny")  # only the registry file knows it now
-    assert len(data.load("tiny", tiny[0]).train) == 512
+    with pytest.raises(ConfigError, match="unknown dataset 'tiny'"):
+        data.load("tiny", tiny[0])  # the library reads no variable: an edge names the file
+    assert len(mnistlab.load_data("tiny", tiny[0]).train) == 512
     assert "tiny" in datasets.registry() and "mnist" in datasets.registry()
     (tmp_path / "broken.json").write_text('{"mine": {"files": {}}}')
     monkeypatch.setenv("MNISTLAB_DATASETS", str(tmp_path / "broken.json"))
     with pytest.raises(ConfigError, match="not a dataset registry"):
-        datasets.get_spec("mine")
+        mnistlab.load_data("mine")
     assert main(["data", "info", "--dataset", "mine"]) == 2

@@ -9,7 +9,10 @@
     mnistlab.check(my_model)                             # what is wrong with a model I wrote
 
 None of them changes global state: torch's random generator and thread count stay as they
-were (every random stream has its own generator), and nothing is printed.
+were (every random stream has its own generator), and nothing is printed. They are where a
+notebook meets the library, so they read the MNISTLAB_* variables (mnistlab.environment): the
+data and cache folders and mirrors they name, and the data sets of $MNISTLAB_DATASETS's
+registry file, which become known to the process.
 """
 
 import dataclasses
@@ -20,10 +23,20 @@ from mnistlab.config import Runtime, TrainConfig
 from mnistlab.settings import recipe as named_recipe
 
 
+def _runtime(data_dir: str | Path | None = None) -> Runtime:
+    """A call's runtime: the data folder it names, then what the environment says."""
+    from mnistlab import environment
+
+    found = environment.read()
+    environment.use(found)
+    return environment.runtime(Runtime(data_dir=str(data_dir) if data_dir else None), found)
+
+
 def load_data(dataset: str = "mnist", data_dir: str | Path | None = None) -> data.Dataset:
     """The data set as uint8 image and int64 label tensors (found on this machine or fetched
     from a mirror, verified by sha256)."""
-    return data.load(dataset, data_dir)
+    runtime = _runtime(data_dir)
+    return data.load(dataset, runtime.data_dir, **runtime.data_options())
 
 
 def build_model(
@@ -72,7 +85,7 @@ def fit(
 
         bar = tqdm(total=config.epochs, unit="epoch", desc=Path(run.folder).name)
     try:
-        runtime = Runtime(data_dir=str(data_dir) if data_dir else None)
+        runtime = _runtime(data_dir)
         run.fit(runtime, pictures=pictures, on_epoch=(lambda record: bar.update()) if bar else None)
     finally:
         if bar is not None:
@@ -85,9 +98,7 @@ def evaluate_run(run: runs.Run | str | Path, data_dir: str | Path | None = None)
     """The test-set evaluation of a run (loss, accuracy, per-class accuracy, confusion)."""
     from mnistlab.evaluate import evaluate
 
-    saved = runs.load(
-        getattr(run, "folder", run), Runtime(data_dir=str(data_dir) if data_dir else None)
-    )
+    saved = runs.load(getattr(run, "folder", run), _runtime(data_dir))
     tensors = saved.tensors
     return evaluate(saved.model, tensors.x_test, tensors.y_test, len(tensors.classes))
 
@@ -122,7 +133,8 @@ def check(
     (the numbers), `report.as_dict()` (the versioned answer), `print(report)`."""
     from mnistlab import diagnose
 
-    x, y = diagnose.batch(diagnose.batch_source(dataset, data_dir))
+    runtime = _runtime(data_dir)
+    x, y = diagnose.batch(diagnose.batch_source(dataset, runtime.data_dir, runtime.cache_dir))
     return diagnose.check(
         diagnose.made(model, seed), x, y, only=only, seed=seed, time_limit=time_limit
     )
@@ -155,7 +167,9 @@ def accuracy(
     from mnistlab.resident import to_inputs
 
     try:
-        test, source = data.load(dataset, data_dir, download_missing=False).test, "test set"
+        runtime = _runtime(data_dir)
+        options = dict(cache_dir=runtime.cache_dir, download_missing=False)
+        test, source = data.load(dataset, runtime.data_dir, **options).test, "test set"
     except DataError:
         if dataset != "mnist":
             raise

@@ -196,12 +196,23 @@ class Runtime:
     data_dir: str | None = field(
         default=None,
         metadata=_note(
-            "folder holding the dataset's IDX files (else $MNISTLAB_DATA_DIR, the cache, ./data)"
+            "folder holding the dataset's IDX files (else $MNISTLAB_DATA_DIR; then the cache "
+            "and ./data)"
         ),
     )
     mirrors: tuple[str, ...] = field(
         default=(),
-        metadata=_note("extra download mirrors tried first (also $MNISTLAB_MIRROR)"),
+        metadata=_note(
+            "extra download mirrors tried first, then $MNISTLAB_MIRROR's (DATASET=URL: for "
+            "one data set)"
+        ),
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata=_note(
+            "folder for downloads and decoded arrays (else $MNISTLAB_CACHE_DIR, else the "
+            "user cache)"
+        ),
     )
     progress: bool = field(default=False, metadata=_note("show progress bars"))
 
@@ -209,6 +220,20 @@ class Runtime:
         _check_types(self)
         _check_choices(self)
         _Checker().between("threads", self.threads, 0, 4096)
+
+    @classmethod
+    def from_environment(cls, **given) -> "Runtime":
+        """The settings given, then what the MNISTLAB_* variables say (the data and cache
+        folders where none is given, the mirrors after those given): a runtime for a call
+        that names none. mnistlab.environment reads them; nothing below the runtime does."""
+        from mnistlab import environment
+
+        return environment.runtime(cls(**given), environment.read())
+
+    def data_options(self) -> dict:
+        """How data is found and fetched, as data.load and data.locate take it after the
+        data folder."""
+        return dict(mirrors=self.mirrors, cache_dir=self.cache_dir, progress=self.progress)
 
 
 class _Checker:

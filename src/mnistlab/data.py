@@ -1,17 +1,18 @@
 """The data sets' files: found on this machine or fetched, verified, decoded and loaded.
 
-A file is looked for, in order, in an explicit data folder, in $MNISTLAB_DATA_DIR, in the
-user cache folder, and in a torchvision-style ./data/<Name>/raw/ folder (so users of the
-course notebook reuse what they have), and only then downloaded. Whatever its source, a file is
-verified by sha256 before use. Decoded arrays are cached as .npy files keyed by that hash, so a
-second load skips gzip and parsing.
+A file is looked for, in order, in the data folders named (by the user, or by what the edge
+read from $MNISTLAB_DATA_DIR), in the cache folder, and in a torchvision-style
+./data/<Name>/raw/ folder (so users of the course notebook reuse what they have), and only then
+downloaded. Nothing here reads the environment: the folders and mirrors are arguments.
+Whatever its source, a file is verified by sha256 before use. Decoded arrays are cached as .npy
+files keyed by that hash, so a second load skips gzip and parsing.
 """
 
 import gzip
 import hashlib
 import logging
-import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,36 +28,41 @@ from mnistlab.idx import parse_idx
 log = logging.getLogger(__name__)
 
 
-def cache_dir() -> Path:
-    """Where downloads and decoded arrays go unless told otherwise ($MNISTLAB_CACHE_DIR)."""
-    if os.environ.get("MNISTLAB_CACHE_DIR"):
-        return Path(os.environ["MNISTLAB_CACHE_DIR"]).expanduser()
+# One data folder, or several tried in turn (a run's: the one named now, then its own).
+Folders = str | Path | Sequence[str | Path] | None
+
+
+def cache_dir(folder: str | Path | None = None) -> Path:
+    """Where downloads and decoded arrays go: `folder`, else the user cache folder."""
+    if folder:
+        return Path(folder).expanduser()
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("mnistlab"))
 
 
 def user_mirrors(extra: tuple[str, ...] = (), dataset: str | None = None) -> list[str]:
-    """Mirrors the user adds: the option's first, then $MNISTLAB_MIRROR's (comma- or
-    space-separated). A mirror is the URL of a folder holding a dataset's four .gz files; an
-    entry of the variable written DATASET=URL applies to that dataset only."""
-    mirrors = list(extra)
-    for entry in os.environ.get("MNISTLAB_MIRROR", "").replace(",", " ").split():
+    """The mirrors the user adds, for `dataset`. A mirror is the URL of a folder holding a
+    dataset's four .gz files; one written DATASET=URL applies to that dataset only."""
+    mirrors = []
+    for entry in extra:
         name, _, url = entry.partition("=") if "=" in entry.split("/")[0] else ("", "", entry)
         if not name or name == dataset:
             mirrors.append(url)
     return mirrors
 
 
-def _roots(data_dir: str | Path | None) -> list[Path]:
-    """The folders named by the user, then the cache: the one place $MNISTLAB_DATA_DIR is read."""
-    named = [data_dir, os.environ.get("MNISTLAB_DATA_DIR")]
-    return [Path(root).expanduser() for root in named if root] + [cache_dir()]
+def _roots(data_dir: Folders, cache: str | Path | None) -> list[Path]:
+    """The folders named, then the cache."""
+    named = [data_dir] if isinstance(data_dir, str | Path) else list(data_dir or ())
+    return [Path(root).expanduser() for root in named if root] + [cache_dir(cache)]
 
 
-def search_folders(spec: DatasetSpec, data_dir: str | Path | None = None) -> list[Path]:
+def search_folders(
+    spec: DatasetSpec, data_dir: Folders = None, cache: str | Path | None = None
+) -> list[Path]:
     """Every folder a dataset's files may already be in, in the order they are tried."""
-    roots = _roots(data_dir)
+    roots = _roots(data_dir, cache)
     folders = []
     for root in roots:
         folders += [root / spec.name, root, root / spec.torchvision_name / "raw"]
@@ -64,9 +70,11 @@ def search_folders(spec: DatasetSpec, data_dir: str | Path | None = None) -> lis
     return list(dict.fromkeys(folders))
 
 
-def download_folder(spec: DatasetSpec, data_dir: str | Path | None = None) -> Path:
-    """Where a download lands: the first root named by the user, else the cache."""
-    return _roots(data_dir)[0] / spec.name
+def download_folder(
+    spec: DatasetSpec, data_dir: Folders = None, cache: str | Path | None = None
+) -> Path:
+    """Where a download lands: the first folder named, else the cache."""
+    return _roots(data_dir, cache)[0] / spec.name
 
 
 def sha256_of(path: Path) -> str:
@@ -107,9 +115,10 @@ def _verified(path: Path, expected: str) -> Path:
 
 def locate(
     name: str,
-    data_dir: str | Path | None = None,
+    data_dir: Folders = None,
     *,
     mirrors: tuple[str, ...] = (),
+    cache_dir: str | Path | None = None,
     download_missing: bool = True,
     progress: bool = False,
     retries: int = 2,
@@ -117,10 +126,12 @@ def locate(
 ) -> dict[str, Path]:
     """Find (or download) and verify the four files of a dataset; returns key -> path.
 
+    `data_dir`: the folders to look in first; `cache_dir`: the cache (else the user's);
+    `mirrors`: tried before the dataset's own (URL, or DATASET=URL for one dataset only).
     `limits` bounds each download's time and size (fetch.Limits: connect and read timeouts,
     a deadline per file, the wait for another process's download)."""
     spec = get_spec(name)
-    folders = search_folders(spec, data_dir)
+    folders = search_folders(spec, data_dir, cache_dir)
     found: dict[str, Path] = {}
     missing: dict[str, list[str]] = {}
     for key, file in spec.files.items():
@@ -135,7 +146,7 @@ def locate(
         else:
             missing[key] = [f"{folder}: not found" for folder in folders]
     if missing and download_missing:
-        target = download_folder(spec, data_dir)
+        target = download_folder(spec, data_dir, cache_dir)
         try:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -170,7 +181,7 @@ def locate(
         lines.append(
             (
                 f"To supply them by hand, put the files {names} "
-                f"in {download_folder(spec, data_dir)} (or in another ",
+                f"in {download_folder(spec, data_dir, cache_dir)} (or in another ",
                 Setting("data_dir"),
                 "), or add a mirror (",
                 Setting("mirrors"),
@@ -182,15 +193,21 @@ def locate(
     return found
 
 
-def read_idx(path: Path, sha256: str | None = None, raw_sha256: str | None = None) -> np.ndarray:
+def read_idx(
+    path: Path,
+    sha256: str | None = None,
+    raw_sha256: str | None = None,
+    cache: str | Path | None = None,
+) -> np.ndarray:
     """Decode an IDX file (.gz or raw), checking the very bytes it parses against `sha256`
     (of the file) and `raw_sha256` (of its uncompressed form).
 
-    With `raw_sha256` the decoded array is cached, and a cached array is used only if it
-    encodes back to exactly those uncompressed bytes: a damaged or altered cache entry is
-    rebuilt from the verified file (and a warning says so), never trusted.
+    With `raw_sha256` the decoded array is cached (in `cache`, else the user cache), and a
+    cached array is used only if it encodes back to exactly those uncompressed bytes: a
+    damaged or altered cache entry is rebuilt from the verified file (and a warning says so),
+    never trusted.
     """
-    cached = cache_dir() / "decoded" / f"{raw_sha256}.npy" if raw_sha256 else None
+    cached = cache_dir(cache) / "decoded" / f"{raw_sha256}.npy" if raw_sha256 else None
     if cached is not None and cached.is_file():
         array = _cached_array(cached, raw_sha256)
         if array is not None:
@@ -260,13 +277,13 @@ class Dataset:
     files: dict[str, Path]
 
 
-def _split(files: dict[str, Path], spec: DatasetSpec, prefix: str) -> Split:
+def _split(files: dict[str, Path], spec: DatasetSpec, prefix: str, cache) -> Split:
     arrays = {}
     for part in ("images", "labels"):
         key, path = f"{prefix}_{part}", files[f"{prefix}_{part}"]
         file = spec.files[key]
         sha = file.sha256 if path.suffix == ".gz" else file.raw_sha256
-        arrays[part] = read_idx(path, sha, file.raw_sha256)
+        arrays[part] = read_idx(path, sha, file.raw_sha256, cache)
     images, labels = arrays["images"], arrays["labels"]
     if images.dtype != np.uint8 or images.ndim != 3 or labels.ndim != 1:
         raise DataError(f"{files[prefix + '_images']}: unexpected IDX layout {images.shape}")
@@ -280,13 +297,14 @@ def _split(files: dict[str, Path], spec: DatasetSpec, prefix: str) -> Split:
     return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
 
 
-def load(name: str = "mnist", data_dir: str | Path | None = None, **locate_options) -> Dataset:
-    """Load a dataset as uint8 image and int64 label tensors, fetching it first if needed."""
+def load(name: str = "mnist", data_dir: Folders = None, **locate_options) -> Dataset:
+    """Load a dataset as uint8 image and int64 label tensors, fetching it first if needed
+    (`locate_options` as locate's: mirrors, cache_dir, progress, ...)."""
     spec = get_spec(name)
     files = locate(name, data_dir, **locate_options)
-    return Dataset(
-        spec.name, _split(files, spec, "train"), _split(files, spec, "test"), spec.classes, files
-    )
+    cache = locate_options.get("cache_dir")
+    train, test = _split(files, spec, "train", cache), _split(files, spec, "test", cache)
+    return Dataset(spec.name, train, test, spec.classes, files)
 
 
 def class_counts(split: Split, classes: int = 10) -> list[int]:

@@ -1,10 +1,10 @@
 """The dataset table: each data set's files, pinned by their hashes, its mirrors and classes.
 
-The built-in data sets, and those a JSON file named by $MNISTLAB_DATASETS adds.
+The built-in data sets, and those a JSON registry file adds (the one $MNISTLAB_DATASETS names,
+which the program's edges read: mnistlab.environment).
 """
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,15 +130,31 @@ DATASETS = {
 }
 
 
+_added: str | None = None  # the registry file of more data sets, as an edge named it
+
+
+def use_registry(path: str | None) -> None:
+    """Make the data sets of a registry file known to this process (None: the built-in ones
+    alone). The edges name the file $MNISTLAB_DATASETS names; it is read at each lookup, and
+    again only when it changes."""
+    global _added
+    _added = path or None
+
+
+def registry_file() -> str | None:
+    """The registry file in use, for the processes this one starts."""
+    return _added
+
+
 def registry() -> dict[str, DatasetSpec]:
-    """The built-in datasets, and those a file named by $MNISTLAB_DATASETS adds: IDX
-    datasets of your own (or KMNIST), each file pinned by its hashes like the built-in ones.
+    """The built-in datasets, and those the registry file in use adds: IDX datasets of your
+    own (or KMNIST), each file pinned by its hashes like the built-in ones.
 
     The file is JSON: {"NAME": {"classes": [...], "mirrors": [...], "files": {"train_images":
     {"name": "train-images-idx3-ubyte.gz", "sha256": "...", "raw_sha256": "...", "size": N},
     "train_labels": ..., "test_images": ..., "test_labels": ...}}}. A built-in name is never
     replaced."""
-    path = os.environ.get("MNISTLAB_DATASETS")
+    path = _added
     if not path:
         return DATASETS
     try:

@@ -152,16 +152,17 @@ def check(
     return report
 
 
-def batch_source(dataset: str = "mnist", data_dir=None):
+def batch_source(dataset: str = "mnist", data_dir=None, cache_dir=None):
     """Where check's batch comes from: for MNIST the sample that ships with mnistlab (no files,
-    no network; the same images as the full set's first 1,000), else the data set itself."""
+    no network; the same images as the full set's first 1,000), else the data set itself (in
+    `data_dir` or the cache)."""
     if dataset == "mnist":
         from mnistlab import sample
 
         return sample.load()
     from mnistlab import data
 
-    return data.load(dataset, data_dir)
+    return data.load(dataset, data_dir, cache_dir=cache_dir)
 
 
 def batch(dataset, size: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

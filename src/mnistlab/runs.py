@@ -214,7 +214,7 @@ class Run:
         A finished run draws its pictures unless `pictures` is False. With `pacer`
         (mnistlab.cores.Pacer) the thread count is chosen again each epoch (train.train).
         """
-        runtime = runtime or Runtime()
+        runtime = runtime or Runtime.from_environment()
         if tensors is None:
             tensors = self.load_tensors(runtime)
         if dry_run:
@@ -379,23 +379,20 @@ class Saved:
 
 
 def _data_dir(runtime: Runtime, folder: Path) -> str | None:
-    """Where a run's data is looked for: the runtime's folder, else where the run found it."""
+    """The data folder a run records: the runtime's, else the one it recorded before."""
     return runtime.data_dir or data_dir_of(folder)
 
 
 def _dataset(config: TrainConfig, folder: Path, runtime: Runtime) -> data.Dataset:
-    return data.load(
-        config.dataset,
-        _data_dir(runtime, folder),
-        mirrors=runtime.mirrors,
-        progress=runtime.progress,
-    )
+    """A run's data: looked for in the runtime's folder, then where the run found it."""
+    folders = [runtime.data_dir, data_dir_of(folder)]
+    return data.load(config.dataset, folders, **runtime.data_options())
 
 
 def load(path: str | Path, runtime: Runtime | None = None) -> Saved:
     """A run folder or checkpoint, with its data set on the runtime's device, normalised as
     the run was (the data is found where the run found it unless the runtime says)."""
-    runtime = runtime or Runtime()
+    runtime = runtime or Runtime.from_environment()
     device = devices.resolve(runtime.device)
     saved, model = checkpoint.load_model(path, device)
     folder = checkpoint.resolve(path).parent

@@ -64,6 +64,7 @@ def check_file(
     data_dir=None,
     time_limit: float = CHECK_TIME_LIMIT,
     only=None,
+    cache_dir=None,
 ) -> tuple[Report, str]:
     """`check` on FILE.py:NAME in a process of its own (mnistlab.confined), as `python FILE.py`
     would run it, for at most `time_limit` seconds and MAX_MEMORY bytes: whatever the file does
@@ -78,9 +79,11 @@ def check_file(
     mistakes, and grading that must resist cheating runs each submission in a sandbox of its
     own and re-measures what it grades (docs/teaching.md)."""
     from mnistlab import confined
+    from mnistlab.datasets import registry_file
     from mnistlab.errors import ConfigError
 
-    job = {"target": target, "dataset": dataset, "data_dir": data_dir, "only": only}
+    job = dict(target=target, dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, only=only)
+    job["registry"] = registry_file()  # the data sets this process knows
     outcome = confined.run("mnistlab.usercode", job, time_limit, MAX_MEMORY)
     report = Report()
     if outcome.status is None:
@@ -147,7 +150,11 @@ def _checked_in_this_process(job: dict) -> dict:
         model = load_target(job["target"])
     except ConfigError as error:
         return {"usage": str(error)}
-    report = check(model, *batch(batch_source(job["dataset"], job["data_dir"])), only=job["only"])
+    from mnistlab.datasets import use_registry
+
+    use_registry(job["registry"])
+    source = batch_source(job["dataset"], job["data_dir"], job["cache_dir"])
+    report = check(model, *batch(source), only=job["only"])
     return {"findings": [asdict(finding) for finding in report.findings], "values": report.values}
 
 

@@ -72,16 +72,19 @@ def _show_library_messages() -> None:
 def main(argv: list[str] | None = None, parser=None) -> int:
     """One command: its status. `parser`, from build_parser(), lets a caller that runs many
     commands in one process build it once (it holds no state between commands)."""
-    from mnistlab import cores
+    from mnistlab import cores, environment
 
     since = cores.sample()  # how busy the cores are while this command starts: see cores.py
     _show_library_messages()
+    # The one place a command reads the MNISTLAB_* variables: the library takes their values.
+    found = environment.read()
+    environment.use(found)
     parser = parser or build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit:  # --help, or a usage error already reported in one line
         return exit.code
-    args.cpu_sample = since
+    args.cpu_sample, args.environment = since, found
     try:
         return args.handler(args)
     except MnistlabError as error:

@@ -49,7 +49,7 @@ def cmd_data(args) -> int:
     from mnistlab import data, datasets
 
     runtime = runtime_from_args(args)
-    options = dict(mirrors=runtime.mirrors, progress=runtime.progress)
+    options = runtime.data_options()
     if args.action == "fetch":
         for key, path in data.locate(args.dataset, runtime.data_dir, **options).items():
             print(f"{key:13} {path}")

@@ -130,12 +130,16 @@ def _from_file(path, build):
 
 
 def read_runtime(args) -> Runtime:
-    """Flags, over the machine settings of a --config file, over Runtime's defaults."""
+    """Flags, over the machine settings of a --config file, over what the environment says
+    (main() read it: mnistlab.environment), over Runtime's defaults."""
+    from mnistlab import environment
+
     base = Runtime()
     if getattr(args, "config", None):
         base = _from_file(args.config, lambda values: Runtime(**split(values)[1]))
     progress = sys.stderr.isatty() and not getattr(args, "quiet", False)
-    return dataclasses.replace(base, **given(args, Runtime), progress=progress)
+    runtime = dataclasses.replace(base, **given(args, Runtime), progress=progress)
+    return environment.runtime(runtime, getattr(args, "environment", environment.Environment()))
 
 
 def command(commands, name: str, text: str) -> "Parser":

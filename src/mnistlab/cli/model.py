@@ -86,7 +86,7 @@ def add_parsers(commands) -> None:
         help="a Host name requests may give besides localhost and --host (the machine's name "
         "when serving on 0.0.0.0; * for any); repeatable",
     )
-    add_setting_flags(serve, Runtime, skip=("data_dir", "mirrors"))
+    add_setting_flags(serve, Runtime, skip=("data_dir", "mirrors", "cache_dir"))
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -113,14 +113,12 @@ def cmd_check(args) -> int:
     runtime = runtime_from_args(args)
     if args.dataset != "mnist":  # MNIST's batch ships with mnistlab
         # Found or fetched here, with progress: each file's process then reads it from disk.
-        data.locate(
-            args.dataset, runtime.data_dir, mirrors=runtime.mirrors, progress=runtime.progress
-        )
+        data.locate(args.dataset, runtime.data_dir, **runtime.data_options())
     status = 0
     for target in args.targets:
         try:
             report, output = usercode.check_file(
-                target, args.dataset, runtime.data_dir, args.time_limit, only
+                target, args.dataset, runtime.data_dir, args.time_limit, only, runtime.cache_dir
             )
         except MnistlabError as error:
             if len(args.targets) == 1:

@@ -182,9 +182,7 @@ def cmd_evaluate(args) -> int:
 def _dataset(config, runtime):
     from mnistlab import data, devices
 
-    dataset = data.load(
-        config.dataset, runtime.data_dir, mirrors=runtime.mirrors, progress=runtime.progress
-    )
+    dataset = data.load(config.dataset, runtime.data_dir, **runtime.data_options())
     return dataset, devices.resolve(runtime.device)
 
 

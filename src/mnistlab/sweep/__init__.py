@@ -93,7 +93,7 @@ class Sweep:
         """Train every config not already in the folder's results, then write the summary
         (and pictures) of what is done. `on_record(record, skipped)` sees each run as it is
         done or found done before (in this process: runs `workers` train are not seen)."""
-        runtime = runtime or Runtime()
+        runtime = runtime or Runtime.from_environment()
         for name in {config.dataset for config in configs}:
             get_spec(name)  # an unknown data set is refused before the folder is made
         if self.folder.exists() and not self.folder.is_dir():

@@ -152,8 +152,10 @@ def optimize(
     from mnistlab.runs import Run, StopFlag
 
     check_budget(engine, trials, timeout)
-    runtime = runtime or Runtime()
-    dataset = dataset or data.load(base.dataset, runtime.data_dir, mirrors=runtime.mirrors)
+    runtime = runtime or Runtime.from_environment()
+    dataset = dataset or data.load(
+        base.dataset, runtime.data_dir, mirrors=runtime.mirrors, cache_dir=runtime.cache_dir
+    )
     device = devices.resolve(runtime.device)
     study = open_search(engine, space, base)
     prepared: dict[float, object] = {}

@@ -77,7 +77,7 @@ class Study:
         from mnistlab.datasets import get_spec
 
         get_spec(base.dataset)  # refused before the folder is made
-        runtime = runtime or Runtime()
+        runtime = runtime or Runtime.from_environment()
         base = search.search_config(base)
         search.check_budget(self.engine, trials, timeout)  # refused before anything is made
         search.queue_of(self.engine, space, base)

@@ -37,9 +37,11 @@ def work(job_text: str, task: Callable) -> int:
     it ended (128 + the signal when stopped). Errors are the caller's to report."""
     import torch
 
+    from mnistlab import datasets
     from mnistlab.config import Runtime
 
     job = json.loads(job_text)
+    datasets.use_registry(job.get("registry"))  # the data sets the starting process knew
     runtime = Runtime(**job["runtime"])
     if runtime.threads:  # this process is the worker's own
         torch.set_num_threads(runtime.threads)
@@ -76,7 +78,10 @@ def spawn(
     so that a Ctrl-C at the terminal reaches this process only, which asks each worker once
     (SIGTERM: it stops after its step and queues its trial again) when `should_stop()` turns
     true (a second signal would make a worker abort its trial)."""
+    from mnistlab import datasets
+
     check_count(workers)
+    job_text = json.dumps({**json.loads(job_text), "registry": datasets.registry_file()})
     command = [sys.executable, "-P", "-m", "mnistlab.cli.worker", kind, job_text]
     processes = [subprocess.Popen(command, process_group=0) for _ in range(workers)]
 
