@@ -9,8 +9,6 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
-from mnistlab.config import Runtime
-
 
 @dataclasses.dataclass(frozen=True)
 class Environment:
@@ -31,9 +29,9 @@ def read(environ: Mapping[str, str] | None = None) -> Environment:
     )
 
 
-def runtime(base: Runtime, environment: Environment) -> Runtime:
-    """`base` with what the environment adds: its data and cache folders where none is named,
-    its mirrors after those named."""
+def runtime(base, environment: Environment):
+    """`base` (a config.Runtime) with what the environment adds: its data and cache folders
+    where none is named, its mirrors after those named."""
     return dataclasses.replace(
         base,
         data_dir=base.data_dir or environment.data_dir,
