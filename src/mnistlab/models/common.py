@@ -37,14 +37,31 @@ def initial_state(
     return state
 
 
+DROP_LEVELS = 1 << 16  # a unit is dropped when its 16 random bits fall below p of this
+
+
 def dropout_mask(like: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
     """Inverted-dropout mask: 0 with probability p, else 1/(1-p), drawn from `generator`.
 
     train() hands every implementation the same seeded generator (`model.dropout_generator`),
     so they drop the same units by construction and never touch torch's global generator.
     Outside train() the generator is None and the global one is used, as nn.Dropout does.
+
+    Each unit takes 16 random bits, four from each 64-bit draw: the CPU's generator makes one
+    number at a time, and bernoulli_'s one draw per unit was a seventh of an epoch of the best
+    recipe on a 2-core CPU (3.3 ms for a 256x1024 mask, against 1.0 ms). So p is rounded to a
+    multiple of 1/65,536 (0.134 drops 0.1340027 of the units), and the kept ones are scaled
+    by the exact inverse of the fraction kept.
     """
-    return torch.empty_like(like).bernoulli_(1 - p, generator=generator).div_(1 - p)
+    dropped = round(p * DROP_LEVELS)
+    count = like.numel()
+    high, size = (1 << 63) - 1, ((count + 3) // 4,)
+    words = torch.randint(
+        -high - 1, high, size, dtype=torch.int64, generator=generator, device=like.device
+    )
+    bits = words.view(torch.int16)[:count].view(like.shape)  # uniform over -32,768..32,767
+    kept = bits >= dropped - DROP_LEVELS // 2
+    return kept.to(like.dtype).mul_(DROP_LEVELS / (DROP_LEVELS - dropped))
 
 
 def gelu(z: torch.Tensor) -> torch.Tensor:
