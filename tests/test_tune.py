@@ -295,6 +295,27 @@ def test_a_worker_waiting_for_the_last_grid_points_stops_when_asked(tmp_path):
     assert len(study.trials) == 2  # and it started nothing more
 
 
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_not_waited_on_for_ever(
+    tmp_path,
+):
+    # A worker killed after its trial began but before its first heartbeat (seen: the killed-
+    # worker test above, on a busy machine) left a trial optuna never counts stale: every
+    # other worker waited on it for ever.
+    import optuna
+
+    storage = optuna.storages.RDBStorage(
+        tune.default_storage(tmp_path), heartbeat_interval=1, grace_period=2
+    )
+    study = optuna.create_study(storage=storage, study_name="g")
+    dead = study.ask()  # running, and never a heartbeat
+    deadline = time.monotonic() + 60
+    wait = claims.queue_wait(heartbeat=1, should_stop=lambda: time.monotonic() > deadline)
+    study.optimize(lambda trial: 1.0, n_trials=1, callbacks=[wait])
+    assert time.monotonic() < deadline, "still waiting on the dead worker's trial"
+    states = {trial.number: trial.state for trial in study.get_trials(deepcopy=False)}
+    assert states[dead.number] == optuna.trial.TrialState.FAIL
+
+
 def test_the_baseline_is_the_first_trial_and_a_base_outside_the_space_is_refused(
     tiny, tmp_path, capsys
 ):

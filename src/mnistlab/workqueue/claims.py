@@ -29,7 +29,10 @@ def queue_wait(heartbeat: int, should_stop: Callable[[], bool] | None = None):
     heartbeat is stale, and queued again), and stop when nothing is left, or when
     `should_stop()` turns true."""
     import optuna
+    from optuna.storages._heartbeat import is_heartbeat_enabled
     from optuna.trial import TrialState
+
+    clocked: set[int] = set()  # running trials this worker has given a first heartbeat
 
     def callback(study, trial) -> None:
         while True:
@@ -41,9 +44,20 @@ def queue_wait(heartbeat: int, should_stop: Callable[[], bool] | None = None):
                 optuna.storages.fail_stale_trials(study)
             if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                 return
-            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if not running:
                 study.stop()
                 return
+            # Optuna counts a trial stale only from its last heartbeat: one whose worker died
+            # after the trial began but before its first heartbeat (a kill, the OOM killer)
+            # would be waited on for ever. One heartbeat on its behalf, the first time this
+            # worker waits on it, starts the clock; a live worker's own keep it fresh.
+            storage = study._storage
+            if is_heartbeat_enabled(storage):
+                for other in running:
+                    if other._trial_id not in clocked:
+                        clocked.add(other._trial_id)
+                        storage.record_heartbeat(other._trial_id)
             time.sleep(min(1.0, heartbeat))
 
     return callback
