@@ -1,8 +1,10 @@
 """The MNISTLAB_* environment variables, read in one place.
 
-Only the program's edges call `read`: the command line (and its worker processes' entry), and
-the notebook API. They hand the values to the library as settings (`Runtime` fields, a
-registry file), so a library call does what its arguments say, whatever the environment.
+Only the program's edges call `read`: the command line, the notebook API, and
+`Runtime.from_environment` (for a library object given no runtime). They hand the values to
+the library as settings (`Runtime` fields, a registry file), so a library call does what its
+arguments say, whatever the environment; the processes a command starts (search and sweep
+workers, `check`'s) get the values in their jobs.
 """
 
 import dataclasses
