@@ -27,9 +27,8 @@ def _runtime(data_dir: str | Path | None = None) -> Runtime:
     """A call's runtime: the data folder it names, then what the environment says."""
     from mnistlab import environment
 
-    found = environment.read()
-    environment.use(found)
-    return environment.runtime(Runtime(data_dir=str(data_dir) if data_dir else None), found)
+    environment.use(environment.read())  # the registry file's data sets become known
+    return Runtime.from_environment(data_dir=str(data_dir) if data_dir else None)
 
 
 def load_data(dataset: str = "mnist", data_dir: str | Path | None = None) -> data.Dataset:
