@@ -54,6 +54,13 @@ def commands(text: str) -> list[tuple[str, int]]:
 
 
 PAGES = sorted(DOCS.rglob("*.md"))
+# The pages' commands run on the original files with MNIST's training split cut to its first
+# READER_IMAGES images (tests/reader/sitecustomize.py says why and how).
+READER_IMAGES = 6000
+READER = {
+    "PYTHONPATH": str(Path(__file__).parent / "reader"),
+    "MNISTLAB_TEST_TRAIN_IMAGES": str(READER_IMAGES),
+}
 RUNNABLE = [
     page
     for page in [ROOT / "README.md", *PAGES]
@@ -185,6 +192,25 @@ def run_or_share(command, folder, env, request) -> subprocess.CompletedProcess |
 
 
 @pytest.mark.realdata
+def test_the_pages_commands_train_on_a_tenth_of_mnist_read_from_its_files(real_data, tmp_path):
+    code = (
+        "import mnistlab, sys; from mnistlab import data; "
+        "mnist = mnistlab.load_data('mnist', sys.argv[1] + '/mnist'); "
+        "fashion = data.load('fashion-mnist', sys.argv[1] + '/fashion-mnist'); "
+        "print(len(mnist.train), len(mnist.test), len(fashion.train), mnist.files['train_images'])"
+    )
+    env = {**os.environ, **READER}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(real_data)], env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    train, test, fashion, source = done.stdout.split()
+    assert (int(train), int(test), int(fashion)) == (READER_IMAGES, 10_000, 60_000)
+    assert Path(source).resolve().parent == (real_data / "mnist").resolve()
+
+
+@pytest.mark.realdata
 @pytest.mark.slow
 @pytest.mark.parametrize(("page", "sections"), _parts())
 def test_every_command_on_the_page_runs(page, sections, real_data, tmp_path, request):
@@ -196,6 +222,7 @@ def test_every_command_on_the_page_runs(page, sections, real_data, tmp_path, req
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "MNISTLAB_DATA_DIR": str(real_data),
         "MNISTLAB_CACHE_DIR": str(tmp_path / "cache"),
+        **READER,  # MNIST's training split cut to a tenth, in every process the page starts
     }
     servers, ran = [], 0
     try:
