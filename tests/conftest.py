@@ -26,10 +26,16 @@ def pytest_xdist_auto_num_workers(config):
     return usable()
 
 
+REAL_FIXTURES = {"real_data", "mnist", "trained", "mnist_run", "mnist_session"}
+
+
 def pytest_collection_modifyitems(items):
-    """Real-data tests are slow tests, and the slow tests run first: pytest-xdist hands the
-    first items out in turn, so the longest start together rather than one of them last."""
+    """Real-data tests (marked, or using a fixture of the real data) are slow tests, and the
+    slow tests run first: pytest-xdist hands the first items out in turn, so the longest start
+    together rather than one of them last."""
     for item in items:
+        if REAL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.realdata)
         if item.get_closest_marker("realdata"):
             item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
