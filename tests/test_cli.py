@@ -375,3 +375,26 @@ def test_the_run_report_leads_with_the_parameter_counts_and_per_class_accuracy(
     both = (tmp_path / "both.html").read_text()
     assert code == 0 and "397,510" in both and "7,850" in both
     assert "<td>model</td><td>mlp</td><td>logreg</td>" in both
+
+
+def test_commands_that_compute_nothing_start_without_torch(tiny, tiny_run, tmp_path):
+    # Importing torch is most of a short command's time (docs/speed.md): a report and fetching
+    # the data files need none of it.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mnistlab.cli import main; status = main(sys.argv[1:]); "
+        "print('torch imported:', 'torch' in sys.modules); sys.exit(status)"
+    )
+    for argv in (
+        ["report", str(tiny_run), "--out", str(tmp_path / "report.html")],
+        ["data", "fetch", "--dataset", "tiny", "--data-dir", str(tiny[0])],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, (argv, done.stderr[-2000:])
+        assert done.stdout.splitlines()[-1] == "torch imported: False", argv
+    assert "397,510" not in (tmp_path / "report.html").read_text()  # (the tiny run's own count)
+    assert "trainable parameters" in (tmp_path / "report.html").read_text()

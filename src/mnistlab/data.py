@@ -8,6 +8,8 @@ Whatever its source, a file is verified by sha256 before use. Decoded arrays are
 files keyed by that hash, so a second load skips gzip and parsing.
 """
 
+from __future__ import annotations
+
 import gzip
 import hashlib
 import logging
@@ -15,15 +17,18 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from mnistlab.datasets import DatasetSpec, get_spec, registry
 from mnistlab.errors import DataError, Setting
 from mnistlab.fetch import Limits, download
 from mnistlab.files import atomic_write
 from mnistlab.idx import parse_idx
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: finding and fetching need none
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +299,8 @@ def _split(files: dict[str, Path], spec: DatasetSpec, prefix: str, cache) -> Spl
             f"{files[prefix + '_labels']}: a label {int(labels.max())} outside the "
             f"{len(spec.classes)} classes"
         )
+    import torch
+
     return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
 
 
@@ -308,4 +315,6 @@ def load(name: str = "mnist", data_dir: Folders = None, **locate_options) -> Dat
 
 
 def class_counts(split: Split, classes: int = 10) -> list[int]:
+    import torch
+
     return torch.bincount(split.labels, minlength=classes).tolist()

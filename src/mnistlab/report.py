@@ -10,7 +10,7 @@ import base64
 import json
 from pathlib import Path
 
-from mnistlab import runfiles, text
+from mnistlab import runfiles, shapes, text
 from mnistlab.config import TrainConfig, model_name, show
 from mnistlab.errors import ConfigError, MnistlabError, Setting
 from mnistlab.files import atomic_write, read_small
@@ -72,9 +72,7 @@ def _number(value, form: str) -> str:
 
 def _logistic_regression() -> int:
     """The assignment's baseline: 784 x 10 weights + 10 biases."""
-    from mnistlab.models import count_parameters
-
-    return count_parameters(TrainConfig(model="logreg").layer_sizes)
+    return shapes.count(TrainConfig(model="logreg").layer_sizes)
 
 
 class _Run:
@@ -98,9 +96,7 @@ class _Run:
 
     @property
     def parameters(self) -> int | None:
-        from mnistlab.models import count_parameters
-
-        return count_parameters(self.config.layer_sizes) if self.config else None
+        return shapes.count(self.config.layer_sizes) if self.config else None
 
     @property
     def final(self) -> dict:

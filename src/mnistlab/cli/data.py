@@ -4,7 +4,7 @@ import tempfile
 from pathlib import Path
 
 from mnistlab import text
-from mnistlab.cli.console import runtime_from_args
+from mnistlab.cli import flags
 from mnistlab.cli.flags import Parser, add_setting_flags, between, command
 from mnistlab.config import Runtime
 from mnistlab.errors import ConfigError, Setting
@@ -48,7 +48,7 @@ def picture_path(out: str | Path, field: str = "out") -> Path:
 def cmd_data(args) -> int:
     from mnistlab import data, datasets
 
-    runtime = runtime_from_args(args)
+    runtime = flags.read_runtime(args)  # (no threads to set: nothing here computes with torch)
     options = runtime.data_options()
     if args.action == "fetch":
         for key, path in data.locate(args.dataset, runtime.data_dir, **options).items():

@@ -5,15 +5,14 @@
 - `manual`: a hand-derived backward, no autograd (manual.py)
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from mnistlab.config import IMPLEMENTATIONS
 from mnistlab.datasets import CLASSES, INPUTS
 from mnistlab.models import manual, modules, scratch
-from mnistlab.models.common import epoch_flops, parameter_shapes
+from mnistlab.models.common import epoch_flops
+from mnistlab.shapes import count
 
 __all__ = ["build", "build_from_config", "count_parameters", "cross_entropy", "epoch_flops"]
 
@@ -62,6 +61,5 @@ def cross_entropy(model, logits: torch.Tensor, y: torch.Tensor, label_smoothing:
 def count_parameters(model_or_sizes) -> int:
     """Trainable parameters of a model, or of the MLP with layer widths `sizes`."""
     if isinstance(model_or_sizes, tuple | list):
-        shapes = parameter_shapes(tuple(model_or_sizes)).values()
-        return sum(math.prod(shape) for shape in shapes)
+        return count(model_or_sizes)
     return sum(value.numel() for _, value in model_or_sizes.named_parameters())

@@ -1,7 +1,6 @@
 """What the three implementations share: parameter names, shapes and initial values.
 
-Every implementation names its parameters `hidden.<i>.weight`, `hidden.<i>.bias`,
-`output.weight` and `output.bias`, with nn.Linear's (out, in) weight shape, and draws them here
+Every implementation names and shapes its parameters as shapes.py says, and draws them here
 from one generator in that order. The same seed therefore gives the same weights in all three,
 and one state_dict loads into any of them.
 """
@@ -10,16 +9,7 @@ import math
 
 import torch
 
-
-def parameter_shapes(sizes: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    """(784, 500, 10) -> {'hidden.0.weight': (500, 784), ..., 'output.bias': (10,)}."""
-    shapes = {}
-    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-2], sizes[1:-1], strict=True)):
-        shapes[f"hidden.{index}.weight"] = (fan_out, fan_in)
-        shapes[f"hidden.{index}.bias"] = (fan_out,)
-    shapes["output.weight"] = (sizes[-1], sizes[-2])
-    shapes["output.bias"] = (sizes[-1],)
-    return shapes
+from mnistlab.shapes import parameter_shapes
 
 
 def initial_state(
