@@ -1,5 +1,5 @@
 """The MLP's parameters by name and shape, from its layer widths: arithmetic alone, so that
-what only counts parameters (a report, a sweep's table) does not import torch.
+what only counts parameters (a run's report) does not import torch.
 
 Every implementation names its parameters `hidden.<i>.weight`, `hidden.<i>.bias`,
 `output.weight` and `output.bias`, with nn.Linear's (out, in) weight shape.
