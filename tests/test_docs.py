@@ -155,6 +155,19 @@ def test_every_page_with_commands_is_run():
     assert {"docs/teaching.md", "docs/experiments.md", "docs/using.md", "docs/speed.md"} <= names
 
 
+# The port the pages serve on: each page's server gets a free one in its place (and so do its
+# later commands), as anything else on the machine holding the documented port would fail it.
+DOCUMENTED_PORT = re.compile(r"(?<=--port )8765\b|(?<=:)8765(?=/)")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 # A training command the same on several pages (the default run, a recipe's) learns the same
 # weights wherever it runs: it is run once for the session, by the first page to reach it, and
 # the other pages get what it left, its run folder, under the name they give it. The session's
@@ -224,7 +237,7 @@ def test_every_command_on_the_page_runs(page, sections, real_data, tmp_path, req
         "MNISTLAB_CACHE_DIR": str(tmp_path / "cache"),
         **READER,  # MNIST's training split cut to a tenth, in every process the page starts
     }
-    servers, ran = [], 0
+    servers, ran, port = [], 0, str(free_port())
     try:
         for kind, title, text in blocks(page, sections):
             if title:
@@ -238,6 +251,7 @@ def test_every_command_on_the_page_runs(page, sections, real_data, tmp_path, req
                 ran += 1
             elif kind == "console":
                 for command, expected in commands(text):
+                    command = DOCUMENTED_PORT.sub(port, command)
                     if command.startswith("mnistlab serve"):
                         servers.append(serving(command, folder, env))
                     else:
