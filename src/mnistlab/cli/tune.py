@@ -5,6 +5,7 @@ import importlib.util
 from pathlib import Path
 
 from mnistlab import text
+from mnistlab.cli import flags
 from mnistlab.cli.console import runtime_from_args, stopping_on_signals
 from mnistlab.cli.flags import config_from_args, training_parser
 from mnistlab.errors import ConfigError
@@ -65,7 +66,6 @@ def print_trial(study, trial) -> None:
 def cmd_tune(args) -> int:
     if importlib.util.find_spec("optuna") is None:
         raise ConfigError("tune needs optuna: pip install 'mnistlab[tune]'")
-    from mnistlab.runs import StopFlag
     from mnistlab.tune import Engine, Study, default_storage, read_space
 
     out = Path(args.out or Path("studies") / args.study)
@@ -82,10 +82,12 @@ def cmd_tune(args) -> int:
     from mnistlab.workqueue.workers import check_count
 
     check_count(args.workers)  # refused before anything starts
+    if args.summary:  # with --out, the study's files are written there too (torch not needed)
+        return _finish(study, flags.read_runtime(args), measure=False, files=bool(args.out))
+    from mnistlab.runs import StopFlag
+
     # With --workers, the threads chosen are each worker's share of the free cores.
     runtime = runtime_from_args(args, processes=max(1, args.workers))
-    if args.summary:  # with --out, the study's files are written there too
-        return _finish(study, runtime, measure=False, files=bool(args.out))
     specs = (read_space(args.space_file) if args.space_file else []) + args.space
     with stopping_on_signals(StopFlag()) as stop:
         study.optimize(
