@@ -153,9 +153,7 @@ def optimize(
 
     check_budget(engine, trials, timeout)
     runtime = runtime or Runtime.from_environment()
-    dataset = dataset or data.load(
-        base.dataset, runtime.data_dir, mirrors=runtime.mirrors, cache_dir=runtime.cache_dir
-    )
+    dataset = dataset or data.load(base.dataset, runtime.data_dir, **runtime.data_options())
     device = devices.resolve(runtime.device)
     study = open_search(engine, space, base)
     prepared: dict[float, object] = {}
