@@ -30,7 +30,7 @@ def test_bench_times_every_row(tiny):
     config = TrainConfig(dataset="tiny", hidden=(32,), batch_size=64)
     report = bench.run(config, data.load("tiny", folder), torch.device("cpu"))
     names = [row["name"] for row in report["rows"]]
-    bf16 = ["bound bf16 (matmuls only)", "module epoch bf16"] if bench.bf16_native() else []
+    bf16 = ["bound bf16 (matmuls only)", "module epoch bf16"] if devices.bf16_native() else []
     assert names == [
         "bound (matmuls only)",
         "module epoch",
@@ -78,7 +78,7 @@ def test_bench_command_json(capsys, tiny):
         ]
     )
     report = json.loads(capsys.readouterr().out)
-    bf16 = ["bound bf16 (matmuls only)", "module epoch bf16"] if bench.bf16_native() else []
+    bf16 = ["bound bf16 (matmuls only)", "module epoch bf16"] if devices.bf16_native() else []
     assert code == 0 and [row["name"] for row in report["rows"]] == [
         "bound (matmuls only)",
         "module epoch",
@@ -124,5 +124,5 @@ def test_bf16_is_native_only_where_the_cpu_says_so(tmp_path):
     for flags, native in (("fpu avx2 avx512f", False), ("avx512f avx512_bf16", True),
                           ("avx2 amx_bf16 amx_tile", True)):  # fmt: skip
         cpuinfo.write_text(f"processor : 0\nflags\t\t: {flags}\n")
-        assert bench.bf16_native(str(cpuinfo)) is native
-    assert bench.bf16_native(str(tmp_path / "none")) is None
+        assert devices.bf16_native(str(cpuinfo)) is native
+    assert devices.bf16_native(str(tmp_path / "none")) is None

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnistlab import data, resident
+from mnistlab import data, devices, resident
 from mnistlab import train as training
 from mnistlab.config import TrainConfig
 from mnistlab.models import epoch_flops
@@ -55,17 +55,6 @@ def matmul_bound(
         _sync(device)
         best = min(best, time.perf_counter() - start)
     return best
-
-
-def bf16_native(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
-    """Whether this CPU multiplies bf16 natively (AVX512_BF16 or AMX); None where its flags
-    cannot be read. Elsewhere torch emulates bf16, slower than fp32."""
-    try:
-        with open(cpuinfo) as handle:
-            flags = next((line for line in handle if line.startswith("flags")), "")
-    except OSError:
-        return None
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
 # The parts of a training epoch, by the torch operators that do them ("aten::" left off); an
@@ -224,6 +213,11 @@ def run(
     scratch, manual, bound, ...) so that a slow spell on a shared machine lands on every row
     alike instead of on one. The notebook's much longer epoch is timed once.
     """
+    # auto is timed as fp32, with bf16 beside it where the CPU has it: the two auto chooses
+    # between, measured in turns.
+    compare = device.type == "cpu" and config.precision in ("auto", "fp32")
+    if config.precision == "auto":
+        config = dataclasses.replace(config, precision="fp32")
     tensors = resident.prepare(config, dataset, device)
     samples = len(tensors.y_train)
     flops = epoch_flops(config.layer_sizes, samples)
@@ -238,9 +232,7 @@ def run(
         for impl in impls:
             seconds = training_epoch(dataclasses.replace(config, impl=impl), tensors)
             times[f"{impl} epoch"].append(seconds)
-    bf16 = None
-    if device.type == "cpu" and config.precision == "fp32":
-        bf16 = bf16_native()
+    bf16 = devices.bf16_native() if compare else None
     if bf16:  # the bf16 bound and epoch, beside fp32's, in turns with each other
         half = dataclasses.replace(config, precision="bf16")
         times |= {"bound bf16 (matmuls only)": [], "module epoch bf16": []}

@@ -30,7 +30,7 @@ ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "none")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 AUGMENTATIONS = ("none", "shift", "affine", "elastic")
 NORMALIZATIONS = ("standard", "half")
 EXPORT_FORMATS = ("onnx", "export", "torchscript", "safetensors")
@@ -114,8 +114,15 @@ class TrainConfig:
         default=0.0, metadata=_note("fraction of the training set held out for validation")
     )
     augment: str = field(default="none", metadata=_note("whole-batch augmentation", AUGMENTATIONS))
+    # auto: bf16 only where the hardware has it, and for the default and best recipes three
+    # seeds lost no accuracy to it (docs/speed.md, "bf16"); each epoch records what it used.
     precision: str = field(
-        default="fp32", metadata=_note("fp32, or bf16 autocast for matmuls", PRECISIONS)
+        default="auto",
+        metadata=_note(
+            "auto (bf16 where the CPU or GPU multiplies it natively, fp32 elsewhere), fp32, or "
+            "bf16 autocast for matmuls",
+            PRECISIONS,
+        ),
     )
     normalize: str = field(
         default="standard",

@@ -26,3 +26,27 @@ def resolve(name: str = "auto") -> torch.device:
             )
         )
     return torch.device(name)
+
+
+def bf16_native(cpuinfo: str = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU multiplies bf16 natively (AVX512_BF16 or AMX); None where its flags
+    cannot be read. Elsewhere torch emulates bf16, slower than fp32."""
+    try:
+        with open(cpuinfo) as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "")
+    except OSError:
+        return None
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+
+
+def precision(name: str, device: torch.device) -> str:
+    """The precision a run trains in on `device`: fp32 or bf16 as asked, and for auto, bf16
+    where the device multiplies it natively (a CPU with AVX512_BF16 or AMX, a CUDA GPU that
+    supports it) and fp32 elsewhere, where emulated bf16 would be slower than fp32."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = device.type == "cpu" and bool(bf16_native())
+    return "bf16" if native else "fp32"

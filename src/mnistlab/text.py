@@ -131,16 +131,17 @@ def bench(config: TrainConfig, report: dict) -> str:
             f"bf16 (native on this CPU): the epoch is {own:.2f}x its own bound"
             + (f", {faster:.2f}x as fast as fp32's" if faster else "")
             + (
-                "; --precision bf16 pays here (no accuracy lost over seeds for the default and "
-                "best recipes: see the docs' Speed page)"
+                "; precision auto (the default and best recipes') trains in bf16 here"
                 if faster >= 1.1
-                else "; bf16 does not pay here (under 10% faster)"
+                else "; bf16 does not pay here (under 10% faster): give --precision fp32"
                 if faster
                 else ""
             )
         )
     elif report.get("bf16_native") is False:
-        lines.append("bf16: not native on this CPU (no AVX512_BF16 or AMX): fp32 is faster")
+        lines.append(
+            "bf16: not native on this CPU (no AVX512_BF16 or AMX): precision auto trains in fp32"
+        )
     parts = dict(report.get("where_time_goes") or {})
     if parts and "module epoch" in rows:
         profiled, alike = parts.pop("epoch"), parts.pop("bound's matmuls", None)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from mnistlab import augment, models, optim, resident
+from mnistlab import augment, devices, models, optim, resident
 from mnistlab.config import TrainConfig
 from mnistlab.errors import Setting, TrainingDiverged
 from mnistlab.evaluate import evaluate, predict, score
@@ -97,7 +97,8 @@ def train(
     (seed, epoch, stream): torch's global generator and thread count are left as they were.
     With `pacer` (mnistlab.cores.Pacer) the thread count is chosen again at each epoch's
     start, for the load on the machine now; each epoch records the count it used (`threads`),
-    and an epoch resumed midway finishes with the count it began with.
+    and an epoch resumed midway finishes with the count it began with. Each epoch records the
+    precision it trained in too (`precision`: what auto chose on this device).
     """
     device = tensors.x_train.device
     if model is None:
@@ -106,7 +107,8 @@ def train(
     history = list(history or [])
     steps_per_epoch = math.ceil(len(tensors.y_train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+    precision = devices.precision(config.precision, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     background = (0 - tensors.normalization[0]) / tensors.normalization[1]
 
     test_logits = None
@@ -188,6 +190,7 @@ def train(
                 "samples_per_second": sums["seen"] / seconds if seconds > 0 else 0.0,
                 "lr": optimizer.param_groups[0]["lr"],
                 "threads": torch.get_num_threads(),
+                "precision": precision,
             }
             if tensors.x_test is not None:
                 test_logits = predict(model, tensors.x_test)
