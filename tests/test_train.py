@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnistlab import checkpoint, data, devices, optim, resident, runfiles
+from mnistlab import checkpoint, data, devices, optim, resident, runfiles, text
 from mnistlab import train as training
 from mnistlab.config import TrainConfig
 from mnistlab.errors import TrainingDiverged
@@ -211,6 +211,8 @@ def test_precision_auto_is_bf16_only_where_the_cpu_has_it_and_each_epoch_says_wh
     auto = training.train(config, tensors)
     chosen = "bf16" if native else "fp32"
     assert [record["precision"] for record in auto.history] == [chosen, chosen]
+    said = text.epoch_line(auto.history[0], 2)  # what `mnistlab train` prints of the epoch
+    assert said.endswith("samples/s, bf16)" if native else "samples/s)"), said
     same = training.train(dataclasses.replace(config, precision=chosen), tensors)
     other = training.train(
         dataclasses.replace(config, precision={"bf16": "fp32", "fp32": "bf16"}[chosen]), tensors

@@ -27,7 +27,9 @@ def epoch_line(record: dict, epochs: int) -> str:
         )
     if "val_accuracy" in record:
         line += f"  val acc {percent(record['val_accuracy'])}"
-    return line + f"  {record['seconds']:.1f} s  ({record['samples_per_second']:,.0f} samples/s)"
+    line += f"  {record['seconds']:.1f} s  ({record['samples_per_second']:,.0f} samples/s"
+    # bf16 is said where it trained (auto chose it, or it was asked for); fp32 goes without.
+    return line + (", bf16)" if record.get("precision") == "bf16" else ")")
 
 
 def run_end(folder, history: list[dict], pictures) -> str:
