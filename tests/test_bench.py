@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from mnistlab import bench, data, devices, models, resident
+from mnistlab import bench, data, devices, models, resident, text
 from mnistlab.cli import main
 from mnistlab.config import TrainConfig
 
@@ -126,3 +126,26 @@ def test_bf16_is_native_only_where_the_cpu_says_so(tmp_path):
         cpuinfo.write_text(f"processor : 0\nflags\t\t: {flags}\n")
         assert devices.bf16_native(str(cpuinfo)) is native
     assert devices.bf16_native(str(tmp_path / "none")) is None
+
+
+def test_bench_says_what_precision_auto_trains_in_here():
+    def report(seconds: dict, native):
+        rows = [
+            {"name": name, "seconds": s, "times": [s], "samples_per_second": 1.0, "gflops": 1.0,
+             "ratio_to_bound": 1.0}
+            for name, s in seconds.items()
+        ]  # fmt: skip
+        return {"device": "cpu", "threads": 2, "epoch_gflop": 1.0, "rows": rows,
+                "bf16_native": native}  # fmt: skip
+
+    fp32 = {"bound (matmuls only)": 0.6, "module epoch": 0.8}
+    pays = {**fp32, "bound bf16 (matmuls only)": 0.4, "module epoch bf16": 0.5}
+    said = text.bench(TrainConfig(), report(pays, True))
+    assert "1.60x as fast as fp32's; precision auto (the default and best recipes') trains" in said
+    assert said.splitlines()[-1].endswith("trains in bf16 here")
+    slower = {**fp32, "bound bf16 (matmuls only)": 0.6, "module epoch bf16": 0.78}
+    assert "bf16 does not pay here (under 10% faster): give --precision fp32" in text.bench(
+        TrainConfig(), report(slower, True)
+    )
+    said = text.bench(TrainConfig(), report(fp32, False))
+    assert "not native on this CPU (no AVX512_BF16 or AMX): precision auto trains in fp32" in said
