@@ -45,8 +45,8 @@ def precision(name: str, device: torch.device) -> str:
     supports it) and fp32 elsewhere, where emulated bf16 would be slower than fp32."""
     if name != "auto":
         return name
-    if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # (with emulation, older GPUs say yes too: Ampere on)
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
     else:
         native = device.type == "cpu" and bool(bf16_native())
     return "bf16" if native else "fp32"
