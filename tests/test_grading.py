@@ -201,8 +201,12 @@ def test_otter_assign_makes_the_student_notebook_and_an_autograder_for_cpu_torch
     with zipfile.ZipFile(_autograder(assigned)) as archive:
         names = set(archive.namelist())
         environment = archive.read("environment.yml").decode()
+        graded = [archive.read(f"tests/{q}.py").decode() for q in QUESTIONS]
         config = json.loads(archive.read("otter_config.json"))
     assert {f"tests/{q}.py" for q in QUESTIONS} <= names
+    # torch.optim's first step imports torch._dynamo, ~2 s of every submission's grading
+    assert not any("torch.optim" in test for test in graded)
+    assert "from mnistlab.optim import SGD" in graded[list(QUESTIONS).index("q3")]
     assert {"run_autograder", "setup.sh", "environment.yml"} <= names
     assert "- python=3.11" in environment
     # PyTorch's CPU build from its CPU index, never a bare torch (a CUDA build of several GB)
