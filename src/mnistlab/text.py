@@ -103,7 +103,10 @@ def comparison(rows: list[dict]) -> str:
             f"{row['seconds']:7.1f}  {row['difference']:26.2e}  "
             f"{row['first_step_difference']:14.2e}"
         )
-    lines.append("seconds: one measurement each; on a busy machine, --threads 1 steadies them")
+    lines.append(
+        f"trained in {rows[0]['precision']}; seconds: one measurement each, and on a busy "
+        "machine --threads 1 steadies them"
+    )
     return "\n".join(lines)
 
 

@@ -192,7 +192,10 @@ def cmd_compare(args) -> int:
     config, runtime = config_from_args(args), runtime_from_args(args)
     dataset, device = _dataset(config, runtime)
     tensors = resident.prepare(config, dataset, device)
-    print(f"{describe(config)}: the same initial weights and batch order for each impl")
+    print(
+        f"{describe(compare.compared(config))}: the same initial weights and batch order for "
+        "each impl"
+    )
 
     def progress(impl, row):
         print(f"  {impl}: test acc {100 * row['test_accuracy']:.2f}% ({row['seconds']:.1f} s)")
