@@ -4,6 +4,7 @@ from html.parser import HTMLParser
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from conftest import run_sweep
@@ -279,6 +280,12 @@ def test_augmentation_moves_images_but_keeps_them_in_order(kind):
     distance = (centre(moved) - centre(x)).norm(dim=1)
     assert distance.max() < 4.5  # far less than the 8 px between neighbouring squares
     assert augment.apply(x, "none", torch.Generator(), 0.0) is x
+
+
+def test_the_affine_grid_is_torchs():
+    theta = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
+    torchs = F.affine_grid(theta, [5, 1, 28, 28], align_corners=False)
+    assert torch.allclose(augment.affine_grid(theta), torchs, atol=1e-6)
 
 
 def test_augmented_training_leaves_the_datasets_untouched(tiny):
