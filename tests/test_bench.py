@@ -43,15 +43,25 @@ def test_bench_times_every_row(tiny):
     # Every time is reported, the best of them in the table; the notebook is timed once.
     assert [len(row["times"]) for row in report["rows"]] == [5] * (4 + len(bf16)) + [1]
     # Where an epoch's time goes, by torch's profiler: every part measured, the matmuls, the
-    # batches, the loss and the optimizer among them, and together the whole epoch.
-    parts = dict(report["where_time_goes"])
-    epoch, alike = parts.pop("epoch"), parts.pop("bound's matmuls")
-    assert alike > 0  # (the bound's matmuls under the profiler too, to compare alike)
-    assert {"matmuls", "batching", "activations", "loss", "optimizer"} <= set(parts)
-    assert list(parts)[-1] == "outside operators"
-    assert all(seconds > 0 for part, seconds in parts.items() if part != "outside operators")
-    assert sum(parts.values()) == pytest.approx(epoch)
-    assert parts["matmuls"] > parts["batching"]
+    # batches, the loss and the optimizer among them, and together the whole epoch; for the
+    # bf16 epoch too where the CPU has it (auto trains in it there), its casts among them.
+    breakdowns = [report["where_time_goes"]]
+    if bf16:
+        breakdowns.append(report["where_time_goes_bf16"])
+        assert breakdowns[1]["copies"] > 0  # (the casts)
+    else:
+        assert report["where_time_goes_bf16"] is None
+    assert report["where_time_goes"]["matmuls"] > report["where_time_goes"]["batching"]
+    for breakdown in breakdowns:
+        parts = dict(breakdown)
+        epoch, alike = parts.pop("epoch"), parts.pop("bound's matmuls")
+        assert alike > 0  # (the bound's matmuls under the profiler too, to compare alike)
+        assert {"matmuls", "batching", "activations", "loss", "optimizer"} <= set(parts)
+        assert list(parts)[-1] == "outside operators"
+        assert all(seconds > 0 for part, seconds in parts.items() if part != "outside operators")
+        assert sum(parts.values()) == pytest.approx(epoch)
+    said = text.bench(config, report)
+    assert ("where a bf16 module epoch's time goes" in said) == bool(bf16)
     for row in report["rows"]:
         assert row["seconds"] == min(row["times"])
         assert row["seconds"] > 0 and row["samples_per_second"] == pytest.approx(
@@ -95,7 +105,11 @@ def test_bench_table_shows_how_far_the_slowest_repeat_was_from_the_best(capsys, 
     module = next(line for line in lines if line.startswith("module epoch"))
     assert module.split()[-1].startswith("+") and module.split()[-1].endswith("%")
     assert any(line.startswith("best of 2, taken in turns") for line in lines)
-    assert lines[-1].startswith("where a module epoch's time goes, by torch's profiler")
+    breakdowns = [line for line in lines if line.startswith("where a ")]
+    assert breakdowns[0].startswith("where a module epoch's time goes, by torch's profiler")
+    assert lines[-len(breakdowns) :] == breakdowns and len(breakdowns) == 1 + bool(
+        devices.bf16_native()
+    )
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

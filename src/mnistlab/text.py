@@ -147,26 +147,29 @@ def bench(config: TrainConfig, report: dict) -> str:
         lines.append(
             "bf16: not native on this CPU (no AVX512_BF16 or AMX): precision auto trains in fp32"
         )
-    parts = dict(report.get("where_time_goes") or {})
-    if parts and "module epoch" in rows:
-        profiled, alike = parts.pop("epoch"), parts.pop("bound's matmuls", None)
-        named = ", ".join(
-            f"{part} {seconds:.3f}"
-            + (
-                f" (the bound's, profiled alike: {alike:.3f})"
-                if part == "matmuls" and alike
-                else ""
-            )
-            for part, seconds in parts.items()
-        )
-        lines.append(
-            f"where a module epoch's time goes, by torch's profiler (the epoch {profiled:.3f} s "
-            f"under it): {named}"
-        )
+    breakdowns = {"module epoch": "where_time_goes", "bf16 module epoch": "where_time_goes_bf16"}
+    for epoch, key in breakdowns.items():
+        if "module epoch" in rows and report.get(key):
+            lines.append(_where_time_goes(epoch, report[key]))
     if "module epoch" in rows and "notebook pipeline (batch 64)" in rows:
         ratio = rows["notebook pipeline (batch 64)"] / rows["module epoch"]
         lines.append(f"module epoch is {ratio:.1f}x faster than the notebook pipeline")
     return "\n".join(lines)
+
+
+def _where_time_goes(epoch: str, parts: dict) -> str:
+    """bench's breakdown of an epoch by torch's profiler, in one line."""
+    parts = dict(parts)
+    profiled, alike = parts.pop("epoch"), parts.pop("bound's matmuls", None)
+    named = ", ".join(
+        f"{part} {seconds:.3f}"
+        + (f" (the bound's, profiled alike: {alike:.3f})" if part == "matmuls" and alike else "")
+        for part, seconds in parts.items()
+    )
+    return (
+        f"where a {epoch}'s time goes, by torch's profiler (the epoch {profiled:.3f} s under "
+        f"it): {named}"
+    )
 
 
 def number_line(reading: dict) -> str:
