@@ -28,7 +28,7 @@ def compare(config: TrainConfig, tensors: Tensors, on_result=None) -> list[dict]
     Precision `auto` compares in fp32 (`compared`): in bf16 the module rounds its layers'
     outputs to bf16 where the scratch model's bias add promotes them to fp32, and that
     difference, not the implementations, would fill the table (~2e-2 after one Adam step
-    against ~1e-5). `--precision bf16` still compares in bf16, for whoever asks.
+    against ~1e-5). Precision bf16, asked for, still compares in bf16.
     """
     config = compared(config)
     first = {
