@@ -260,15 +260,18 @@ def run(
             ratio_to_bound=row["seconds"] / bound,
         )
     module = dataclasses.replace(config, impl="module")
-    # Where bf16 pays, auto trains in it: its epoch is broken down too, beside fp32's.
-    half = dataclasses.replace(module, precision="bf16")
     return {
         "config": dataclasses.asdict(config),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "bf16_native": bf16,
         "where_time_goes": where_time_goes(module, tensors),
-        "where_time_goes_bf16": where_time_goes(half, tensors) if bf16 else None,
+        # where the CPU has bf16, auto trains in it: that epoch is broken down too
+        "where_time_goes_bf16": (
+            where_time_goes(dataclasses.replace(module, precision="bf16"), tensors)
+            if bf16
+            else None
+        ),
         "samples": samples,
         "epoch_gflop": flops / 1e9,
         "rows": rows,
