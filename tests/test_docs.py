@@ -4,6 +4,7 @@ reader would run it (docs/development.md says how blocks are read)."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -57,8 +58,9 @@ PAGES = sorted(DOCS.rglob("*.md"))
 # The pages' commands run on the original files with MNIST's training split cut to its first
 # READER_IMAGES images (tests/reader/sitecustomize.py says why and how).
 READER_IMAGES = 6000
+READER_FOLDER = Path(__file__).parent / "reader"
 READER = {
-    "PYTHONPATH": str(Path(__file__).parent / "reader"),
+    "PYTHONPATH": str(READER_FOLDER),
     "MNISTLAB_TEST_TRAIN_IMAGES": str(READER_IMAGES),
 }
 RUNNABLE = [
@@ -223,16 +225,39 @@ def test_the_pages_commands_train_on_a_tenth_of_mnist_read_from_its_files(real_d
     assert Path(source).resolve().parent == (real_data / "mnist").resolve()
 
 
+@pytest.fixture(scope="session")
+def zygote(tmp_path_factory):
+    """A folder whose `mnistlab` is run by a process that imported torch and mnistlab once, and
+    forks a copy of itself for each command (tests/reader/zygote.py says why and what it
+    keeps); one per test process, stopped with its copies at the end."""
+    folder = tmp_path_factory.mktemp("zygote")
+    errors = open(folder / "zygote.err", "w")  # noqa: SIM115 (open for the process's life)
+    process = subprocess.Popen(
+        [sys.executable, str(READER_FOLDER / "zygote.py"), str(folder)], cwd=folder,
+        env={**os.environ, **READER}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=errors, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        ready = process.stdout.readline()
+        assert ready == "ready\n", (folder / "zygote.err").read_text()[-3000:]
+        yield folder
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        errors.close()
+
+
 @pytest.mark.realdata
 @pytest.mark.slow
 @pytest.mark.parametrize(("page", "sections"), _parts())
-def test_every_command_on_the_page_runs(page, sections, real_data, tmp_path, request):
+def test_every_command_on_the_page_runs(page, sections, real_data, tmp_path, request, zygote):
     folder = tmp_path / "reader"
     folder.mkdir()
     (folder / "docs").symlink_to(DOCS)  # the pages name docs/images/... from the project root
+    scripts = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = {
         **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{zygote}{os.pathsep}{scripts}",  # its `mnistlab` first
         "MNISTLAB_DATA_DIR": str(real_data),
         "MNISTLAB_CACHE_DIR": str(tmp_path / "cache"),
         **READER,  # MNIST's training split cut to a tenth, in every process the page starts
@@ -252,8 +277,8 @@ def test_every_command_on_the_page_runs(page, sections, real_data, tmp_path, req
             elif kind == "console":
                 for command, expected in commands(text):
                     command = DOCUMENTED_PORT.sub(port, command)
-                    if command.startswith("mnistlab serve"):
-                        servers.append(serving(command, folder, env))
+                    if command.startswith("mnistlab serve"):  # a process of its own
+                        servers.append(serving(command, folder, {**env, "PATH": scripts}))
                     else:
                         done = run_or_share(command, folder, env, request) or subprocess.run(
                             ["bash", "-c", command], cwd=folder, env=env, capture_output=True,

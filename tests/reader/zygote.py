@@ -1,0 +1,132 @@
+"""The documentation test's `mnistlab`: one process that imports torch, matplotlib and mnistlab
+once and forks a copy of itself for each `mnistlab` command a page runs.
+
+Each command a page ran spent most of its time starting, importing torch and matplotlib
+(docs/speed.md gives the figures, under "The test suite"). A forked copy starts with them
+imported. What a reader's command does is unchanged: bash runs the line as
+written, with its redirections; `mnistlab` on the page's PATH is a small client (the shim below)
+that hands the zygote its arguments, working folder, environment and its standard input, output
+and error (the file descriptors themselves), and exits with the command's status. The copy runs
+the console script's function (`mnistlab.cli.run`), and its atexit handlers at the end.
+
+What a forked copy does not show, the other tests do: the console script itself and the
+imports a command makes on its own (tests/test_cli.py, tests/test_package.py, which installs the
+wheel and runs its scripts). `mnistlab serve` is started as a real process (a page's test
+stops it with a signal, which the client does not pass on).
+
+Run as `python zygote.py FOLDER`: it listens on FOLDER/socket, writes the client to
+FOLDER/mnistlab, prints "ready" and serves until killed (with its copies: its process group).
+"""
+
+import atexit
+import json
+import os
+import pkgutil
+import signal
+import socket
+import sys
+import traceback
+
+SHIM = """#!{python} -S
+# `mnistlab` for the documentation test's commands: the zygote at {path} runs it (zygote.py).
+import json, os, socket, sys
+client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+client.connect({path!r})
+request = {{"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)}}
+socket.send_fds(client, [json.dumps(request).encode()], [0, 1, 2])
+status = client.recv(16)
+sys.exit(int(status) if status else 125)
+"""
+
+
+def write_shim(folder: str, path: str) -> None:
+    """`folder`/mnistlab: the client that asks the zygote listening at `path` to run a command."""
+    shim = os.path.join(folder, "mnistlab")
+    with open(shim, "w") as handle:
+        handle.write(SHIM.format(python=sys.executable, path=path))
+    os.chmod(shim, 0o755)
+
+
+def preload() -> None:
+    """What the pages' commands import: torch, matplotlib's Agg canvas and every mnistlab
+    module (importing one does nothing but define it)."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+    import numpy  # noqa: F401
+    import torch  # noqa: F401
+
+    import mnistlab
+
+    for module in pkgutil.walk_packages(mnistlab.__path__, "mnistlab."):
+        if not module.name.endswith("__main__"):
+            __import__(module.name)
+
+
+def run(request: dict, fds: list[int]) -> None:
+    """In the forked copy: become the command's process, run it, exit with its status."""
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.argv = request["argv"]
+    code = 1
+    try:
+        from mnistlab.cli import run as console_script
+
+        console_script()
+    except SystemExit as stop:
+        code = stop.code
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        atexit._run_exitfuncs()
+        if not isinstance(code, int):  # sys.exit("message") prints it and exits 1
+            if code is not None:
+                print(code, file=sys.stderr)
+            code = 0 if code is None else 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def serve(folder: str) -> None:
+    preload()
+    path = os.path.join(folder, "socket")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    listener.bind(path)
+    listener.listen(64)
+    listener.settimeout(0.02)
+    write_shim(folder, path)
+    print("ready", flush=True)
+    waiting = {}  # pid -> the client's connection, told the status when the copy exits
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except TimeoutError:
+            connection = None
+        if connection is not None:
+            connection.settimeout(None)
+            message, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
+            pid = os.fork()
+            if pid == 0:
+                listener.close()
+                connection.close()
+                run(json.loads(message), fds)
+            for fd in fds:
+                os.close(fd)
+            waiting[pid] = connection
+        while waiting:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            code = os.waitstatus_to_exitcode(status)
+            connection = waiting.pop(pid)
+            connection.send(str(code if code >= 0 else 128 - code).encode())
+            connection.close()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
