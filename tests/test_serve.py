@@ -293,6 +293,15 @@ def shown(page) -> tuple[str, list[float]]:
     return name, bars
 
 
+def answered(page):
+    """Until the page shows the answer to its latest input (its answer regions not busy)."""
+    page.wait_for_function(
+        "(shown => shown.getAttribute('aria-busy') === 'false' && shown.dataset.class"
+        " !== undefined)(document.getElementById('prediction'))",
+        timeout=15_000,
+    )
+
+
 def wait_for_class(page, label: str):
     page.wait_for_function(
         f"document.getElementById('prediction').dataset.class === '{label}'", timeout=15_000
@@ -452,9 +461,11 @@ def test_the_page_on_a_phone_by_keyboard_and_against_races(trained, mnist, tmp_p
         assert not favicons  # the icon is in the page: no request, no 404
         # The Clear race: Clear right after a stroke, before the prediction was due.
         stroke(page, box, [(0.3, 0.3), (0.7, 0.7)])
+        assert page.locator("#prediction").get_attribute("aria-busy") == "true"  # an answer due
         page.click("#clear")
         page.wait_for_timeout(600)
         assert page.locator("#prediction").text_content() == "–"
+        assert page.locator("#prediction").get_attribute("aria-busy") == "false"
         assert page.locator("#status").text_content() == ""
         phone.close()
 
@@ -496,11 +507,7 @@ def test_the_page_on_a_phone_by_keyboard_and_against_races(trained, mnist, tmp_p
             for digit in DRAWN:
                 page.keyboard.press("Escape")
                 draw_digit(page, box, digit, size)
-                page.wait_for_function(
-                    "document.getElementById('prediction').dataset.class !== undefined",
-                    timeout=15_000,
-                )
-                page.wait_for_timeout(300)  # the answer to the last stroke
+                answered(page)  # the answer to the last stroke
                 right[size] += page.locator("#prediction").get_attribute("data-class") == digit
         browser.close()
     with capsys.disabled():
