@@ -243,32 +243,45 @@ def test_a_student_sees_mnistlabs_diagnosis_and_fix_from_grader_check(right, tmp
     assert "q3 results: All test cases passed!" in printed
 
 
-def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
-    assigned, right, tmp_path, monkeypatch, capsys
-):
-    # A class as Canvas hands it out (one zip of everyone's files), graded with no MNIST
-    # files on the machine and no mirror reachable.
+@pytest.fixture
+def offline(tmp_path, monkeypatch) -> Path:
+    """No MNIST files on the machine and no mirror reachable, as a grader's machine may be; the
+    grading's temporary folders (mnistlab-*) go to the folder returned."""
     monkeypatch.setenv("MNISTLAB_MIRROR", "http://127.0.0.1:9/")
-    scratch = tmp_path / "scratch"  # where the grading's temporary folders go (mnistlab-*)
+    scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     monkeypatch.setenv("TMPDIR", str(scratch))  # (and the grading processes')
+    return scratch
+
+
+def _canvas(path: Path, made: dict[str, Path]) -> Path:
+    """A class as Canvas hands it out: one zip of everyone's files."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, made_path in made.items():
+            archive.write(made_path, name)
+    return path
+
+
+def _gradebook(out: Path) -> dict[str, dict]:
+    with open(out / "final_grades.csv", newline="") as handle:
+        return {row["file"]: row for row in csv.DictReader(handle)}
+
+
+def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
+    assigned, right, tmp_path, offline, capsys
+):
     folder = tmp_path / "made"
     folder.mkdir()
     made = {
         "right.zip": right,
         # both of the assignment's mistakes in one notebook: each question scored apart
         "mistakes.zip": _variant(right, folder, "mistakes.zip", _both(SOFTMAX, NOT_LEAVES)),
-        "hangs.zip": _variant(right, folder, "hangs.zip", _hangs),
         "untagged.zip": _variant(right, folder, "untagged.zip", _untagged),
         "crashes.zip": _variant(right, folder, "crashes.zip", _crashes),
     }
-    (folder / "not-json.ipynb").write_text("{ this is not a notebook")
-    canvas = tmp_path / "submissions.zip"
-    with zipfile.ZipFile(canvas, "w") as archive:
-        for name, path in made.items():
-            archive.write(path, name)
-        archive.write(folder / "not-json.ipynb", "not-json.ipynb")
+    canvas = _canvas(tmp_path / "submissions.zip", made)
+    with zipfile.ZipFile(canvas, "a") as archive:
         # a Gradescope-style folder of one student's files, whose notebook names the
         # student's own kernel ("my-torch-env")
         foreign = _variant(right, folder, "foreign-kernel.zip", _foreign_kernel)
@@ -279,15 +292,14 @@ def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
     argv = ["grade", str(_autograder(assigned)), str(canvas), "--out", str(out)]
     code = main([*argv, "--jobs", "2", "--time-limit", "40"])
     printed = capsys.readouterr()
-    assert code == 1, printed.err  # two could not be graded: named, scored 0
-    with open(out / "final_grades.csv", newline="") as handle:
-        rows = {row["file"]: row for row in csv.DictReader(handle)}
+    assert code == 1, printed.err  # one could not be graded: named, scored 0
+    rows = _gradebook(out)
     expected = {
         "right.zip": 15, "submission_0001": 15,
         # its training cell fails here (no data): the tests read the mlp.pt handed in
         "untagged.zip": 15,
         "mistakes.zip": 8,  # q1 (leaves, 4 points) and q2 (logits, 3 points)
-        "hangs.zip": 0, "not-json.ipynb": 0, "crashes.zip": 0,
+        "crashes.zip": 0,
     }  # fmt: skip
     assert set(rows) == {"points-per-question", *expected}
     assert {q: float(rows["points-per-question"][q]) for q in QUESTIONS} == QUESTIONS
@@ -295,19 +307,46 @@ def test_a_class_is_graded_offline_each_submission_scored_and_none_lost(
         assert float(rows[name]["total_points_earned"]) == points, rows[name]
     scored = {q: float(rows["mistakes.zip"][q]) for q in QUESTIONS}
     assert scored == {**QUESTIONS, "q1": 0, "q2": 0}
-    assert "timed out after 40 s" in rows["hangs.zip"]["grading_status"]
-    assert "not a notebook" in rows["not-json.ipynb"]["grading_status"]
     assert "Kernel died" in rows["crashes.zip"]["grading_status"]
     assert rows["right.zip"]["grading_status"] == "Completed"
     for name in expected:
         assert f"{name}: " in printed.out
         assert (out / "summaries" / f"{name}.txt").is_file()
+    assert "not graded (0): crashes.zip" in printed.err
     # each student's results in otter's Gradescope form
     results = json.loads((out / "results" / "mistakes.zip.json").read_text())
     scores = {t["name"]: t.get("score") for t in results["tests"] if "max_score" in t}
     assert scores == {**QUESTIONS, "q1": 0, "q2": 0}
+    assert not list(offline.glob("mnistlab-*"))
+
+
+def test_a_submission_that_hangs_is_stopped_at_the_limit_and_leaves_nothing(
+    assigned, right, tmp_path, offline, capsys
+):
+    # Apart from the class above, so that its limit can be short: the right submissions there
+    # need a limit a busy machine keeps to. A file that is not a notebook is graded beside it.
+    (tmp_path / "not-json.ipynb").write_text("{ this is not a notebook")
+    made = {
+        "hangs.zip": _variant(right, tmp_path, "hangs.zip", _hangs),
+        "not-json.ipynb": tmp_path / "not-json.ipynb",
+    }
+    canvas = _canvas(tmp_path / "submissions.zip", made)
+    out = tmp_path / "grades"
+    argv = ["grade", str(_autograder(assigned)), str(canvas), "--out", str(out)]
+    code = main([*argv, "--jobs", "2", "--time-limit", "5"])
+    printed = capsys.readouterr()
+    assert code == 1, printed.err
+    rows = _gradebook(out)
+    assert set(rows) - {"points-per-question"} == set(made)
+    assert all(float(rows[name]["total_points_earned"]) == 0 for name in made)
+    assert "timed out after 5 s" in rows["hangs.zip"]["grading_status"]
+    assert "not a notebook" in rows["not-json.ipynb"]["grading_status"]
+    assert "not graded (0): " in printed.err and "hangs.zip" in printed.err
+    for name in made:
+        assert f"{name}: " in printed.out
+        assert (out / "summaries" / f"{name}.txt").is_file()
     # nothing of the hanging submission is left, on disk (its copy, its results) or running
-    assert not list(scratch.glob("mnistlab-*"))
+    assert not list(offline.glob("mnistlab-*"))
     left = subprocess.run(["pgrep", "-f", "time.sleep|ipykernel_launcher"], capture_output=True)
     kernels = [line for line in left.stdout.decode().split() if line]
     assert not [pid for pid in kernels if _mine(int(pid), out)], kernels
