@@ -51,7 +51,6 @@ def test_bench_times_every_row(tiny):
         assert breakdowns[1]["copies"] > 0  # (the casts)
     else:
         assert report["where_time_goes_bf16"] is None
-    assert report["where_time_goes"]["matmuls"] > report["where_time_goes"]["batching"]
     for breakdown in breakdowns:
         parts = dict(breakdown)
         epoch, alike = parts.pop("epoch"), parts.pop("bound's matmuls")
