@@ -18,12 +18,13 @@ REAL_DATA = os.environ.get("MNISTLAB_TEST_DATA")
 
 
 def pytest_xdist_auto_num_workers(config):
-    """`-n auto`: a test process per core. One more (tried: 2 cores, 3 processes) kept the
-    cores no busier and made every test slower, each process waiting on the others for a core
-    and their caches (docs/speed.md gives the suite's times)."""
+    """`-n auto`: a test process per core and one more. Many slow tests wait on processes
+    outside their own (the documentation's forked commands, notebook kernels, the browser, a
+    search's workers): the third process keeps a core busy meanwhile. Measured in turns on 2
+    cores, 3 processes finished sooner than 2 (docs/speed.md gives the suite's times)."""
     from mnistlab.cores import usable
 
-    return usable()
+    return usable() + 1
 
 
 REAL_FIXTURES = {"real_data", "mnist", "trained", "mnist_run", "mnist_session"}
