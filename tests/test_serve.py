@@ -22,9 +22,9 @@ from mnistlab.predict import Predictor
 from mnistlab.serve import MAX_BYTES, MAX_PIXELS, app_for_run, server_options
 
 CHROMIUM = "/usr/bin/chromium"
-# Headless chromium draws at most 60 frames a second and answers each pointer move at the next
-# frame (~17 ms); unthrottled it answers in ~6 ms, and a test's ~900 moves take a third of the
-# time. What the page does with each move is the same.
+# Headless chromium draws at most 60 frames a second and answers each pointer move at its next
+# frame; unthrottled it answers as soon as the page has handled the move, which is what the page
+# does with it either way (docs/speed.md, the test suite, gives the times).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-frame-rate-limit"]
 
 
