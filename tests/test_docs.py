@@ -269,7 +269,7 @@ def test_every_command_on_the_page_runs(page, sections, real_data, tmp_path, req
                 (folder / title).write_text(text)
             elif kind == "python":
                 done = subprocess.run(
-                    [sys.executable, "-c", text], cwd=folder, env=env, capture_output=True,
+                    [zygote / "python-block", "-c", text], cwd=folder, env=env, capture_output=True,
                     text=True, timeout=600,
                 )  # fmt: skip
                 assert done.returncode == 0, f"{page.name}: python block\n{done.stderr[-3000:]}"

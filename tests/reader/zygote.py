@@ -1,5 +1,5 @@
 """The documentation test's `mnistlab`: one process that imports torch, matplotlib and mnistlab
-once and forks a copy of itself for each `mnistlab` command a page runs.
+once and forks a copy of itself for each `mnistlab` command and each Python block a page runs.
 
 Each command a page ran spent most of its time starting, importing torch and matplotlib
 (docs/speed.md gives the figures, under "The test suite"). A forked copy starts with them
@@ -7,15 +7,19 @@ imported. What a reader's command does is unchanged: bash runs the line as
 written, with its redirections; `mnistlab` on the page's PATH is a small client (the shim below)
 that hands the zygote its arguments, working folder, environment and its standard input, output
 and error (the file descriptors themselves), and exits with the command's status. The copy runs
-the console script's function (`mnistlab.cli.run`), and its atexit handlers at the end.
+the console script's function (`mnistlab.cli.run`), and its atexit handlers at the end. A
+page's Python block goes the same way, through a second client, `python-block -c BLOCK`:
+the copy runs the block as `python -c` would, in a fresh `__main__` namespace, with the working
+folder first on sys.path.
 
 What a forked copy does not show, the other tests do: the console script itself and the
 imports a command makes on its own (tests/test_cli.py, tests/test_package.py, which installs the
 wheel and runs its scripts). `mnistlab serve` is started as a real process (a page's test
 stops it with a signal, which the client does not pass on).
 
-Run as `python zygote.py FOLDER`: it listens on FOLDER/socket, writes the client to
-FOLDER/mnistlab, prints "ready" and serves until killed (with its copies: its process group).
+Run as `python zygote.py FOLDER`: it listens on FOLDER/socket, writes the clients to
+FOLDER/mnistlab and FOLDER/python-block, prints "ready" and serves until killed (with its
+copies: its process group).
 """
 
 import atexit
@@ -28,23 +32,25 @@ import sys
 import traceback
 
 SHIM = """#!{python} -S
-# `mnistlab` for the documentation test's commands: the zygote at {path} runs it (zygote.py).
+# For the documentation test: the zygote at {path} runs the command (zygote.py).
 import json, os, socket, sys
 client = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 client.connect({path!r})
-request = {{"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ)}}
+request = {{"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ), "python": {python_c}}}
 socket.send_fds(client, [json.dumps(request).encode()], [0, 1, 2])
 status = client.recv(16)
 sys.exit(int(status) if status else 125)
 """
 
 
-def write_shim(folder: str, path: str) -> None:
-    """`folder`/mnistlab: the client that asks the zygote listening at `path` to run a command."""
-    shim = os.path.join(folder, "mnistlab")
-    with open(shim, "w") as handle:
-        handle.write(SHIM.format(python=sys.executable, path=path))
-    os.chmod(shim, 0o755)
+def write_shims(folder: str, path: str) -> None:
+    """`folder`/mnistlab and `folder`/python-block: the clients that ask the zygote listening
+    at `path` to run a command, or a Python block (`python-block -c BLOCK`)."""
+    for name, python_c in (("mnistlab", False), ("python-block", True)):
+        shim = os.path.join(folder, name)
+        with open(shim, "w") as handle:
+            handle.write(SHIM.format(python=sys.executable, path=path, python_c=python_c))
+        os.chmod(shim, 0o755)
 
 
 def preload() -> None:
@@ -74,9 +80,16 @@ def run(request: dict, fds: list[int]) -> None:
     sys.argv = request["argv"]
     code = 1
     try:
-        from mnistlab.cli import run as console_script
+        if request["python"]:  # python -c BLOCK: argv ['-c'], the working folder on sys.path
+            option, block = sys.argv[1:3]
+            assert option == "-c", sys.argv
+            sys.argv, sys.path[0] = ["-c"], ""
+            exec(compile(block, "<string>", "exec"), {"__name__": "__main__"})
+            code = 0  # (the console script always ends in SystemExit)
+        else:
+            from mnistlab.cli import run as console_script
 
-        console_script()
+            console_script()
     except SystemExit as stop:
         code = stop.code
     except BaseException:
@@ -99,7 +112,7 @@ def serve(folder: str) -> None:
     listener.bind(path)
     listener.listen(64)
     listener.settimeout(0.02)
-    write_shim(folder, path)
+    write_shims(folder, path)
     print("ready", flush=True)
     waiting = {}  # pid -> the client's connection, told the status when the copy exits
     while True:
