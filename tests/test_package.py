@@ -22,9 +22,12 @@ ROOT = Path(__file__).parents[1]
 def test_the_wheel_installed_in_a_fresh_environment_trains_reports_predicts_and_serves_its_page(
     tiny, tmp_path
 ):
+    # uv builds as `python -m build` does (the sdist, then the wheel from the sdist, each in an
+    # isolated environment with the build-system's requirements), its environments from its cache.
+    uv = Path(sys.executable).parent / "uv"
     built = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(tmp_path / "dist"), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
+        [uv, "build", "--out-dir", tmp_path / "dist", ROOT], capture_output=True, text=True,
+        timeout=600,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr[-3000:]
     assert "deprecat" not in (built.stdout + built.stderr).lower()  # (setuptools' warnings)
@@ -43,13 +46,15 @@ def test_the_wheel_installed_in_a_fresh_environment_trains_reports_predicts_and_
     for part in ("LICENSE", "README.md", "pyproject.toml", "src/mnistlab/static/index.html"):
         assert any(name.endswith("/" + part) for name in members), part
 
-    # A fresh environment with the wheel alone; its dependencies are this environment's (a
+    # A fresh environment with the wheel alone, installed by pip (this environment's, pointed
+    # at it: the fresh one needs no pip of its own); its dependencies are this environment's (a
     # path file, read after the environment's own packages), not downloaded again.
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=300)
     python, command = venv / "bin" / "python", venv / "bin" / "mnistlab"
     installed = subprocess.run(
-        [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps",
+         "--no-index", wheel],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
