@@ -89,6 +89,20 @@ def test_usage_mistakes_exit_2(capsys, tiny, target, message):
     assert code == 2 and message in err and err.count("\n") == 1
 
 
+def test_a_target_naming_no_python_file_is_refused_before_a_process_starts(monkeypatch):
+    # Said at once: no process (and its ~2 s of imports) is started for a typo.
+    from mnistlab.errors import ConfigError
+
+    monkeypatch.setattr(confined, "run", lambda *a, **k: pytest.fail("a process was started"))
+    for target, message in [
+        ("nowhere.py:Model", "no such file"),
+        ("correct.py", "write FILE.py:NAME"),
+        ("notes.txt:BasicMLP", "not a Python file"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            usercode.check_file(str(MODELS / target))
+
+
 def test_check_leaves_the_model_and_the_global_generator_as_they_were(tiny):
     model = usercode.load_target(str(MODELS / "correct.py:BasicMLP"))
     before = [p.detach().clone() for p in model.parameters()]

@@ -13,10 +13,10 @@ from mnistlab.config import CHECK_TIME_LIMIT
 from mnistlab.diagnose import Finding, Report, batch, batch_source, check
 
 
-def load_target(target: str):
-    """FILE.py:NAME -> the model: NAME is a class (made with no arguments) or an object.
-
-    This runs the file, as `python FILE.py` would: give only files you trust."""
+def locate_target(target: str):
+    """FILE.py:NAME -> (the file's module spec, NAME), without running the file: a target that
+    names no file, or no Python file, is a ConfigError here (so that `check` says so before it
+    starts a process for it)."""
     import importlib.util
     from pathlib import Path
 
@@ -30,6 +30,19 @@ def load_target(target: str):
     spec = importlib.util.spec_from_file_location(f"mnistlab_checked_{Path(path).stem}", path)
     if spec is None:
         raise ConfigError(f"{path}: not a Python file (give FILE.py:NAME)")
+    return spec, name
+
+
+def load_target(target: str):
+    """FILE.py:NAME -> the model: NAME is a class (made with no arguments) or an object.
+
+    This runs the file, as `python FILE.py` would: give only files you trust."""
+    import importlib.util
+
+    from mnistlab.errors import ConfigError
+
+    spec, name = locate_target(target)
+    path = spec.origin
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -82,6 +95,7 @@ def check_file(
     from mnistlab.datasets import registry_file
     from mnistlab.errors import ConfigError
 
+    locate_target(target)  # no file, or not a Python one: said before a process starts
     job = dict(target=target, dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, only=only)
     job["registry"] = registry_file()  # the data sets this process knows
     outcome = confined.run("mnistlab.usercode", job, time_limit, MAX_MEMORY)
