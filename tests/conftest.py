@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,14 @@ def pytest_collection_modifyitems(items):
 
 def pytest_configure(config):
     """The suite runs in several processes (pytest-xdist): each, and the commands its tests
-    start, keeps torch to one thread, so that none waits on a core another holds."""
+    start, keeps torch to one thread, so that none waits on a core another holds.
+
+    They also write bytecode as they import, even where PYTHONDONTWRITEBYTECODE is set: the
+    set-up compiles none (compiling all of PyTorch and the ~150 packages the tests install was
+    most of the install's time, for modules the suite never imports), and the suite starts
+    many Python processes, which would otherwise each compile all they import."""
+    sys.dont_write_bytecode = False
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ["OMP_NUM_THREADS"] = "1"
         import torch
