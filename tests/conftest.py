@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import functools
 import gzip
 import hashlib
 import json
@@ -83,6 +84,17 @@ def synthetic_split(count: int, seed: int, classes: int = 10):
 def write_dataset(folder: Path, train=512, test=256) -> dict[str, bytes]:
     """Write the four .gz files of a synthetic dataset; returns file name -> bytes."""
     folder.mkdir(parents=True, exist_ok=True)
+    contents = dict(_dataset_files(train, test))
+    for name, content in contents.items():
+        if name.endswith(".gz"):
+            (folder / name).write_bytes(content)
+    return contents
+
+
+@functools.cache
+def _dataset_files(train: int, test: int) -> tuple[tuple[str, bytes], ...]:
+    """The synthetic dataset's files, .gz and raw, made once per test process: the bytes are
+    the same every time (fixed seeds), and compressing noise is most of a test's set-up."""
     train_images, train_labels = synthetic_split(train, seed=1)
     test_images, test_labels = synthetic_split(test, seed=2)
     arrays = {
@@ -91,14 +103,12 @@ def write_dataset(folder: Path, train=512, test=256) -> dict[str, bytes]:
         "t10k-images-idx3-ubyte.gz": test_images,
         "t10k-labels-idx1-ubyte.gz": test_labels,
     }
-    contents = {}
+    files = []
     for name, array in arrays.items():
         raw = idx_bytes(array)
         # mtime=0 keeps the bytes, and so the hashes, the same on every run
-        contents[name] = gzip.compress(raw, mtime=0)
-        contents[name.removesuffix(".gz")] = raw
-        (folder / name).write_bytes(contents[name])
-    return contents
+        files += [(name, gzip.compress(raw, mtime=0)), (name.removesuffix(".gz"), raw)]
+    return tuple(files)
 
 
 def spec_for(contents: dict[str, bytes], name="tiny", mirrors=()) -> datasets.DatasetSpec:
