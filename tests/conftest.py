@@ -254,6 +254,27 @@ def tiny_run(tiny, tmp_path) -> Path:
     return folder
 
 
+@pytest.fixture
+def idle_workers(monkeypatch) -> list:
+    """The worker processes `--workers` starts end at once, having taken nothing: the work is
+    left to the process that started them. Returns the commands started."""
+    import subprocess
+    import sys
+
+    from mnistlab.workqueue import workers
+
+    started, popen = [], subprocess.Popen
+
+    def start(command, *args, **options):
+        if "mnistlab.cli.worker" not in command:  # (not a worker: matplotlib's fc-list, say)
+            return popen(command, *args, **options)
+        started.append(command)
+        return popen([sys.executable, "-c", "pass"], *args, **options)
+
+    monkeypatch.setattr(workers.subprocess, "Popen", start)
+    return started
+
+
 def slowed_cli(folder, tally=None) -> str:
     """Python code for `python -c CODE ARGS...`: the CLI on the synthetic data set in
     `folder`, each batch slowed by 50 ms so that a test can act while it trains; with

@@ -353,6 +353,20 @@ def test_a_planted_results_link_is_never_followed(tiny, tmp_path):
     assert target.read_text() == "precious\n"
 
 
+def test_with_workers_this_process_is_one_of_them(tiny, tmp_path, capsys, idle_workers):
+    # --workers 2: one process started beside this one, which takes runs from the queue too
+    # (here, that process ends at once, so this one trains all four, printing each)
+    out = tmp_path / "shared"
+    command = ["sweep", "--dataset", "tiny", "--grid", "hidden=8,16", "--seeds", "0", "1",
+               "--epochs", "1", "--out", str(out), "--no-plots", "--data-dir",
+               str(tiny[0])]  # fmt: skip
+    assert main([*command, "--workers", "2"]) == 0
+    assert len(idle_workers) == 1 and idle_workers[0][-2] == "sweep"
+    assert capsys.readouterr().out.count("\nrun ") == 4
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len({record["key"] for record in records}) == 4
+
+
 @pytest.mark.slow
 def test_sweep_workers_share_the_runs_each_once(tiny, tmp_path, capfd):
     from mnistlab.cli import main

@@ -390,6 +390,21 @@ def test_the_search_never_touches_the_test_set(tiny, tmp_path):
         )
 
 
+def test_with_workers_this_process_searches_beside_them(tiny, tmp_path, capsys, idle_workers):
+    # --workers 2: one process started beside this one, which takes trials too (here, that
+    # process ends at once, so this one runs the whole grid, printing each trial)
+    out = tmp_path / "study"
+    command = ["tune", "--dataset", "tiny", "--data-dir", str(tiny[0]), "--hidden", "8",
+               "--batch-size", "64", "--epochs", "1", *GRID, "--sampler", "grid", "--pruner",
+               "none", "--workers", "2", "--out", str(out)]  # fmt: skip
+    assert main(command) == 0
+    assert len(idle_workers) == 1 and idle_workers[0][-2] == "tune"
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 4 and all(": complete" in line for line in lines), lines
+    trials = study_trials(tune.default_storage(out), "study")
+    assert [t["state"] for t in trials] == ["complete"] * 4
+
+
 @pytest.mark.slow
 def test_the_default_file_storage_with_two_workers_and_the_best_settings(tiny, tmp_path, capsys):
     out = tmp_path / "study"

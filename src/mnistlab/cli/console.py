@@ -37,7 +37,7 @@ def _threads_from_args(args, processes: int):
         return runtime, None
     most = torch.get_num_threads()  # (torch counts physical cores only)
     chosen = min(chosen, most)
-    torch.set_num_threads(chosen)  # (a parent of workers trains nothing itself)
+    torch.set_num_threads(chosen)  # (with workers, this process is one of them)
     return dataclasses.replace(runtime, threads=chosen), cores.Pacer(most, processes)
 
 

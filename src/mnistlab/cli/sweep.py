@@ -46,6 +46,17 @@ def add_parsers(commands) -> None:
     sweep.set_defaults(handler=cmd_sweep)
 
 
+def print_run(record: dict, skipped: bool) -> None:
+    """A run one of a sweep's worker processes trained, as it ends."""
+    if not skipped:
+        config = record["config"]
+        print(
+            f"run {record['key']} (seed {config['seed']}): "
+            f"{100 * record['test_accuracy']:.2f}% ({record['seconds']:.1f} s)",
+            flush=True,
+        )
+
+
 def cmd_sweep(args) -> int:
     from mnistlab.runs import StopFlag
     from mnistlab.sweep import Sweep, plan, variants
@@ -84,7 +95,8 @@ def cmd_sweep(args) -> int:
             configs,
             runtime,
             pictures=not args.no_plots,
-            on_record=on_record,
+            # with workers, this process is one of them, and prints its runs as they do
+            on_record=on_record if args.workers == 1 else print_run,
             should_stop=stop,
             workers=args.workers,
         )

@@ -5,6 +5,7 @@ as one line. It has no way to start workers itself: it takes a job, not a comman
 
 import sys
 
+from mnistlab.cli.sweep import print_run
 from mnistlab.cli.tune import print_trial
 from mnistlab.errors import MnistlabError
 from mnistlab.workqueue.workers import work
@@ -34,18 +35,9 @@ def runs(job: dict, runtime, stop) -> None:
     from mnistlab.sweep import Sweep
     from mnistlab.workqueue.storage import Engine
 
-    def on_record(record, skipped) -> None:
-        if not skipped:
-            config = record["config"]
-            print(
-                f"run {record['key']} (seed {config['seed']}): "
-                f"{100 * record['test_accuracy']:.2f}% ({record['seconds']:.1f} s)",
-                flush=True,
-            )
-
     configs = [TrainConfig(**values) for values in job["configs"]]
     Sweep(job["folder"], Engine(**job["engine"])).run(
-        configs, runtime, pictures=False, on_record=on_record, should_stop=stop, summary=False
+        configs, runtime, pictures=False, on_record=print_run, should_stop=stop, summary=False
     )
 
 

@@ -92,7 +92,8 @@ class Sweep:
     ) -> SweepResult:
         """Train every config not already in the folder's results, then write the summary
         (and pictures) of what is done. `on_record(record, skipped)` sees each run as it is
-        done or found done before (in this process: runs `workers` train are not seen)."""
+        done or found done before in this process (with `workers`, the runs the other worker
+        processes train are not seen)."""
         runtime = runtime or Runtime.from_environment()
         for name in {config.dataset for config in configs}:
             get_spec(name)  # an unknown data set is refused before the folder is made
@@ -102,7 +103,7 @@ class Sweep:
         if workers > 1:  # held here, for the workers this process starts to share
             lock = lock_folder(self.folder)
             try:
-                records = self._in_processes(configs, runtime, workers, should_stop)
+                records = self._in_processes(configs, runtime, workers, on_record, should_stop)
                 atomic_write(self.folder / RESULTS, "".join(json.dumps(r) + "\n" for r in records))
             finally:
                 lock.release()
@@ -160,10 +161,10 @@ class Sweep:
                 on_record(record, False)
         return records
 
-    def _in_processes(self, configs, runtime, workers, should_stop) -> list[dict]:
-        """The runs shared among `workers` processes on this machine, each with its share of
-        the cores, through the sweep's study (an SQLite file in the folder, unless the sweep
-        has an engine): the queue machines sharing a sweep use."""
+    def _in_processes(self, configs, runtime, workers, on_record, should_stop) -> list[dict]:
+        """The runs shared among `workers` processes on this machine, this one among them,
+        each with its share of the cores, through the sweep's study (an SQLite file in the
+        folder, unless the sweep has an engine): the queue machines sharing a sweep use."""
         from mnistlab import cores
         from mnistlab.workqueue import workers as processes
         from mnistlab.workqueue.storage import Engine, default_storage, load_study
@@ -178,7 +179,11 @@ class Sweep:
             "configs": [dataclasses.asdict(config) for config in configs],
             "runtime": dataclasses.asdict(share),
         }
-        processes.spawn(json.dumps(job), workers, should_stop, kind="sweep")
+
+        def here() -> None:  # this process is one of the workers, taking runs beside them
+            Sweep(self.folder, engine)._shared(configs, share, on_record, should_stop)
+
+        processes.spawn(json.dumps(job), workers, should_stop, kind="sweep", here=here)
         return _finished(load_study(engine), [run_key(config) for config in configs])
 
     def _shared(self, configs, runtime, on_record, should_stop) -> list[dict]:

@@ -93,8 +93,15 @@ class Study:
             each = runtime.threads or cores.threads(cores.usable(), processes=workers)
             share = dataclasses.replace(runtime, threads=each)
             job = _job(self, specs, base, share, trials, timeout)
-            processes.spawn(job, workers, should_stop=should_stop)
+
+            def here() -> None:  # this process is one of the workers, searching beside them
+                self._search(space, base, share, trials, timeout, dataset, on_trial, should_stop)
+
+            processes.spawn(job, workers, should_stop, here=here)
             return
+        self._search(space, base, runtime, trials, timeout, dataset, on_trial, should_stop)
+
+    def _search(self, space, base, runtime, trials, timeout, dataset, on_trial, should_stop):
         search.optimize(
             self.engine,
             space,

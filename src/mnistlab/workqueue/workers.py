@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -72,38 +73,68 @@ def spawn(
     workers: int,
     should_stop: Callable[[], bool] | None = None,
     kind: str = "tune",
+    here: Callable[[], object] | None = None,
 ) -> None:
-    """`workers` processes running the job; returns when all have ended. Started with -P, so
-    that nothing in the working directory is imported, and each in a process group of its own,
-    so that a Ctrl-C at the terminal reaches this process only, which asks each worker once
-    (SIGTERM: it stops after its step and queues its trial again) when `should_stop()` turns
-    true (a second signal would make a worker abort its trial)."""
+    """The job run by `workers` processes; returns when all have ended. With `here`, this
+    process is one of them: it calls here() (its share of the job, as a worker would take it)
+    while `workers - 1` processes run the job; it has imported what the job needs already, so a
+    process of its own would only wait. Started with -P, so that nothing in the working
+    directory is imported, and each in a process group of its own, so that a Ctrl-C at the
+    terminal reaches this process only, which asks each worker once (SIGTERM: it stops after
+    its step and queues its trial again) when `should_stop()` turns true (a second signal
+    would make a worker abort its trial)."""
     from mnistlab import datasets
 
     check_count(workers)
     job_text = json.dumps({**json.loads(job_text), "registry": datasets.registry_file()})
     command = [sys.executable, "-P", "-m", "mnistlab.cli.worker", kind, job_text]
-    processes = [subprocess.Popen(command, process_group=0) for _ in range(workers)]
+    started = workers - 1 if here is not None else workers
+    processes = [subprocess.Popen(command, process_group=0) for _ in range(started)]
+    asked = threading.Event()
 
     def ask() -> None:
+        asked.set()
         for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
-    asked = False
+    def asking() -> bool:
+        """Ask the workers once, when this process is asked to stop; True once asked."""
+        if not asked.is_set() and should_stop is not None and should_stop():
+            ask()
+        return asked.is_set()
+
     try:
+        if here is not None:
+            _beside(here, processes, asking)
         while any(process.poll() is None for process in processes):
-            if should_stop is not None and should_stop() and not asked:
-                asked = True
-                ask()
+            asking()
             time.sleep(0.1)
-    except BaseException:  # aborted here (a second Ctrl-C): the workers abort too
+    except BaseException:  # aborted here (a second Ctrl-C, an error): the workers stop too
         ask()
         raise
     from mnistlab.runs import signal_status
 
     stopped = (signal_status("SIGINT"), signal_status("SIGTERM"))
     codes = [process.returncode for process in processes]
-    failed = [code for code in codes if code and not (asked and code in stopped)]
+    failed = [code for code in codes if code and not (asked.is_set() and code in stopped)]
     if failed:
         raise RunError(f"{len(failed)} of {workers} workers failed (exits {codes})")
+
+
+def _beside(here: Callable[[], object], processes: list, asking: Callable[[], bool]) -> None:
+    """here() in this thread, while another passes on a stop asked of this process to the
+    worker processes (a signal's handler runs in this thread, between here()'s steps)."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.1) and not asking() and any(p.poll() is None for p in processes):
+            pass
+
+    watcher = threading.Thread(target=watch, name="mnistlab-workers", daemon=True)
+    watcher.start()
+    try:
+        here()
+    finally:
+        done.set()
+        watcher.join()
