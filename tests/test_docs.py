@@ -4,7 +4,6 @@ reader would run it (docs/development.md says how blocks are read)."""
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -226,25 +225,32 @@ def test_the_pages_commands_train_on_a_tenth_of_mnist_read_from_its_files(real_d
 
 
 @pytest.fixture(scope="session")
-def zygote(tmp_path_factory):
+def zygote(tmp_path_factory, worker_id):
     """A folder whose `mnistlab` is run by a process that imported torch and mnistlab once, and
     forks a copy of itself for each command (tests/reader/zygote.py says why and what it
-    keeps); one per test process, stopped with its copies at the end."""
-    folder = tmp_path_factory.mktemp("zygote")
-    errors = open(folder / "zygote.err", "w")  # noqa: SIM115 (open for the process's life)
-    process = subprocess.Popen(
-        [sys.executable, str(READER_FOLDER / "zygote.py"), str(folder)], cwd=folder,
-        env={**os.environ, **READER}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=errors, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        ready = process.stdout.readline()
-        assert ready == "ready\n", (folder / "zygote.err").read_text()[-3000:]
-        yield folder
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        errors.close()
+    keeps). One for the session: the first test process to need it starts it, under a file
+    lock in the folder the test processes share, and it ends, with its copies, when the pytest
+    process that started them does."""
+    from filelock import FileLock
+
+    from conftest import shared_folder
+
+    shared = shared_folder(tmp_path_factory, worker_id)
+    folder = shared / "zygote"
+    session = os.getpid() if worker_id == "master" else os.getppid()
+    with FileLock(str(shared / "zygote.lock")):
+        if not (folder / "ready").is_file():
+            folder.mkdir(exist_ok=True)
+            with open(folder / "zygote.err", "w") as errors:
+                process = subprocess.Popen(
+                    [sys.executable, str(READER_FOLDER / "zygote.py"), str(folder), str(session)],
+                    cwd=folder, env={**os.environ, **READER}, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=errors, text=True, start_new_session=True,
+                )  # fmt: skip
+            ready = process.stdout.readline()
+            assert ready == "ready\n", (folder / "zygote.err").read_text()[-3000:]
+            (folder / "ready").write_text(str(process.pid))
+    return folder
 
 
 @pytest.mark.realdata

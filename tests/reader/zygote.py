@@ -17,9 +17,10 @@ imports a command makes on its own (tests/test_cli.py, tests/test_package.py, wh
 wheel and runs its scripts). `mnistlab serve` is started as a real process (a page's test
 stops it with a signal, which the client does not pass on).
 
-Run as `python zygote.py FOLDER`: it listens on FOLDER/socket, writes the clients to
-FOLDER/mnistlab and FOLDER/python-block, prints "ready" and serves until killed (with its
-copies: its process group).
+Run as `python zygote.py FOLDER SESSION`: it listens on FOLDER/socket, writes the clients to
+FOLDER/mnistlab and FOLDER/python-block, prints "ready" and serves the test processes until
+the process SESSION (the pytest that started them) has ended; then it ends, with its copies
+(its process group).
 """
 
 import atexit
@@ -29,6 +30,7 @@ import pkgutil
 import signal
 import socket
 import sys
+import time
 import traceback
 
 SHIM = """#!{python} -S
@@ -105,7 +107,7 @@ def run(request: dict, fds: list[int]) -> None:
         os._exit(code)
 
 
-def serve(folder: str) -> None:
+def serve(folder: str, session: int) -> None:
     preload()
     path = os.path.join(folder, "socket")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -115,7 +117,14 @@ def serve(folder: str) -> None:
     write_shims(folder, path)
     print("ready", flush=True)
     waiting = {}  # pid -> the client's connection, told the status when the copy exits
+    looked = time.monotonic()
     while True:
+        if time.monotonic() - looked > 1:  # the session is over: so is this process group
+            looked = time.monotonic()
+            try:
+                os.kill(session, 0)
+            except ProcessLookupError:
+                os.killpg(os.getpid(), signal.SIGKILL)
         try:
             connection, _ = listener.accept()
         except TimeoutError:
@@ -142,4 +151,4 @@ def serve(folder: str) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]))
