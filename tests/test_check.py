@@ -2,6 +2,7 @@
 one; exit 0, 1 or 2 as an autograder needs."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,15 @@ def test_a_target_naming_no_python_file_is_refused_before_a_process_starts(monke
     ]:
         with pytest.raises(ConfigError, match=message):
             usercode.check_file(str(MODELS / target))
+
+
+def test_a_checked_file_leaves_no_bytecode_beside_it(tmp_path, monkeypatch):
+    # As `python FILE.py` runs a file: nothing written in the student's folder.
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # (as Python runs by default)
+    (tmp_path / "mine.py").write_text((MODELS / "correct.py").read_text())
+    assert usercode.load_target(f"{tmp_path / 'mine.py'}:BasicMLP") is not None
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mine.py"]
+    assert sys.dont_write_bytecode is False
 
 
 def test_check_leaves_the_model_and_the_global_generator_as_they_were(tiny):

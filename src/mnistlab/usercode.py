@@ -5,6 +5,7 @@ crashes, prints) is a finding of its report and never stops whoever checks a cla
 This runs the file as `python FILE.py` would: give only files you trust.
 """
 
+import sys
 from dataclasses import asdict
 
 import torch
@@ -44,10 +45,14 @@ def load_target(target: str):
     spec, name = locate_target(target)
     path = spec.origin
     module = importlib.util.module_from_spec(spec)
+    # as `python FILE.py` leaves no __pycache__ beside FILE.py, nor does checking it
+    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         spec.loader.exec_module(module)
     except Exception as error:  # noqa: BLE001 - the user's file: say what it raised
         raise ConfigError(f"{path} raised {error!r} when it was run") from None
+    finally:
+        sys.dont_write_bytecode = writes
     if not hasattr(module, name):
         found = [
             k
