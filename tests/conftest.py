@@ -50,8 +50,8 @@ def pytest_configure(config):
 
     They also write bytecode as they import, even where PYTHONDONTWRITEBYTECODE is set: the
     set-up compiles none (compiling all of PyTorch and the ~150 packages the tests install was
-    most of the install's time, for modules the suite never imports), and the suite starts
-    many Python processes, which would otherwise each compile all they import."""
+    most of the install's time, mostly for modules the suite never imports), and the suite
+    starts many Python processes, which would otherwise each compile all they import."""
     sys.dont_write_bytecode = False
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -259,7 +259,6 @@ def idle_workers(monkeypatch) -> list:
     """The worker processes `--workers` starts end at once, having taken nothing: the work is
     left to the process that started them. Returns the commands started."""
     import subprocess
-    import sys
 
     from mnistlab.workqueue import workers
 
