@@ -183,7 +183,7 @@ class Sweep:
         def here() -> None:  # this process is one of the workers, taking runs beside them
             Sweep(self.folder, engine)._shared(configs, share, on_record, should_stop)
 
-        processes.spawn(json.dumps(job), workers, should_stop, kind="sweep", here=here)
+        processes.spawn(json.dumps(job), workers, here, should_stop, kind="sweep")
         return _finished(load_study(engine), [run_key(config) for config in configs])
 
     def _shared(self, configs, runtime, on_record, should_stop) -> list[dict]:

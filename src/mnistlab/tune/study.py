@@ -97,7 +97,7 @@ class Study:
             def here() -> None:  # this process is one of the workers, searching beside them
                 self._search(space, base, share, trials, timeout, dataset, on_trial, should_stop)
 
-            processes.spawn(job, workers, should_stop, here=here)
+            processes.spawn(job, workers, here, should_stop)
             return
         self._search(space, base, runtime, trials, timeout, dataset, on_trial, should_stop)
 

@@ -71,25 +71,24 @@ def stop_on_signals():
 def spawn(
     job_text: str,
     workers: int,
+    here: Callable[[], object],
     should_stop: Callable[[], bool] | None = None,
     kind: str = "tune",
-    here: Callable[[], object] | None = None,
 ) -> None:
-    """The job run by `workers` processes; returns when all have ended. With `here`, this
-    process is one of them: it calls here() (its share of the job, as a worker would take it)
-    while `workers - 1` processes run the job; it has imported what the job needs already, so a
-    process of its own would only wait. Started with -P, so that nothing in the working
-    directory is imported, and each in a process group of its own, so that a Ctrl-C at the
-    terminal reaches this process only, which asks each worker once (SIGTERM: it stops after
-    its step and queues its trial again) when `should_stop()` turns true (a second signal
+    """The job run by `workers` processes, this one among them; returns when all have ended.
+    This process calls here() (its share of the job, as a worker would take it) while
+    `workers - 1` processes it starts run the job: it has imported what the job needs already,
+    so a process of its own would only wait. Those are started with -P, so that nothing in the
+    working directory is imported, and each in a process group of its own, so that a Ctrl-C at
+    the terminal reaches this process only, which asks each worker once (SIGTERM: it stops
+    after its step and queues its trial again) when `should_stop()` turns true (a second signal
     would make a worker abort its trial)."""
     from mnistlab import datasets
 
     check_count(workers)
     job_text = json.dumps({**json.loads(job_text), "registry": datasets.registry_file()})
     command = [sys.executable, "-P", "-m", "mnistlab.cli.worker", kind, job_text]
-    started = workers - 1 if here is not None else workers
-    processes = [subprocess.Popen(command, process_group=0) for _ in range(started)]
+    processes = [subprocess.Popen(command, process_group=0) for _ in range(workers - 1)]
     asked = threading.Event()
 
     def ask() -> None:
@@ -105,8 +104,7 @@ def spawn(
         return asked.is_set()
 
     try:
-        if here is not None:
-            _beside(here, processes, asking)
+        _beside(here, processes, asking)
         while any(process.poll() is None for process in processes):
             asking()
             time.sleep(0.1)
